@@ -1,0 +1,55 @@
+"""Convex-style queries, mutations, actions, a transactional scheduler and crons for Django."""
+
+from .exceptions import (
+    ActionDatabaseAccessError,
+    ArgumentValidationError,
+    FunctionNotFound,
+    IdempotencyKeyInProgress,
+    JobTimeout,
+    NonRetryableError,
+    QueryWriteError,
+    WorkerLost,
+)
+from .registry import action, internal_action, internal_mutation, internal_query, mutation, query
+from .retry import RetryPolicy
+
+__all__ = [
+    "ActionDatabaseAccessError",
+    "ArgumentValidationError",
+    "FunctionNotFound",
+    "IdempotencyKeyInProgress",
+    "JobTimeout",
+    "NonRetryableError",
+    "QueryWriteError",
+    "RetryPolicy",
+    "WorkerLost",
+    "action",
+    "internal_action",
+    "internal_mutation",
+    "internal_query",
+    "mutation",
+    "query",
+    "run_action",
+    "run_mutation",
+    "run_query",
+    "scheduler",
+]
+
+_LAZY = {
+    "run_query": "execution",
+    "run_mutation": "execution",
+    "run_action": "execution",
+    "scheduler": "scheduler",
+    "Scheduler": "scheduler",
+}
+
+
+def __getattr__(name: str):
+    """Names that need the app registry (models) are imported on first use, after django.setup()."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,89 @@
+"""One lazy, typed accessor for the app's settings.
+
+Read through ``app_settings.NAME``; values are read from ``django.conf.settings`` on first use and
+cached until a ``setting_changed`` signal (so ``override_settings`` works). Validation lives in
+``checks.py``, which reports bad values with ids and hints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+PREFIX = "SCHEDULED_ACTIONS_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    kind: str  # "seconds", "duration", "bool", "bytes", "isolation"
+    help: str
+
+
+SETTINGS: dict[str, Setting] = {
+    "POLL_INTERVAL": Setting(1.0, "seconds", "seconds between polls when not woken by NOTIFY"),
+    "LEASE_SECONDS": Setting(60.0, "seconds", "lease on a claimed job, renewed while it runs"),
+    "ACTION_TIMEOUT": Setting(600.0, "seconds", "default action timeout, seconds"),
+    "RETENTION": Setting(timedelta(days=7), "duration", "how long finished jobs are kept"),
+    "IDEMPOTENCY_TTL": Setting(timedelta(hours=24), "duration", "how long idempotency keys are held"),
+    "STRICT_ACTIONS": Setting(True, "bool", "forbid direct ORM use inside actions"),
+    "MAX_ARGS_BYTES": Setting(1024 * 1024, "bytes", "largest serialised argument object"),
+    "MUTATION_ISOLATION": Setting("serializable", "isolation", "isolation of mutations"),
+}
+
+ISOLATION_LEVELS = ("serializable", "read committed")
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Return why ``value`` is not acceptable for setting ``name``, or None when it is."""
+    kind = SETTINGS[name].kind
+    if kind == "seconds":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return "must be a finite number of seconds"
+        return None if value > 0 else "must be greater than 0"
+    if kind == "duration":
+        if isinstance(value, timedelta):
+            return None if value > timedelta(0) else "must be a positive duration"
+        return validate_seconds_like(value)
+    if kind == "bool":
+        return None if isinstance(value, bool) else "must be True or False"
+    if kind == "bytes":
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            return "must be a positive whole number of bytes"
+        return None
+    return None if value in ISOLATION_LEVELS else f"must be one of {', '.join(map(repr, ISOLATION_LEVELS))}"
+
+
+def validate_seconds_like(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "must be a timedelta or a finite number of seconds"
+    return None if value > 0 else "must be positive"
+
+
+class AppSettings:
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in SETTINGS:
+            raise AttributeError(name)
+        if name not in self._cache:
+            value = getattr(settings, PREFIX + name, SETTINGS[name].default)
+            if SETTINGS[name].kind == "duration" and not isinstance(value, timedelta):
+                value = timedelta(seconds=value)
+            self._cache[name] = value
+        return self._cache[name]
+
+    def reset(self, **kwargs: Any) -> None:
+        setting = kwargs.get("setting")
+        if setting is None or setting.startswith(PREFIX):
+            self._cache.clear()
+
+
+app_settings = AppSettings()
+setting_changed.connect(app_settings.reset, dispatch_uid="scheduled_actions_settings_reset")

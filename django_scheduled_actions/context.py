@@ -1,0 +1,58 @@
+"""The ``ctx`` argument of queries, mutations and actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .registry import Function
+    from .scheduler import Scheduler
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """The job a function runs as: ``ctx.job`` (``None`` when not run as a job)."""
+
+    id: int
+    name: str
+    attempt: int
+    scheduled_time: datetime
+
+
+class QueryCtx:
+    kind = "query"
+
+    def __init__(self, job: JobInfo | None, using: str):
+        self.job = job
+        self.using = using
+
+    def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        from .execution import run_query
+
+        return run_query(fn, args or {}, using=self.using, job=self.job)
+
+
+class MutationCtx(QueryCtx):
+    kind = "mutation"
+
+    @property
+    def scheduler(self) -> Scheduler:
+        from .scheduler import Scheduler
+
+        return Scheduler(using=self.using, parent=self.job)
+
+    def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        from .execution import run_mutation
+
+        return run_mutation(fn, args or {}, using=self.using, job=self.job)
+
+
+class ActionCtx(MutationCtx):
+    kind = "action"
+
+    def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        from .execution import run_action
+
+        return run_action(fn, args or {}, using=self.using, job=self.job)

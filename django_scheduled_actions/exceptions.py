@@ -1,0 +1,43 @@
+"""Exceptions raised by django-scheduled-actions. All are exported from the package root."""
+
+
+class ScheduledActionsError(Exception):
+    """Base class of this app's own errors."""
+
+
+class ArgumentValidationError(ScheduledActionsError, ValueError):
+    """A function's arguments do not match its signature; nothing was run or stored."""
+
+    def __init__(self, function: str, message: str, argument: str | None = None):
+        self.function = function
+        self.argument = argument
+        where = f"argument {argument!r} of {function}" if argument else function
+        super().__init__(f"{where}: {message}")
+
+
+class ActionDatabaseAccessError(ScheduledActionsError, RuntimeError):
+    """An action body touched the database directly instead of through ctx.run_query / ctx.run_mutation."""
+
+
+class QueryWriteError(ScheduledActionsError, RuntimeError):
+    """A query tried to write; queries are read-only and the write was refused."""
+
+
+class NonRetryableError(ScheduledActionsError):
+    """Raise from an action to fail its job at once, whatever its RetryPolicy says."""
+
+
+class FunctionNotFound(ScheduledActionsError, LookupError):
+    """No function is registered under this name."""
+
+
+class JobTimeout(ScheduledActionsError):
+    """An action ran longer than its timeout; its late result is discarded."""
+
+
+class WorkerLost(ScheduledActionsError):
+    """The worker running an action disappeared (its lease expired)."""
+
+
+class IdempotencyKeyInProgress(ScheduledActionsError, RuntimeError):
+    """A call with this idempotency key is still running; retry later for its stored result."""

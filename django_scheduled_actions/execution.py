@@ -1,0 +1,76 @@
+"""Running functions: ``run_query``, ``run_mutation``, ``run_action``.
+
+These are what views, tests and the shell call, what ``ctx.run_*`` calls inside functions, and what
+the worker calls for a job. Arguments are validated first; nothing runs or is written on a mismatch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
+
+from . import guards
+from .conf import app_settings
+from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
+from .exceptions import QueryWriteError
+from .registry import Function
+from .transactions import run_in_mutation_transaction, run_in_query_transaction
+from .validation import to_json_value
+
+
+def _check_kind(fn: Any, kind: str, runner: str) -> Function:
+    if not isinstance(fn, Function):
+        raise TypeError(f"{runner}() takes a function decorated with @{kind} or @internal_{kind}, got {fn!r}")
+    if fn.kind != kind:
+        raise TypeError(f"{runner}() takes a {kind}, but {fn.name} is a {fn.kind}")
+    return fn
+
+
+def prepare_args(fn: Function, args: Any, *, from_json: bool = False) -> dict[str, Any]:
+    """Validate ``args`` and return the Python values the body receives."""
+    return fn.validator.to_python(fn.validator.to_json(args, from_json=from_json))
+
+
+def run_query(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
+              job: JobInfo | None = None) -> Any:
+    """Run a query read-only in a consistent snapshot and return its JSON-able result."""
+    fn = _check_kind(fn, "query", "run_query")
+    kwargs = prepare_args(fn, {} if args is None else args)
+
+    with guards.policy("query"):
+        result = run_in_query_transaction(lambda: fn.fn(QueryCtx(job, using), **kwargs), using)
+    return to_json_value(result, f"the result of {fn.name}")
+
+
+def call_mutation_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None) -> Any:
+    """The body of a mutation, inside its transaction; its result is checked to be JSON."""
+    return to_json_value(fn.fn(MutationCtx(job, using), **kwargs), f"the result of {fn.name}")
+
+
+def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
+                 job: JobInfo | None = None) -> Any:
+    """Run a mutation in one serializable transaction (a savepoint inside an open one)."""
+    fn = _check_kind(fn, "mutation", "run_mutation")
+    if guards.current() == "query":
+        raise QueryWriteError(f"a query cannot run the mutation {fn.name}")
+    kwargs = prepare_args(fn, {} if args is None else args)
+    with guards.policy("allow"):
+        return run_in_mutation_transaction(lambda: call_mutation_body(fn, kwargs, using, job), using)
+
+
+def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None) -> Any:
+    mode: guards.Policy = "action" if app_settings.STRICT_ACTIONS else "allow"
+    with guards.policy(mode):
+        result = fn.fn(ActionCtx(job, using), **kwargs)
+    return to_json_value(result, f"the result of {fn.name}")
+
+
+def run_action(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
+               job: JobInfo | None = None) -> Any:
+    """Run an action here and now, outside any transaction, and return its result."""
+    fn = _check_kind(fn, "action", "run_action")
+    if guards.current() in ("query",):
+        raise QueryWriteError(f"a query cannot run the action {fn.name}")
+    kwargs = prepare_args(fn, {} if args is None else args)
+    return call_action_body(fn, kwargs, using, job)

@@ -1,0 +1,178 @@
+"""Running one claimed job: look up its function, run the body, record the outcome.
+
+- A **mutation** body and its job's completion commit in one transaction (exactly once): if the claim
+  was lost meanwhile (canceled, lease recovered by another worker) the completion matches no row and
+  the whole transaction rolls back.
+- An **action** is marked started (``started_at``, ``attempts + 1``) in its own commit before the body
+  runs (at most once); failures are retried by its ``RetryPolicy`` or fail the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.utils import timezone
+
+from . import guards, signals
+from .context import JobInfo
+from .exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
+from .execution import call_action_body, call_mutation_body
+from .models import ScheduledFunction
+from .registry import Function, registry
+from .retry import RetryPolicy
+from .transactions import run_in_mutation_transaction
+
+logger = logging.getLogger("django_scheduled_actions")
+Jobs = ScheduledFunction.objects
+
+
+class ClaimLost(Exception):
+    """The job is no longer ours (canceled, or its lease was recovered by another worker)."""
+
+
+def describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)).strip()
+
+
+def send(signal: Any, job: ScheduledFunction, **kwargs: Any) -> None:
+    for receiver, response in signal.send_robust(sender=ScheduledFunction, job=job, **kwargs):
+        if isinstance(response, Exception):
+            logger.error("signal receiver failed receiver=%r job=%s", receiver, job.pk, exc_info=response)
+
+
+def connection_lost(using: str) -> bool:
+    conn = connections[using]
+    return conn.connection is not None and not conn.is_usable()
+
+
+def persist(write: Callable[[], int], using: str, patience: float = 30.0) -> int:
+    """Run a bookkeeping write, reconnecting and retrying while the database is unreachable."""
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline:
+                raise
+            connections[using].close()
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class Executor:
+    """Runs claimed jobs for one worker. ``on_body_start`` / ``on_body_end`` let the worker watch deadlines."""
+
+    def __init__(self, worker_id: str, using: str = DEFAULT_DB_ALIAS, clock: Callable = timezone.now):
+        self.worker_id = worker_id
+        self.using = using
+        self.clock = clock
+
+    def run(self, job: ScheduledFunction, token: str, watch: Callable[[float | None], None] | None = None,
+            abandoned: Callable[[], bool] = lambda: False) -> None:
+        try:
+            fn = registry.get(job.name)
+            if fn.kind != job.kind:
+                raise FunctionNotFound(f"{job.name} is registered as a {fn.kind}, but the job is a {job.kind}")
+        except FunctionNotFound as exc:
+            self._fail(job, token, exc, count_attempt=True, started_at=self.clock())
+            return
+        if fn.kind == "mutation":
+            self.run_mutation(fn, job, token)
+        else:
+            self.run_action(fn, job, token, watch or (lambda deadline: None), abandoned)
+
+    # --- mutations: exactly once ---
+
+    def run_mutation(self, fn: Function, job: ScheduledFunction, token: str) -> None:
+        started = self.clock()
+        info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time)
+        send(signals.job_started, job, worker_id=self.worker_id)
+
+        def body() -> Any:
+            result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
+            if not Jobs.using(self.using).mark_succeeded(job.pk, token, result, self.clock(),
+                                                         started_at=started, count_attempt=True):
+                raise ClaimLost
+            return result
+
+        try:
+            with guards.policy("allow"):
+                result = run_in_mutation_transaction(body, self.using)
+        except ClaimLost:
+            logger.info("mutation rolled back: job no longer claimed job=%s name=%s", job.pk, job.name)
+        except (OperationalError, InterfaceError) as exc:
+            if not connection_lost(self.using):
+                self._fail(job, token, exc, count_attempt=True, started_at=started)
+                return
+            logger.warning("database connection lost during job=%s; handing it back", job.pk)
+            connections[self.using].close()
+            persist(lambda: Jobs.using(self.using).hand_back(token, [job.pk]), self.using)
+        except Exception as exc:
+            self._fail(job, token, exc, count_attempt=True, started_at=started)
+        else:
+            send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
+
+    # --- actions: at most once, or at least once with a RetryPolicy ---
+
+    def run_action(self, fn: Function, job: ScheduledFunction, token: str,
+                   watch: Callable[[float | None], None], abandoned: Callable[[], bool]) -> None:
+        now = self.clock()
+        if not persist(lambda: Jobs.using(self.using).mark_started(job.pk, token, now), self.using):
+            logger.info("action not started: job no longer claimed job=%s name=%s", job.pk, job.name)
+            return
+        job.attempts += 1
+        info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time)
+        send(signals.job_started, job, worker_id=self.worker_id)
+        timeout = fn.timeout if fn.timeout is not None else _default_timeout()
+        watch(time.monotonic() + timeout)
+        try:
+            result = call_action_body(fn, fn.validator.to_python(job.args), self.using, info)
+        except Exception as exc:
+            watch(None)
+            if not abandoned():
+                self.record_action_failure(fn.retry, job, token, exc)
+            return
+        watch(None)
+        if abandoned():
+            logger.warning("late result of a timed-out action discarded job=%s name=%s", job.pk, job.name)
+            return
+        self.record_action_success(job, token, result)
+
+    def record_action_success(self, job: ScheduledFunction, token: str, result: Any) -> None:
+        jobs = Jobs.using(self.using)
+        if persist(lambda: jobs.mark_succeeded(job.pk, token, result, self.clock()), self.using):
+            send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
+        elif persist(lambda: jobs.keep_late_result(job.pk, result), self.using):
+            logger.info("canceled action finished; result kept, state stays canceled job=%s", job.pk)
+
+    def record_action_failure(self, retry: RetryPolicy, job: ScheduledFunction, token: str,
+                              exc: BaseException) -> None:
+        if isinstance(exc, NonRetryableError | ArgumentValidationError) or job.attempts >= job.max_attempts:
+            self._fail(job, token, exc)
+            return
+        run_at = self.clock() + timedelta(seconds=retry.backoff(job.attempts))
+        if persist(lambda: Jobs.using(self.using).retry_later(job.pk, token, describe(exc), run_at), self.using):
+            logger.warning("action failed, retrying job=%s name=%s attempt=%d run_at=%s error=%r",
+                           job.pk, job.name, job.attempts, run_at.isoformat(), exc)
+            send(signals.job_failed, job, error=exc, will_retry=True, worker_id=self.worker_id)
+
+    def _fail(self, job: ScheduledFunction, token: str, exc: BaseException, **fields: Any) -> None:
+        now = self.clock()
+        if persist(lambda: Jobs.using(self.using).mark_failed(job.pk, token, describe(exc), now, **fields),
+                   self.using):
+            logger.error("job failed job=%s name=%s error=%r", job.pk, job.name, exc,
+                         exc_info=(type(exc), exc, exc.__traceback__))
+            send(signals.job_failed, job, error=exc, will_retry=False, worker_id=self.worker_id)
+
+
+def _default_timeout() -> float:
+    from .conf import app_settings
+
+    return float(app_settings.ACTION_TIMEOUT)

@@ -1,0 +1,43 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from django_scheduled_actions.worker import Worker
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = "Run scheduled mutations and actions: claim due jobs and execute them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--concurrency", type=positive_int, default=4, help="executor threads (default 4)")
+        parser.add_argument("--queue", action="append", dest="queues", metavar="NAME",
+                            help="only run jobs of this queue (repeatable; default: all queues)")
+        parser.add_argument("--burst", action="store_true", help="run everything due, then exit 0")
+        parser.add_argument("--max-jobs", type=positive_int, help="exit after running this many jobs")
+        parser.add_argument("--poll-interval", type=positive_float,
+                            help="seconds between polls (default SCHEDULED_ACTIONS_POLL_INTERVAL)")
+        parser.add_argument("--worker-id", help="name of this worker (default host:pid:random)")
+        parser.add_argument("--grace", type=positive_float, default=30.0,
+                            help="seconds running jobs get to finish after SIGTERM/SIGINT (default 30)")
+        parser.add_argument("--database", default="default", help="database alias (default 'default')")
+
+    def handle(self, *args, **options):
+        try:
+            worker = Worker(concurrency=options["concurrency"], queues=options["queues"], burst=options["burst"],
+                            max_jobs=options["max_jobs"], poll_interval=options["poll_interval"],
+                            worker_id=options["worker_id"], using=options["database"], grace=options["grace"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        worker.run()

@@ -1,0 +1,231 @@
+"""Jobs, cron definitions and idempotency keys, stored in the project's own database.
+
+Each state change of a job is one queryset method writing one conditional ``UPDATE``; the worker,
+the scheduler and the admin all go through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.timezone import now as _now
+from django.utils.translation import gettext_lazy as _
+
+
+class State(models.TextChoices):
+    """The job lifecycle (drawn in the README)."""
+
+    PENDING = "pending", _("pending")
+    """Waiting for its scheduled time, or due and not yet claimed by a worker."""
+    IN_PROGRESS = "in_progress", _("in progress")
+    """Claimed by a worker holding a lease; an action's body has started once ``started_at`` is set."""
+    SUCCESS = "success", _("success")
+    """Finished; ``result`` holds the return value. Final."""
+    FAILED = "failed", _("failed")
+    """Raised, timed out, or lost with its worker, with no retry left; ``error`` says why. Final."""
+    CANCELED = "canceled", _("canceled")
+    """Canceled before it finished; never runs (again). Final."""
+
+
+FINAL_STATES = (State.SUCCESS, State.FAILED, State.CANCELED)
+
+
+class Kind(models.TextChoices):
+    MUTATION = "mutation", _("mutation")
+    ACTION = "action", _("action")
+
+
+class ScheduledFunctionQuerySet(models.QuerySet):
+    def due(self, now: datetime) -> ScheduledFunctionQuerySet:
+        """Pending jobs whose time has come (served by the partial index ``sa_job_due_idx``)."""
+        return self.filter(state=State.PENDING, scheduled_time__lte=now)
+
+    def in_queues(self, queues: Iterable[str] | None) -> ScheduledFunctionQuerySet:
+        return self.filter(queue__in=list(queues)) if queues else self
+
+    def claim_order(self) -> ScheduledFunctionQuerySet:
+        return self.order_by("-priority", "scheduled_time", "id")
+
+    def held_by(self, worker_id: str) -> ScheduledFunctionQuerySet:
+        return self.filter(state=State.IN_PROGRESS, worker_id=worker_id)
+
+    def expired_leases(self, now: datetime) -> ScheduledFunctionQuerySet:
+        return self.filter(state=State.IN_PROGRESS, lease_expires_at__lt=now)
+
+    def finished_before(self, when: datetime) -> ScheduledFunctionQuerySet:
+        return self.filter(state__in=FINAL_STATES, completed_time__lt=when)
+
+    def next_due_time(self, queues: Iterable[str] | None) -> datetime | None:
+        row = (self.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time")
+               .values_list("scheduled_time", flat=True).first())
+        return row
+
+    # --- transitions: each one conditional UPDATE, returning how many rows changed ---
+
+    def claimed(self, job_id: int, token: str) -> ScheduledFunctionQuerySet:
+        return self.filter(pk=job_id, token=token, state=State.IN_PROGRESS)
+
+    def mark_started(self, job_id: int, token: str, now: datetime) -> int:
+        return self.claimed(job_id, token).update(started_at=now, attempts=models.F("attempts") + 1)
+
+    def mark_succeeded(self, job_id: int, token: str, result: Any, now: datetime, *,
+                       started_at: datetime | None = None, count_attempt: bool = False) -> int:
+        fields: dict[str, Any] = {"state": State.SUCCESS, "result": result, "completed_time": now,
+                                  "lease_expires_at": None}
+        if started_at is not None:
+            fields["started_at"] = started_at
+        if count_attempt:
+            fields["attempts"] = models.F("attempts") + 1
+        return self.claimed(job_id, token).update(**fields)
+
+    def keep_late_result(self, job_id: int, result: Any) -> int:
+        """A canceled action that finished anyway keeps its result; its state stays canceled."""
+        return self.filter(pk=job_id, state=State.CANCELED).update(result=result)
+
+    def mark_failed(self, job_id: int, token: str, error: str, now: datetime, *,
+                    started_at: datetime | None = None, count_attempt: bool = False) -> int:
+        fields: dict[str, Any] = {"state": State.FAILED, "error": error, "completed_time": now,
+                                  "lease_expires_at": None}
+        if started_at is not None:
+            fields["started_at"] = started_at
+        if count_attempt:
+            fields["attempts"] = models.F("attempts") + 1
+        return self.claimed(job_id, token).update(**fields)
+
+    def retry_later(self, job_id: int, token: str, error: str, run_at: datetime) -> int:
+        return self.claimed(job_id, token).update(
+            state=State.PENDING, error=error, scheduled_time=run_at, token="", worker_id="",
+            lease_expires_at=None, started_at=None)
+
+    def hand_back(self, token: str, job_ids: Iterable[int]) -> int:
+        """Return claimed jobs whose body never started to ``pending`` (shutdown, lost worker)."""
+        return self.filter(pk__in=list(job_ids), token=token, state=State.IN_PROGRESS).update(
+            state=State.PENDING, token="", worker_id="", lease_expires_at=None)
+
+    def renew_leases(self, worker_id: str, until: datetime) -> int:
+        return self.held_by(worker_id).update(lease_expires_at=until)
+
+    def cancel(self, now: datetime | None = None) -> int:
+        """Cancel pending and in-progress jobs; finished ones are left as they are."""
+        return self.filter(state__in=(State.PENDING, State.IN_PROGRESS)).update(
+            state=State.CANCELED, completed_time=now or timezone.now(), lease_expires_at=None)
+
+
+class ScheduledFunction(models.Model):
+    """One scheduled run of a mutation or action: a job."""
+
+    name = models.CharField(_("function"), max_length=255)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    args = models.JSONField(default=dict)
+    state = models.CharField(max_length=11, choices=State.choices, default=State.PENDING)
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.IntegerField(default=0, help_text=_("higher runs first"))
+    scheduled_time = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_time = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text=_("how many times the body has been started"))
+    max_attempts = models.PositiveIntegerField(default=1)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    worker_id = models.CharField(max_length=255, blank=True, default="")
+    token = models.CharField(max_length=32, blank=True, default="", help_text=_("identifies the current claim"))
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
+                               help_text=_("the job that scheduled this one"))
+    cron = models.ForeignKey("CronJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
+                             help_text=_("the cron that fired this job"))
+
+    objects = ScheduledFunctionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "scheduled_actions_job"
+        verbose_name = _("scheduled function")
+        indexes = [
+            models.Index(fields=["-priority", "scheduled_time", "id"], name="sa_job_due_idx",
+                         condition=Q(state="pending")),
+            models.Index(fields=["lease_expires_at"], name="sa_job_lease_idx", condition=Q(state="in_progress")),
+            models.Index(fields=["state", "completed_time"], name="sa_job_finished_idx"),
+            models.Index(fields=["name", "state"], name="sa_job_name_idx"),
+        ]
+        permissions = [("cancel_scheduledfunction", "Can cancel scheduled functions"),
+                       ("retry_scheduledfunction", "Can retry scheduled functions")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.completed_time:
+            return self.completed_time - self.started_at
+        return None
+
+
+class CronJob(models.Model):
+    """A recurring schedule that enqueues a mutation or action (see crons)."""
+
+    class Source(models.TextChoices):
+        CODE = "code", _("defined in code")
+        ADMIN = "admin", _("defined in the admin")
+
+    name = models.CharField(max_length=200, unique=True)
+    function = models.CharField(max_length=255)
+    args = models.JSONField(default=dict, blank=True)
+    schedule = models.CharField(max_length=200, help_text=_("a five-field cron expression or an interval"))
+    interval_seconds = models.FloatField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    enabled = models.BooleanField(default=True)
+    source = models.CharField(max_length=5, choices=Source.choices, default=Source.ADMIN)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    skipped_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=_now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "scheduled_actions_cron"
+        verbose_name = _("cron job")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IdempotencyKeyQuerySet(models.QuerySet):
+    def held(self, now: datetime) -> IdempotencyKeyQuerySet:
+        return self.filter(expires_at__gt=now)
+
+    def expired(self, now: datetime) -> IdempotencyKeyQuerySet:
+        return self.filter(expires_at__lte=now)
+
+
+class IdempotencyKey(models.Model):
+    """A key that makes a schedule or a call happen once while it is held."""
+
+    key = models.CharField(max_length=255)
+    name = models.CharField(_("function"), max_length=255)
+    job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="idempotency_keys")
+    result = models.JSONField(null=True, blank=True)
+    completed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=_now)
+    expires_at = models.DateTimeField()
+
+    objects = IdempotencyKeyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "scheduled_actions_idempotency_key"
+        verbose_name = _("idempotency key")
+        constraints = [models.UniqueConstraint(fields=["key"], name="sa_idempotency_key_unique")]
+        indexes = [models.Index(fields=["expires_at"], name="sa_idempotency_expiry_idx")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,151 @@
+"""The six decorators and the registry of functions by name.
+
+A decorated function becomes a ``Function``: it keeps ``.name``, ``.kind``, ``.visibility``, its
+options, and a ``Validator`` for its arguments. Functions are run through ``run_query`` /
+``run_mutation`` / ``run_action`` (or ``ctx.run_*``) and scheduled through the scheduler.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .exceptions import FunctionNotFound
+from .retry import NO_RETRY, RetryPolicy
+from .validation import Validator
+
+Kind = Literal["query", "mutation", "action"]
+Visibility = Literal["public", "internal"]
+
+
+@dataclass(frozen=True)
+class Options:
+    queue: str = "default"
+    priority: int = 0
+    timeout: float | None = None
+    retry: RetryPolicy = NO_RETRY
+
+
+class Function:
+    """A registered query, mutation or action."""
+
+    def __init__(self, fn: Callable[..., Any], kind: Kind, visibility: Visibility, name: str | None,
+                 options: Options):
+        self.fn = fn
+        self.kind = kind
+        self.visibility = visibility
+        self.name = name or f"{fn.__module__}:{fn.__qualname__}"
+        self.options = options
+        self.validator = Validator(self.name, fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.options.retry
+
+    @property
+    def timeout(self) -> float | None:
+        return self.options.timeout
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        runner = {"query": "run_query", "mutation": "run_mutation", "action": "run_action"}[self.kind]
+        raise TypeError(
+            f"{self.name} is a registered {self.kind}; call it with ctx.{runner}({self.fn.__name__}, {{...}}) "
+            f"or django_scheduled_actions.{runner}(...), or schedule it with scheduler.run_after(...)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.visibility} {self.kind} {self.name}>"
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._functions: dict[str, Function] = {}
+        self._lock = threading.Lock()
+
+    def register(self, function: Function) -> None:
+        with self._lock:
+            existing = self._functions.get(function.name)
+            if existing is not None and not _same_definition(existing, function):
+                raise ImproperlyConfigured(
+                    f"Two functions are registered as {function.name!r}: "
+                    f"{_where(existing.fn)} and {_where(function.fn)}. Give one of them another name=."
+                )
+            self._functions[function.name] = function
+
+    def get(self, name: str) -> Function:
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise FunctionNotFound(f"no function is registered as {name!r}") from None
+
+    def all(self) -> list[Function]:
+        return list(self._functions.values())
+
+    def unregister(self, name: str) -> None:
+        self._functions.pop(name, None)
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{fn.__module__}.{fn.__qualname__}" + (f" ({code.co_filename}:{code.co_firstlineno})" if code else "")
+
+
+def _same_definition(a: Function, b: Function) -> bool:
+    """A module imported again (autoreload, importlib.reload) re-registers the same definition."""
+    return (a.fn.__module__, a.fn.__qualname__, a.kind) == (b.fn.__module__, b.fn.__qualname__, b.kind)
+
+
+registry = Registry()
+
+
+def _decorator(kind: Kind, visibility: Visibility):
+    @overload
+    def decorate(fn: Callable[..., Any], /) -> Function: ...
+
+    @overload
+    def decorate(*, name: str | None = ..., queue: str = ..., priority: int = ...,
+                 timeout: float | None = ..., retry: RetryPolicy | None = ...) -> Callable[..., Function]: ...
+
+    def decorate(fn=None, /, *, name=None, queue="default", priority=0, timeout=None, retry=None):
+        if kind != "action" and (timeout is not None or retry is not None):
+            raise TypeError(f"timeout= and retry= apply to actions only, not to a {kind}")
+        options = _options(queue, priority, timeout, retry)
+
+        def wrap(f: Callable[..., Any]) -> Function:
+            if isinstance(f, Function) or not callable(f):
+                raise TypeError(f"@{visibility}_{kind} decorates a plain function, got {f!r}")
+            function = Function(f, kind, visibility, name, options)
+            registry.register(function)
+            return function
+
+        return wrap(fn) if fn is not None else wrap
+
+    decorate.__name__ = kind if visibility == "public" else f"internal_{kind}"
+    return decorate
+
+
+def _options(queue: Any, priority: Any, timeout: Any, retry: Any) -> Options:
+    if not isinstance(queue, str) or not queue or len(queue) > 100:
+        raise ValueError(f"queue= must be a non-empty string of at most 100 characters, got {queue!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority= must be an int, got {priority!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not timeout > 0 or timeout == float("inf")):
+        raise ValueError(f"timeout= must be a positive number of seconds, got {timeout!r}")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry= must be a RetryPolicy, got {retry!r}")
+    return Options(queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY)
+
+
+query = _decorator("query", "public")
+mutation = _decorator("mutation", "public")
+action = _decorator("action", "public")
+internal_query = _decorator("query", "internal")
+internal_mutation = _decorator("mutation", "internal")
+internal_action = _decorator("action", "internal")

@@ -1,0 +1,156 @@
+"""The transactional scheduler: ``run_after``, ``run_at``, ``cancel``.
+
+The job row is written on the caller's connection, so inside ``transaction.atomic()`` or a mutation
+it commits or rolls back with the caller's work. From an action (or outside any transaction) it
+commits at once. PostgreSQL workers are woken by a NOTIFY that the table's trigger sends on commit.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.utils import timezone
+
+from . import guards
+from .conf import app_settings
+from .context import JobInfo
+from .exceptions import ArgumentValidationError
+from .models import IdempotencyKey, ScheduledFunction, State
+from .registry import Function
+from .validation import dumps
+
+
+def _schedulable(fn: Any) -> Function:
+    if not isinstance(fn, Function):
+        raise TypeError(f"only functions decorated as mutations or actions can be scheduled, got {fn!r}")
+    if fn.kind == "query":
+        raise TypeError(f"{fn.name} is a query; only mutations and actions can be scheduled")
+    return fn
+
+
+def _delay_seconds(delay: Any) -> float:
+    if isinstance(delay, timedelta):
+        return delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(f"delay must be a number of seconds or a timedelta, got {delay!r}")
+    if not math.isfinite(delay):
+        raise ValueError(f"delay must be finite, got {delay!r}")
+    return float(delay)
+
+
+def _as_datetime(when: Any) -> datetime:
+    if isinstance(when, datetime):
+        if timezone.is_naive(when):
+            raise ValueError(f"run_at needs an aware datetime (or epoch seconds), got naive {when!r}")
+        return when
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise TypeError(f"run_at takes an aware datetime or epoch seconds, got {when!r}")
+    if not math.isfinite(when):
+        raise ValueError(f"run_at epoch seconds must be finite, got {when!r}")
+    try:
+        return datetime.fromtimestamp(when, tz=dt_timezone.utc)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"run_at epoch seconds out of range: {when!r}") from exc
+
+
+class Scheduler:
+    """Schedules mutations and actions. ``scheduler`` is the module-level instance; ``ctx.scheduler``
+    binds the job that schedules (recorded as the new job's parent)."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS, parent: JobInfo | None = None):
+        self.using = using
+        self.parent = parent
+
+    def run_after(self, delay: float | timedelta, fn: Function, args: dict[str, Any] | None = None, *,
+                  idempotency_key: str | None = None, queue: str | None = None,
+                  priority: int | None = None) -> int | None:
+        """Run ``fn(args)`` ``delay`` seconds after now (0: as soon as possible after commit)."""
+        seconds = _delay_seconds(delay)
+        now = timezone.now()
+        when = now + timedelta(seconds=max(seconds, 0.0)) if seconds < 1e9 else now + timedelta(days=36500)
+        return self._schedule(when, fn, args, idempotency_key, queue, priority, now)
+
+    def run_at(self, when: datetime | float, fn: Function, args: dict[str, Any] | None = None, *,
+               idempotency_key: str | None = None, queue: str | None = None,
+               priority: int | None = None) -> int:
+        """Run ``fn(args)`` at ``when`` (aware datetime or epoch seconds); past times mean now."""
+        moment = _as_datetime(when)
+        now = timezone.now()
+        return self._schedule(max(moment, now), fn, args, idempotency_key, queue, priority, now)
+
+    def cancel(self, job_id: int) -> None:
+        """A pending job never runs; a running action finishes but stays canceled; finished: no-op."""
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise TypeError(f"cancel() takes a job id (int), got {job_id!r}")
+        with guards.policy("allow"):
+            ScheduledFunction.objects.using(self.using).filter(pk=job_id).cancel()
+
+    def _schedule(self, when: datetime, fn: Any, args: Any, key: str | None, queue: str | None,
+                  priority: int | None, now: datetime) -> int:
+        fn = _schedulable(fn)
+        json_args = fn.validator.to_json({} if args is None else args)
+        size = len(dumps(json_args).encode())
+        if size > app_settings.MAX_ARGS_BYTES:
+            raise ArgumentValidationError(
+                fn.name, f"arguments are {size} bytes serialised, over SCHEDULED_ACTIONS_MAX_ARGS_BYTES="
+                f"{app_settings.MAX_ARGS_BYTES}")
+        job = ScheduledFunction(
+            name=fn.name, kind=fn.kind, args=json_args, scheduled_time=when, created_at=now,
+            queue=_queue(queue, fn), priority=_priority(priority, fn), max_attempts=fn.retry.max_attempts,
+            parent_id=self.parent.id if self.parent else None,
+        )
+        with guards.policy("allow"):
+            if self.parent is not None and self._parent_canceled():
+                job.state = State.CANCELED
+                job.completed_time = now
+            if key is None:
+                job.save(using=self.using, force_insert=True)
+                return job.pk
+            return self._schedule_once(job, key, now)
+
+    def _parent_canceled(self) -> bool:
+        assert self.parent is not None
+        return ScheduledFunction.objects.using(self.using).filter(
+            pk=self.parent.id, state=State.CANCELED).exists()
+
+    def _schedule_once(self, job: ScheduledFunction, key: str, now: datetime) -> int:
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise ValueError(f"idempotency_key must be a non-empty string of at most 255 characters, got {key!r}")
+        keys = IdempotencyKey.objects.using(self.using)
+        for _attempt in range(5):
+            held = keys.held(now).filter(key=key).values_list("job_id", flat=True)[:1]
+            if held:
+                return held[0]  # None when that job has since been pruned
+            try:
+                with transaction.atomic(using=self.using):
+                    keys.expired(now).filter(key=key).delete()
+                    job.save(using=self.using, force_insert=True)
+                    keys.create(key=key, name=job.name, job=job, created_at=now,
+                                expires_at=now + app_settings.IDEMPOTENCY_TTL)
+                return job.pk
+            except IntegrityError:
+                job.pk = None  # a concurrent call holds the key now: read its job on the next turn
+        raise RuntimeError(f"could not settle idempotency key {key!r}")
+
+
+def _queue(queue: str | None, fn: Function) -> str:
+    if queue is None:
+        return fn.options.queue
+    if not isinstance(queue, str) or not queue or len(queue) > 100:
+        raise ValueError(f"queue must be a non-empty string of at most 100 characters, got {queue!r}")
+    return queue
+
+
+def _priority(priority: int | None, fn: Function) -> int:
+    if priority is None:
+        return fn.options.priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 2**31 - 1:
+        raise TypeError(f"priority must be a 32-bit int, got {priority!r}")
+    return priority
+
+
+scheduler = Scheduler()

@@ -1,0 +1,21 @@
+"""The app's own signals. Every one is sent with ``sender=ScheduledFunction`` (or ``CronJob``).
+
+- ``job_scheduled(job)``: a job row was committed (sent on commit of the scheduling transaction).
+- ``job_started(job, worker_id)``: a worker is about to run the job's body.
+- ``job_succeeded(job, result, worker_id)``: the job finished; ``result`` is its stored value.
+- ``job_failed(job, error, will_retry, worker_id)``: an attempt failed; ``will_retry`` says whether
+  another attempt is scheduled; ``error`` is the exception (or a ``WorkerLost`` / ``JobTimeout``).
+- ``job_canceled(job_ids)``: jobs were canceled.
+- ``cron_skipped(cron, tick, reason)``: a cron tick did not fire.
+
+Receivers that raise are logged and never disturb the worker (signals are sent with ``send_robust``).
+"""
+
+from django.dispatch import Signal
+
+job_scheduled = Signal()
+job_started = Signal()
+job_succeeded = Signal()
+job_failed = Signal()
+job_canceled = Signal()
+cron_skipped = Signal()

@@ -1,0 +1,125 @@
+"""Database transactions for functions: serializable mutations retried on conflicts, read-only queries.
+
+Vendor differences live here and nowhere else:
+
+- PostgreSQL: ``SET TRANSACTION ISOLATION LEVEL ...`` as the first statement of the transaction;
+  serialisation failures (40001) and deadlocks (40P01) are retried.
+- MySQL / MariaDB: ``SET TRANSACTION ISOLATION LEVEL ...`` before the transaction's first statement;
+  deadlocks (1213) and lock wait timeouts (1205) are retried.
+- SQLite: one writer at a time, taken at the start (``BEGIN IMMEDIATE``); "database is busy/locked"
+  (SQLITE_BUSY / SQLITE_LOCKED) is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from django.db import DatabaseError, connections, transaction
+
+from .conf import app_settings
+
+logger = logging.getLogger("django_scheduled_actions")
+T = TypeVar("T")
+
+MAX_CONFLICT_RETRIES = 40
+PG_RETRYABLE = {"40001", "40P01"}
+MYSQL_RETRYABLE = {1213, 1205}
+SQLITE_RETRYABLE = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True for serialisation failures, deadlocks and lock timeouts: the transaction may be retried."""
+    cause = exc.__cause__ or exc
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if sqlstate is not None:
+        return sqlstate in PG_RETRYABLE
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in SQLITE_RETRYABLE
+    args = getattr(cause, "args", ())
+    module = type(cause).__module__
+    return bool(args) and module.startswith("MySQLdb") and args[0] in MYSQL_RETRYABLE
+
+
+def conflict_backoff(attempt: int) -> float:
+    return random.uniform(0, min(0.5, 0.002 * 2**attempt))
+
+
+@contextmanager
+def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> Iterator[None]:
+    """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first."""
+    conn = connections[using]
+    conn.ensure_connection()
+    vendor = conn.vendor
+    if vendor == "sqlite":
+        saved = conn.transaction_mode
+        conn.transaction_mode = "DEFERRED" if read_only else "IMMEDIATE"
+        try:
+            with transaction.atomic(using=using):
+                conn.transaction_mode = saved
+                yield
+        finally:
+            conn.transaction_mode = saved
+        return
+    with transaction.atomic(using=using):
+        clauses = [f"ISOLATION LEVEL {isolation.upper()}"] if isolation else []
+        if read_only:
+            clauses.append("READ ONLY")
+        if clauses:
+            with conn.cursor() as cursor:
+                cursor.execute("SET TRANSACTION " + ", ".join(clauses))
+        yield
+
+
+def in_transaction(using: str) -> bool:
+    return connections[using].in_atomic_block
+
+
+def _retrying(attempt_once: Callable[[], T]) -> T:
+    attempt = 0
+    while True:
+        try:
+            return attempt_once()
+        except DatabaseError as exc:
+            if not is_conflict(exc) or attempt >= MAX_CONFLICT_RETRIES:
+                raise
+            attempt += 1
+            logger.debug("transaction conflict, retrying attempt=%d error=%s", attempt, exc)
+            time.sleep(conflict_backoff(attempt))
+
+
+def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
+    """Run ``body`` in a mutation transaction; join an open transaction as a savepoint."""
+    if in_transaction(using):
+        with transaction.atomic(using=using):
+            return body()
+
+    def once() -> T:
+        with outermost(using, app_settings.MUTATION_ISOLATION):
+            return body()
+
+    return _retrying(once)
+
+
+def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
+    """Run ``body`` read-only: a repeatable-read snapshot that is rolled back, never committed."""
+
+    def once() -> T:
+        if in_transaction(using):
+            ctx = transaction.atomic(using=using)
+        else:
+            isolation = None if connections[using].vendor == "sqlite" else "repeatable read"
+            ctx = outermost(using, isolation, read_only=True)
+        with ctx:
+            result = body()
+            transaction.set_rollback(True, using=using)
+            return result
+
+    if in_transaction(using):
+        return once()
+    return _retrying(once)

@@ -1,0 +1,12 @@
+"""Test settings: the demo project plus the test app. DATABASE_URL picks the database."""
+
+from testproject.settings import *  # noqa: F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.app"]  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # a file, not :memory:, so worker subprocesses and threads share it
+    DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default=str(BASE_DIR / "test.sqlite3"))  # noqa: F405
+SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
+LOGGING["loggers"]["django_scheduled_actions"]["level"] = "WARNING"  # noqa: F405
