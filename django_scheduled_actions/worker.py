@@ -132,6 +132,8 @@ class Worker:
         self.stopping = threading.Event()
         self.finished = threading.Event()
         self.threads: list[ExecutorThread] = []
+        self.abandoned: list[ExecutorThread] = []
+        self.background: list[threading.Thread] = []
         self.inflight = 0
         self.claimed_total = 0
         self.completed_total = 0
@@ -148,10 +150,10 @@ class Worker:
         _keep_connections_open()
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
-        background: list[threading.Thread] = [LeaseKeeper(self)]
+        self.background = [LeaseKeeper(self)]
         if supports_listen(self.using) and not self.burst:
-            background.append(Listener(self.wake, self.stopping, self.using))
-        for thread in background:
+            self.background.append(Listener(self.wake, self.stopping, self.using))
+        for thread in self.background:
             thread.start()
         self.threads = [self._spawn_executor() for _ in range(self.concurrency)]
         try:
@@ -251,6 +253,7 @@ class Worker:
             error = JobTimeout(f"action {job.name} ran longer than its timeout and was abandoned")
             logger.error("action timed out job=%s name=%s", job.pk, job.name)
             self.executor.record_action_failure(fn.retry, job, job.token, error)
+            self.abandoned.append(thread)
             self.threads[i] = self._spawn_executor()
             self.job_done()
 
@@ -274,15 +277,18 @@ class Worker:
     # --- shutdown ---
 
     def _shut_down(self) -> None:
+        self.stopping.set()
         self._hand_back_unstarted()
         for _ in self.threads:
             self.jobs.put(None)
         deadline = time.monotonic() + self.grace
-        for thread in self.threads:
+        for thread in self.threads + self.abandoned:
             thread.join(max(deadline - time.monotonic(), 0))
         if any(t.is_alive() and t.job is not None for t in self.threads):
             logger.warning("grace period over with jobs still running; their leases will expire")
         self.finished.set()
+        for thread in self.background:
+            thread.join(5)
         connections.close_all()
 
     def _hand_back_unstarted(self) -> None:

@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='scheduledfunction',
-            index=models.Index(fields=['state', 'completed_time'], name='sa_job_finished_idx'),
+            index=models.Index(fields=["completed_time"], name="sa_job_finished_idx"),
         ),
         migrations.AddIndex(
             model_name='scheduledfunction',

@@ -1,0 +1,192 @@
+"""Functions used by the tests. Registered names are "tests.app.functions:<name>"."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from django_scheduled_actions import (
+    NonRetryableError,
+    RetryPolicy,
+    action,
+    internal_action,
+    internal_mutation,
+    internal_query,
+    mutation,
+    query,
+)
+
+from . import process_functions  # noqa: F401 - registers the functions of the process tests
+from .models import Batch, Counter, Effect, Note
+
+
+@internal_query
+def count(ctx, name: str) -> int:
+    counter = Counter.objects.filter(name=name).first()
+    return counter.value if counter else 0
+
+
+@query
+def try_write_in_query(ctx, text: str) -> None:
+    Note.objects.create(text=text)
+
+
+@internal_mutation
+def bump(ctx, name: str, by: int = 1) -> int:
+    counter, _ = Counter.objects.get_or_create(name=name)
+    counter.value += by
+    counter.save()
+    return counter.value
+
+
+@internal_mutation
+def record(ctx, key: str) -> dict:
+    job = ctx.job
+    Effect.objects.create(key=key, job_id=job.id if job else None, attempt=job.attempt if job else 0)
+    return {"key": key}
+
+
+@internal_mutation
+def write_then_fail(ctx, text: str) -> None:
+    Note.objects.create(text=text)
+    raise ValueError(f"failing after writing {text!r}")
+
+
+@mutation
+def add_note_and_schedule(ctx, text: str, delay: float = 0) -> int:
+    Note.objects.create(text=text)
+    return ctx.scheduler.run_after(delay, record, {"key": text})
+
+
+@internal_mutation
+def outer_with_failing_inner(ctx, text: str) -> str:
+    Note.objects.create(text=f"outer {text}")
+    try:
+        ctx.run_mutation(write_then_fail, {"text": f"inner {text}"})
+    except ValueError as exc:
+        return str(exc)
+    return "no error"
+
+
+@internal_action
+def direct_orm_in_action(ctx) -> int:
+    return Note.objects.count()
+
+
+@internal_action
+def action_via_ctx(ctx, name: str) -> int:
+    ctx.run_mutation(bump, {"name": name})
+    return ctx.run_query(count, {"name": name})
+
+
+@internal_action
+def noop_action(ctx, i: int = 0) -> int:
+    return i
+
+
+@internal_mutation
+def noop_mutation(ctx, i: int = 0) -> int:
+    return i
+
+
+@internal_action(retry=RetryPolicy(max_attempts=3, initial_backoff=0.0, jitter=False))
+def flaky_action(ctx, name: str, fail_times: int) -> int:
+    attempt = ctx.job.attempt if ctx.job else 1
+    ctx.run_mutation(bump, {"name": name})
+    if attempt <= fail_times:
+        raise ConnectionError(f"attempt {attempt} fails")
+    return attempt
+
+
+@internal_action(retry=RetryPolicy(max_attempts=5, initial_backoff=0.0))
+def non_retryable(ctx) -> None:
+    raise NonRetryableError("this cannot succeed")
+
+
+@internal_action
+def failing_action(ctx) -> None:
+    raise RuntimeError("boom")
+
+
+@internal_action(timeout=0.5)
+def slow_action(ctx, seconds: float, name: str = "slow") -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+@internal_action
+def schedule_after_sleep(ctx, seconds: float, name: str) -> int:
+    time.sleep(seconds)
+    return ctx.scheduler.run_after(0, bump, {"name": name})
+
+
+@internal_action
+def returns_unserialisable(ctx) -> object:
+    return object()
+
+
+@internal_mutation
+def typed(ctx, n: int, x: float, s: str, flag: bool, when: datetime, day: date, uid: UUID,
+          amount: Decimal, tags: list[str], scores: dict[str, int], maybe: int | None = None,
+          mode: Literal["a", "b"] = "a") -> dict:
+    return {
+        "n": n, "x": x, "s": s, "flag": flag, "when": when.isoformat(), "day": day.isoformat(),
+        "uid": str(uid), "amount": str(amount), "tags": tags, "scores": scores, "maybe": maybe, "mode": mode,
+        "types": [type(v).__name__ for v in (when, day, uid, amount)],
+    }
+
+
+@internal_mutation(name="fan.start")
+def start_batch(ctx, size: int) -> int:
+    batch = Batch.objects.create(total=size)
+    for i in range(size):
+        ctx.scheduler.run_after(0, fan_item, {"batch_id": batch.pk, "i": i})
+    return batch.pk
+
+
+@internal_action(name="fan.item")
+def fan_item(ctx, batch_id: int, i: int) -> None:
+    ctx.run_mutation(complete_item, {"batch_id": batch_id})
+
+
+@internal_mutation(name="fan.complete_item")
+def complete_item(ctx, batch_id: int) -> None:
+    batch = Batch.objects.get(pk=batch_id)
+    batch.completed += 1
+    batch.save()
+    if batch.completed == batch.total:
+        ctx.scheduler.run_after(0, on_batch_complete, {"batch_id": batch_id})
+
+
+@internal_mutation(name="fan.on_complete")
+def on_batch_complete(ctx, batch_id: int) -> None:
+    batch = Batch.objects.get(pk=batch_id)
+    batch.on_complete_runs += 1
+    batch.save()
+
+
+@internal_action
+def schedule_then_fail(ctx, name: str) -> None:
+    ctx.scheduler.run_after(0, bump, {"name": name})
+    raise RuntimeError("action fails after scheduling")
+
+
+@internal_mutation
+def isolation_level(ctx) -> str:
+    """The isolation level of the transaction this mutation runs in, as the database reports it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW transaction_isolation")
+        elif connection.vendor == "mysql":
+            cursor.execute("SELECT COUNT(*) FROM testapp_note")  # starts the InnoDB transaction
+            time.sleep(0.15)  # information_schema.innodb_trx is a cache refreshed at most every 0.1 s
+            cursor.execute("SELECT trx_isolation_level FROM information_schema.innodb_trx "
+                           "WHERE trx_mysql_thread_id = CONNECTION_ID()")
+        else:
+            return "sqlite"
+        return cursor.fetchone()[0].lower()

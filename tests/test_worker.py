@@ -1,0 +1,289 @@
+"""The worker, run in-process (DESIGN §4, §8): outcomes, retries, timeouts, options, recovery, pruning."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from django_scheduled_actions import run_mutation, scheduler
+from django_scheduled_actions.leases import claim, prune, recover_expired
+from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.worker import Worker
+from tests.app import functions as f
+from tests.app.models import Counter, Effect, Note
+
+pytestmark = pytest.mark.django_db(transaction=True)
+Jobs = ScheduledFunction.objects
+
+
+def burst(**options):
+    call_command("runworker", burst=True, **options)
+
+
+def wait_until(predicate, timeout=10.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class WorkerThread:
+    """A worker running in a thread of the test process, stopped at the end of the test."""
+
+    def __init__(self, **options):
+        self.worker = Worker(poll_interval=0.05, **options)
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc):
+        self.worker.stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "worker thread did not stop"
+
+
+def test_mutation_job_succeeds_once_with_job_info():
+    job_id = scheduler.run_after(0, f.record, {"key": "k"})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.attempts, job.result, job.error) == (State.SUCCESS, 1, {"key": "k"}, "")
+    assert job.started_at and job.completed_time and job.started_at <= job.completed_time
+    assert list(Effect.objects.values_list("key", "job_id", "attempt")) == [("k", job_id, 1)]
+
+
+def test_failing_mutation_is_failed_and_rolled_back():
+    job_id = scheduler.run_after(0, f.write_then_fail, {"text": "x"})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.attempts) == (State.FAILED, 1)
+    assert "ValueError: failing after writing 'x'" in job.error and "Traceback" in job.error
+    assert not Note.objects.exists()
+
+
+def test_action_without_retry_fails_once():
+    job_id = scheduler.run_after(0, f.failing_action, {})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.attempts) == (State.FAILED, 1) and "RuntimeError: boom" in job.error
+
+
+def test_action_retry_policy_retries_until_success():
+    job_id = scheduler.run_after(0, f.flaky_action, {"name": "flaky", "fail_times": 1})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.attempts, job.result) == (State.SUCCESS, 2, 2)
+    assert Counter.objects.get(name="flaky").value == 2
+
+
+def test_action_retries_are_bounded_by_max_attempts():
+    job_id = scheduler.run_after(0, f.flaky_action, {"name": "flaky", "fail_times": 10})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.attempts) == (State.FAILED, 3) and "attempt 3 fails" in job.error
+    assert Counter.objects.get(name="flaky").value == 3
+
+
+def test_non_retryable_error_fails_at_once():
+    job_id = scheduler.run_after(0, f.non_retryable, {})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.attempts) == (State.FAILED, 1) and "NonRetryableError" in job.error
+
+
+def test_unknown_function_fails_that_job_and_the_worker_goes_on():
+    bad = Jobs.create(name="nope:missing", kind="mutation", args={}, scheduled_time=timezone.now())
+    good = scheduler.run_after(0, f.bump, {"name": "after"})
+    burst()
+    bad.refresh_from_db()
+    assert bad.state == State.FAILED and "no function is registered as 'nope:missing'" in bad.error
+    assert Jobs.get(pk=good).state == State.SUCCESS
+
+
+def test_corrupt_arguments_fail_the_job_clearly():
+    job = Jobs.create(name=f.bump.name, kind="mutation", args={"name": 5}, scheduled_time=timezone.now())
+    burst()
+    job.refresh_from_db()
+    assert job.state == State.FAILED and "argument 'name' of tests.app.functions:bump" in job.error
+
+
+def test_unserialisable_action_result_fails_the_job():
+    job_id = scheduler.run_after(0, f.returns_unserialisable, {})
+    burst()
+    job = Jobs.get(pk=job_id)
+    assert job.state == State.FAILED and "not JSON-serialisable" in job.error
+
+
+def test_action_timeout_fails_it_and_the_worker_keeps_serving():
+    slow = scheduler.run_after(0, f.slow_action, {"seconds": 3})
+    with WorkerThread(concurrency=1) as worker:
+        wait_until(lambda: Jobs.filter(pk=slow, state=State.FAILED).exists(), message="timeout")
+        quick = scheduler.run_after(0, f.bump, {"name": "meanwhile"})
+        wait_until(lambda: Jobs.filter(pk=quick, state=State.SUCCESS).exists(), timeout=2,
+                   message="another job while the slow action still sleeps")
+        assert worker.threads[0].job is None
+    job = Jobs.get(pk=slow)
+    assert "JobTimeout" in job.error and job.result is None
+
+
+def test_max_jobs_and_queues():
+    for i in range(3):
+        scheduler.run_after(0, f.bump, {"name": "default"})
+        scheduler.run_after(0, f.bump, {"name": "emails"}, queue="emails")
+    call_command("runworker", max_jobs=2, queues=["emails"], poll_interval=0.05, concurrency=1)
+    assert Counter.objects.get(name="emails").value == 2
+    assert not Counter.objects.filter(name="default").exists()
+
+
+def test_priority_orders_claims():
+    low = scheduler.run_after(0, f.bump, {"name": "x"}, priority=-1)
+    high = scheduler.run_after(0, f.bump, {"name": "x"}, priority=10)
+    mid = scheduler.run_after(0, f.bump, {"name": "x"})
+    _token, jobs = claim("w", 3, timezone.now(), timedelta(seconds=60))
+    assert [j.pk for j in jobs] == [high, mid, low]
+
+
+def test_claims_skip_future_jobs_and_other_queues():
+    scheduler.run_after(60, f.bump, {"name": "x"})
+    scheduler.run_after(0, f.bump, {"name": "x"}, queue="other")
+    assert claim("w", 5, timezone.now(), timedelta(seconds=60), ["default"])[1] == []
+
+
+def test_a_job_is_claimed_once():
+    job_id = scheduler.run_after(0, f.bump, {"name": "x"})
+    now = timezone.now()
+    token, jobs = claim("w1", 5, now, timedelta(seconds=60))
+    assert [j.pk for j in jobs] == [job_id]
+    assert claim("w2", 5, now, timedelta(seconds=60))[1] == []
+    job = Jobs.get(pk=job_id)
+    assert (job.state, job.worker_id, job.token) == (State.IN_PROGRESS, "w1", token)
+
+
+def test_expired_leases_are_recovered_by_kind():
+    mutation = scheduler.run_after(0, f.bump, {"name": "x"})
+    unstarted = scheduler.run_after(0, f.noop_action, {})
+    started = scheduler.run_after(0, f.noop_action, {})
+    retried = scheduler.run_after(0, f.flaky_action, {"name": "x", "fail_times": 0})
+    now = timezone.now()
+    token, _ = claim("lost", 10, now, timedelta(seconds=1))
+    for job_id in (started, retried):
+        assert Jobs.mark_started(job_id, token, now) == 1
+    assert recover_expired(now) == 0  # leases still valid
+    later = now + timedelta(seconds=2)
+    assert recover_expired(later) == 4
+    states = dict(Jobs.values_list("pk", "state"))
+    assert states == {mutation: State.PENDING, unstarted: State.PENDING, started: State.FAILED,
+                      retried: State.PENDING}
+    assert "worker lost" in Jobs.get(pk=started).error
+    assert Jobs.get(pk=retried).attempts == 1 and "worker lost" in Jobs.get(pk=retried).error
+    assert recover_expired(later) == 0
+
+
+def test_renewed_leases_are_not_recovered():
+    scheduler.run_after(0, f.bump, {"name": "x"})
+    now = timezone.now()
+    claim("alive", 1, now, timedelta(seconds=1))
+    assert Jobs.renew_leases("alive", now + timedelta(seconds=10)) == 1
+    assert recover_expired(now + timedelta(seconds=5)) == 0
+
+
+def test_canceled_running_action_keeps_state_and_late_result_and_cancels_children():
+    job_id = scheduler.run_after(0, f.schedule_after_sleep, {"seconds": 1.0, "name": "child"})
+    with WorkerThread(concurrency=1):
+        wait_until(lambda: Jobs.filter(pk=job_id, started_at__isnull=False).exists(), message="start")
+        scheduler.cancel(job_id)
+        wait_until(lambda: Jobs.filter(parent_id=job_id).exists(), message="child scheduled")
+        wait_until(lambda: Jobs.get(pk=job_id).result is not None, message="late result")
+        time.sleep(0.3)  # the worker would have had time to run the child were it pending
+    job = Jobs.get(pk=job_id)
+    child = Jobs.get(parent_id=job_id)
+    assert job.state == State.CANCELED and job.result == child.pk
+    assert child.state == State.CANCELED
+    assert not Counter.objects.filter(name="child").exists()
+
+
+def test_canceled_pending_job_never_runs():
+    job_id = scheduler.run_after(0, f.bump, {"name": "never"})
+    scheduler.cancel(job_id)
+    burst()
+    assert Jobs.get(pk=job_id).state == State.CANCELED
+    assert not Counter.objects.filter(name="never").exists()
+
+
+def test_mutation_canceled_before_commit_has_no_effect():
+    job_id = scheduler.run_after(0, f.record, {"key": "k"})
+    token, [job] = claim("w", 1, timezone.now(), timedelta(seconds=60))
+    scheduler.cancel(job_id)
+    from django_scheduled_actions.executor import Executor
+
+    Executor("w").run(job, token)
+    assert Jobs.get(pk=job_id).state == State.CANCELED
+    assert not Effect.objects.exists()
+
+
+def test_retention_prunes_only_old_finished_jobs(settings):
+    now = timezone.now()
+    old = [scheduler.run_after(0, f.bump, {"name": "x"}) for _ in range(3)]
+    recent = scheduler.run_after(0, f.bump, {"name": "x"})
+    pending = scheduler.run_after(0, f.bump, {"name": "x"})
+    child = Jobs.create(name=f.bump.name, kind="mutation", scheduled_time=now, parent_id=old[0], args={})
+    Jobs.filter(pk__in=old).update(state=State.SUCCESS, completed_time=now - timedelta(days=8))
+    Jobs.filter(pk=recent).update(state=State.FAILED, completed_time=now - timedelta(days=6))
+    assert prune(now, timedelta(days=7), batch=2) == 3
+    assert set(Jobs.values_list("pk", flat=True)) == {recent, pending, child.pk}
+    assert Jobs.get(pk=child.pk).parent_id is None
+
+
+def test_mutations_run_serializable_by_default(settings, vendor):
+    expected = {"postgresql": "serializable", "mysql": "serializable", "sqlite": "sqlite"}[vendor]
+    assert run_mutation(f.isolation_level, {}) == expected
+    settings.SCHEDULED_ACTIONS_MUTATION_ISOLATION = "read committed"
+    if vendor != "sqlite":
+        assert run_mutation(f.isolation_level, {}).replace("-", " ") == "read committed"
+
+
+def test_concurrent_read_modify_write_mutations_lose_no_update():
+    """Without locks in user code: conflicts are retried, so 4 threads x 15 increments make 60."""
+    errors = []
+
+    def bump_many():
+        try:
+            for _ in range(15):
+                run_mutation(f.bump, {"name": "shared"})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    run_mutation(f.bump, {"name": "shared", "by": 0})
+    threads = [threading.Thread(target=bump_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert Counter.objects.get(name="shared").value == 60
+
+
+def test_due_job_query_uses_the_partial_index(vendor):
+    scheduler.run_after(0, f.bump, {"name": "x"})
+    qs = Jobs.due(timezone.now()).in_queues(["default"]).claim_order()[:10]
+    if vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")
+            plan = qs.explain()
+            cursor.execute("SET enable_seqscan = on")
+        assert "sa_job_due_idx" in plan
+    elif vendor == "sqlite":
+        assert "sa_job_due_idx" in qs.explain()
+    else:
+        assert "sa_job_due_mysql_idx" in qs.explain()
