@@ -1,0 +1,45 @@
+"""Shared fixtures. One test body runs on every database: DATABASE_URL picks it (SQLite by default)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """A DATABASE_URL for the test database, for worker subprocesses."""
+    s = connection.settings_dict
+    vendor = connection.vendor
+    if vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or ""
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[vendor]
+    return f"{scheme}://{user}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]), "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def start_worker(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen:
+    """Start ``manage.py runworker`` as a real process against the test database."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "django", "runworker", *args], cwd=ROOT,
+                            env=subprocess_env(**env), stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.fixture
+def vendor() -> str:
+    return connection.vendor
