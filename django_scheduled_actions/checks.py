@@ -16,7 +16,7 @@ SETTING_IDS = {name: f"scheduled_actions.E{number:03d}" for number, name in enum
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors = []
-    for attr in dir(settings):
+    for attr in sorted(set(dir(settings))):
         if not attr.startswith(PREFIX):
             continue
         name = attr[len(PREFIX):]
