@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -117,9 +117,20 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         return self.held_by(worker_id).update(lease_expires_at=until)
 
     def cancel(self, now: datetime | None = None) -> int:
-        """Cancel pending and in-progress jobs; finished ones are left as they are."""
-        return self.filter(state__in=(State.PENDING, State.IN_PROGRESS)).update(
-            state=State.CANCELED, completed_time=now or timezone.now(), lease_expires_at=None)
+        """Cancel pending and in-progress jobs; finished ones are left as they are.
+
+        Sends ``job_canceled(job_ids=[...])`` when the transaction commits, if anyone listens.
+        """
+        from .signals import job_canceled
+
+        open_jobs = self.filter(state__in=(State.PENDING, State.IN_PROGRESS))
+        listening = job_canceled.has_listeners(ScheduledFunction)
+        ids = list(open_jobs.values_list("pk", flat=True)) if listening else []
+        changed = open_jobs.update(state=State.CANCELED, completed_time=now or timezone.now(),
+                                   lease_expires_at=None)
+        if listening and changed:
+            transaction.on_commit(lambda: job_canceled.send_robust(ScheduledFunction, job_ids=ids), using=self.db)
+        return changed
 
 
 class ScheduledFunction(models.Model):

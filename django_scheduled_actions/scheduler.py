@@ -21,6 +21,7 @@ from .context import JobInfo
 from .exceptions import ArgumentValidationError
 from .models import IdempotencyKey, ScheduledFunction, State
 from .registry import Function
+from .signals import job_scheduled
 from .validation import dumps
 
 
@@ -109,15 +110,21 @@ class Scheduler:
                 job.completed_time = now
             if key is None:
                 job.save(using=self.using, force_insert=True)
-                return job.pk
-            return self._schedule_once(job, key, now)
+            else:
+                existing = self._schedule_once(job, key, now)
+                if existing is not job:
+                    return existing
+        if job_scheduled.has_listeners(ScheduledFunction):
+            transaction.on_commit(lambda: job_scheduled.send_robust(ScheduledFunction, job=job), using=self.using)
+        return job.pk
 
     def _parent_canceled(self) -> bool:
         assert self.parent is not None
         return ScheduledFunction.objects.using(self.using).filter(
             pk=self.parent.id, state=State.CANCELED).exists()
 
-    def _schedule_once(self, job: ScheduledFunction, key: str, now: datetime) -> int:
+    def _schedule_once(self, job: ScheduledFunction, key: str, now: datetime) -> ScheduledFunction | int | None:
+        """Save ``job`` under ``key`` and return it, or return the id of the job holding the key."""
         if not isinstance(key, str) or not key or len(key) > 255:
             raise ValueError(f"idempotency_key must be a non-empty string of at most 255 characters, got {key!r}")
         keys = IdempotencyKey.objects.using(self.using)
@@ -131,7 +138,7 @@ class Scheduler:
                     job.save(using=self.using, force_insert=True)
                     keys.create(key=key, name=job.name, job=job, created_at=now,
                                 expires_at=now + app_settings.IDEMPOTENCY_TTL)
-                return job.pk
+                return job
             except IntegrityError:
                 job.pk = None  # a concurrent call holds the key now: read its job on the next turn
         raise RuntimeError(f"could not settle idempotency key {key!r}")

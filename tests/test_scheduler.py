@@ -172,3 +172,41 @@ def test_expired_idempotency_key_schedules_again(settings):
     IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     second = scheduler.run_after(0, f.bump, {"name": "a"}, idempotency_key="k")
     assert first != second and IdempotencyKey.objects.get().job_id == second
+
+
+def test_job_scheduled_is_sent_on_commit_only():
+    from django_scheduled_actions.signals import job_scheduled
+
+    seen = []
+
+    def receiver(sender, job, **kwargs):
+        seen.append(job.pk)
+
+    job_scheduled.connect(receiver)
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            scheduler.run_after(0, f.bump, {"name": "a"})
+            assert seen == []
+            raise RuntimeError
+        assert seen == []
+        with transaction.atomic():
+            job_id = scheduler.run_after(0, f.bump, {"name": "a"}, idempotency_key="once")
+            scheduler.run_after(0, f.bump, {"name": "a"}, idempotency_key="once")
+            assert seen == []
+        assert seen == [job_id]
+    finally:
+        job_scheduled.disconnect(receiver)
+
+
+def test_job_canceled_names_the_jobs_it_canceled():
+    from django_scheduled_actions.signals import job_canceled
+
+    seen = []
+    job_canceled.connect(lambda sender, job_ids, **kw: seen.append(job_ids), weak=False, dispatch_uid="t")
+    try:
+        job_id = scheduler.run_after(60, f.bump, {"name": "a"})
+        scheduler.cancel(job_id)
+        scheduler.cancel(job_id)
+        assert seen == [[job_id]]
+    finally:
+        job_canceled.disconnect(dispatch_uid="t")
