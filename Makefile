@@ -1,0 +1,25 @@
+# One task runner; CI runs `make test` (through .ci/run). See README.md, "Development".
+#   make test ARGS="-k scheduler"         pytest arguments for every run
+#   make test VENVS=.venv DBS=sqlite      narrow the matrix (also STAGES=, JOBS=)
+
+SHELL := /bin/bash
+ARGS ?=
+
+.PHONY: demo test bootstrap lint clean
+
+demo:
+	scripts/demo.sh
+
+test:
+	scripts/test.sh $(ARGS)
+
+bootstrap:
+	scripts/bootstrap.sh
+
+lint:
+	STAGES=lint scripts/test.sh
+
+clean:
+	rm -rf .venv .venv-dj52 build .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -f testproject/db.sqlite3 testproject/db.sqlite3-* testproject/test.sqlite3 testproject/test.sqlite3-*
+	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +
