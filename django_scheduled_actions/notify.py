@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -20,9 +21,9 @@ def supports_listen(using: str = DEFAULT_DB_ALIAS) -> bool:
 
 
 class Listener(threading.Thread):
-    def __init__(self, wake: threading.Event, stopping: threading.Event, using: str = DEFAULT_DB_ALIAS):
+    def __init__(self, notify: Callable[[], None], stopping: threading.Event, using: str = DEFAULT_DB_ALIAS):
         super().__init__(name="scheduled-actions-listener", daemon=True)
-        self.wake = wake
+        self.notify = notify
         self.stopping = stopping
         self.using = using
         self.ready = threading.Event()
@@ -37,11 +38,11 @@ class Listener(threading.Thread):
                 raw.autocommit = True
                 raw.execute(f"LISTEN {CHANNEL}")
                 self.ready.set()
-                self.wake.set()
+                self.notify()
                 delay = 0.1
                 while not self.stopping.is_set():
                     for _notice in raw.notifies(timeout=0.5, stop_after=1):
-                        self.wake.set()
+                        self.notify()
             except Exception as exc:  # any failure of this connection: reconnect with backoff
                 if self.stopping.is_set():
                     break

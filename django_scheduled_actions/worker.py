@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from . import leases
 from .conf import app_settings
+from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
 from .executor import Executor, persist
 from .models import ScheduledFunction
@@ -112,13 +113,16 @@ class LeaseKeeper(threading.Thread):
 class Worker:
     def __init__(self, *, concurrency: int = 4, queues: Sequence[str] | None = None, burst: bool = False,
                  max_jobs: int | None = None, poll_interval: float | None = None, worker_id: str | None = None,
-                 using: str = DEFAULT_DB_ALIAS, grace: float = 30.0, clock: Callable[[], datetime] = timezone.now):
+                 using: str = DEFAULT_DB_ALIAS, grace: float = 30.0, clock: Callable[[], datetime] = timezone.now,
+                 crons: bool = True):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
-        self.capacity = concurrency * 2  # claimed jobs in memory: running plus one batch ahead
+        self.prefetch = max(concurrency, 8)  # claimed jobs waiting for a thread, at most
+        self.capacity = concurrency + self.prefetch
         self.queues = list(queues) if queues else None
         self.burst = burst
+        self.crons = crons and not burst  # a burst drains what is due; it does not tick crons
         self.max_jobs = max_jobs
         self.poll_interval = float(poll_interval or app_settings.POLL_INTERVAL)
         self.worker_id = worker_id or default_worker_id()
@@ -129,6 +133,7 @@ class Worker:
         self.executor = Executor(self.worker_id, using, clock)
         self.jobs: queue.Queue[tuple[str, ScheduledFunction] | None] = queue.Queue()
         self.wake = threading.Event()
+        self.maybe_due = True  # False after a claim came back short, until a NOTIFY, a timeout or a dry queue
         self.stopping = threading.Event()
         self.finished = threading.Event()
         self.threads: list[ExecutorThread] = []
@@ -152,7 +157,10 @@ class Worker:
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
         self.background = [LeaseKeeper(self)]
         if supports_listen(self.using) and not self.burst:
-            self.background.append(Listener(self.wake, self.stopping, self.using))
+            self.background.append(Listener(self.notify, self.stopping, self.using))
+        if self.crons:
+            self.background.append(CronLoop(self.stopping, clock=self.clock, using=self.using,
+                                            recheck=self.poll_interval, on_fired=self.notify))
         for thread in self.background:
             thread.start()
         self.threads = [self._spawn_executor() for _ in range(self.concurrency)]
@@ -173,33 +181,39 @@ class Worker:
         self._check_deadlines(mono)
         self._maintenance(mono)
         claimed, asked = self._claim_and_dispatch()
-        if self._done(claimed):
+        if self._done(claimed, asked):
             return False
-        if claimed and claimed == asked:
-            self._wait(0 if self._free_slots() else self.poll_interval)
-        else:
-            self._wait(self._idle_timeout())
+        # a full batch means more may be due: come back as soon as a thread frees up
+        self._wait(self.poll_interval if self.maybe_due else self._idle_timeout())
         return True
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
 
-    def _done(self, claimed: int) -> bool:
+    def notify(self) -> None:
+        """Something may have become due (NOTIFY, reconnect): claim on the next pass."""
+        self.maybe_due = True
+        self.wake.set()
+
+    def _done(self, claimed: int, asked: int) -> bool:
         if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
             return self.inflight == 0
-        return self.burst and claimed == 0 and self.inflight == 0
+        return self.burst and asked > 0 and claimed == 0 and self.inflight == 0
 
     # --- claiming ---
 
-    def _free_slots(self) -> int:
+    def _claim_size(self) -> int:
+        """Claim in batches: only when due work is likely and the waiting jobs ran down to half."""
+        if not self.maybe_due or self.jobs.qsize() > self.prefetch // 2:
+            return 0
         free = self.capacity - self.inflight
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self.claimed_total)
         return max(free, 0)
 
     def _claim_and_dispatch(self) -> tuple[int, int]:
-        asked = self._free_slots()
+        asked = self._claim_size()
         if asked == 0:
             return 0, 0
         try:
@@ -208,6 +222,7 @@ class Worker:
             logger.warning("claim failed (database unavailable?), retrying error=%r", exc)
             connections[self.using].close()
             return 0, asked
+        self.maybe_due = len(jobs) == asked
         with self._count_lock:
             self.inflight += len(jobs)
             self.claimed_total += len(jobs)
@@ -219,6 +234,8 @@ class Worker:
         with self._count_lock:
             self.inflight -= 1
             self.completed_total += 1
+        if self.jobs.qsize() == 0:
+            self.maybe_due = True  # the job may have scheduled more; look once the queue runs dry
         self.wake.set()
 
     # --- waiting ---
@@ -238,8 +255,8 @@ class Worker:
         return timeout
 
     def _wait(self, timeout: float) -> None:
-        if timeout > 0:
-            self.wake.wait(timeout)
+        if timeout <= 0 or not self.wake.wait(timeout):
+            self.maybe_due = True
         self.wake.clear()
 
     # --- timeouts, recovery, pruning ---
