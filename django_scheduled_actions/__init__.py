@@ -10,6 +10,7 @@ from .exceptions import (
     QueryWriteError,
     WorkerLost,
 )
+from .crons import cron_jobs
 from .registry import action, internal_action, internal_mutation, internal_query, mutation, query
 from .retry import RetryPolicy
 
@@ -24,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "WorkerLost",
     "action",
+    "cron_jobs",
     "internal_action",
     "internal_mutation",
     "internal_query",

@@ -12,3 +12,4 @@ class ScheduledActionsConfig(AppConfig):
         from . import checks  # noqa: F401 - registers the system checks
 
         autodiscover_modules("functions")
+        autodiscover_modules("crons")  # after functions: crons refer to them

@@ -30,3 +30,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             errors.append(Error(f"{attr} {problem}, got {getattr(settings, attr)!r}.",
                                 hint=f"{attr}: {SETTINGS[name].help}.", id=SETTING_IDS[name]))
     return errors
+
+
+@register(Tags.compatibility)
+def check_cron_definitions(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Bad cron definitions (``scheduled_actions.E101`` ... ``E107``, naming the cron); see crons.py."""
+    from .crons import cron_registry
+
+    return cron_registry.check()

@@ -32,12 +32,15 @@ class Command(BaseCommand):
         parser.add_argument("--grace", type=positive_float, default=30.0,
                             help="seconds running jobs get to finish after SIGTERM/SIGINT (default 30)")
         parser.add_argument("--database", default="default", help="database alias (default 'default')")
+        parser.add_argument("--no-crons", action="store_true",
+                            help="do not sync or tick cron jobs in this worker (--burst never does)")
 
     def handle(self, *args, **options):
         try:
             worker = Worker(concurrency=options["concurrency"], queues=options["queues"], burst=options["burst"],
                             max_jobs=options["max_jobs"], poll_interval=options["poll_interval"],
-                            worker_id=options["worker_id"], using=options["database"], grace=options["grace"])
+                            worker_id=options["worker_id"], using=options["database"], grace=options["grace"],
+                            crons=not options["no_crons"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         worker.run()
