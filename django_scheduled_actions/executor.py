@@ -26,7 +26,7 @@ from .execution import call_action_body, call_mutation_body
 from .models import ScheduledFunction
 from .registry import Function, registry
 from .retry import RetryPolicy
-from .transactions import run_in_mutation_transaction
+from .transactions import is_connection_error, run_in_mutation_transaction
 
 logger = logging.getLogger("django_scheduled_actions")
 Jobs = ScheduledFunction.objects
@@ -44,11 +44,6 @@ def send(signal: Any, job: ScheduledFunction, **kwargs: Any) -> None:
     for receiver, response in signal.send_robust(sender=ScheduledFunction, job=job, **kwargs):
         if isinstance(response, Exception):
             logger.error("signal receiver failed receiver=%r job=%s", receiver, job.pk, exc_info=response)
-
-
-def connection_lost(using: str) -> bool:
-    conn = connections[using]
-    return conn.connection is not None and not conn.is_usable()
 
 
 def persist(write: Callable[[], int], using: str, patience: float = 30.0) -> int:
@@ -108,7 +103,7 @@ class Executor:
         except ClaimLost:
             logger.info("mutation rolled back: job no longer claimed job=%s name=%s", job.pk, job.name)
         except (OperationalError, InterfaceError) as exc:
-            if not connection_lost(self.using):
+            if not is_connection_error(exc):
                 self._fail(job, token, exc, count_attempt=True, started_at=started)
                 return
             logger.warning("database connection lost during job=%s; handing it back", job.pk)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, InterfaceError, connections, transaction
 
 from .conf import app_settings
 
@@ -44,6 +44,22 @@ def is_conflict(exc: BaseException) -> bool:
     args = getattr(cause, "args", ())
     module = type(cause).__module__
     return bool(args) and module.startswith("MySQLdb") and args[0] in MYSQL_RETRYABLE
+
+
+PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
+MYSQL_CONNECTION_ERRORS = {1053, 1927, 2002, 2003, 2006, 2013}  # shutdown, killed, can't connect, gone, lost
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the database connection itself failed (server gone, killed, restarting), not the statement."""
+    if isinstance(exc, InterfaceError):
+        return True
+    cause = exc.__cause__ or exc
+    sqlstate = getattr(cause, "sqlstate", None)
+    if type(cause).__module__.startswith("psycopg"):
+        return sqlstate is None or sqlstate.startswith("08") or sqlstate in PG_CONNECTION_STATES
+    args = getattr(cause, "args", ())
+    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_CONNECTION_ERRORS
 
 
 def conflict_backoff(attempt: int) -> float:

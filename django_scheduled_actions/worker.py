@@ -67,6 +67,7 @@ class ExecutorThread(threading.Thread):
                 if item is None:
                     break
                 token, job = item
+                _drop_broken_connections()
                 with self.lock:
                     self.job = job
                 try:
@@ -216,6 +217,7 @@ class Worker:
         asked = self._claim_size()
         if asked == 0:
             return 0, 0
+        _drop_broken_connections()
         try:
             token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using)
         except (OperationalError, InterfaceError) as exc:
@@ -343,3 +345,10 @@ def _keep_connections_open() -> None:
     """A worker keeps its connections whatever CONN_MAX_AGE says (reconnecting per job halves throughput)."""
     for alias in connections:
         connections.settings[alias]["CONN_MAX_AGE"] = None
+
+
+def _drop_broken_connections() -> None:
+    """Close this thread's connections that saw an error and no longer work; the next query reconnects."""
+    for conn in connections.all(initialized_only=True):
+        if conn.errors_occurred and conn.connection is not None and not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

@@ -287,3 +287,31 @@ def test_due_job_query_uses_the_partial_index(vendor):
         assert "sa_job_due_idx" in qs.explain()
     else:
         assert "sa_job_due_mysql_idx" in qs.explain()
+
+
+def _kill_other_connections(vendor):
+    with connection.cursor() as cursor:
+        if vendor == "postgresql":
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            return len(cursor.fetchall())
+        cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                       "AND id <> CONNECTION_ID()")
+        ids = [row[0] for row in cursor.fetchall()]
+        for pid in ids:
+            cursor.execute(f"KILL CONNECTION {int(pid)}")
+        return len(ids)
+
+
+def test_worker_reconnects_after_its_connections_are_killed(vendor):
+    if vendor == "sqlite":
+        pytest.skip("SQLite has no server connections to kill")
+    with WorkerThread(concurrency=2):
+        first = scheduler.run_after(0, f.record, {"key": "before"})
+        wait_until(lambda: Jobs.filter(pk=first, state=State.SUCCESS).exists(), message="first job")
+        assert _kill_other_connections(vendor) >= 2
+        later = [scheduler.run_after(0, f.record, {"key": f"after-{i}"}) for i in range(3)]
+        later.append(scheduler.run_after(0, f.action_via_ctx, {"name": "after"}))
+        wait_until(lambda: Jobs.filter(pk__in=later, state=State.SUCCESS).count() == 4, timeout=15,
+                   message="jobs after the connections were killed")
+    assert sorted(Effect.objects.values_list("key", flat=True)) == ["after-0", "after-1", "after-2", "before"]
