@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
-from . import guards
+from . import guards, idempotency
 from .conf import app_settings
 from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
 from .exceptions import QueryWriteError
@@ -48,15 +48,21 @@ def call_mutation_body(fn: Function, kwargs: dict[str, Any], using: str, job: Jo
     return to_json_value(fn.fn(MutationCtx(job, using), **kwargs), f"the result of {fn.name}")
 
 
-def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
-                 job: JobInfo | None = None) -> Any:
-    """Run a mutation in one serializable transaction (a savepoint inside an open one)."""
+def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
+                 using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None) -> Any:
+    """Run a mutation in one serializable transaction (a savepoint inside an open one).
+
+    With ``idempotency_key``, a repeat while the key is held returns the first call's stored result.
+    """
     fn = _check_kind(fn, "mutation", "run_mutation")
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the mutation {fn.name}")
     kwargs = prepare_args(fn, {} if args is None else args)
+    body = lambda: call_mutation_body(fn, kwargs, using, job)  # noqa: E731
+    if idempotency_key is not None:
+        return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body)
     with guards.policy("allow"):
-        return run_in_mutation_transaction(lambda: call_mutation_body(fn, kwargs, using, job), using)
+        return run_in_mutation_transaction(body, using)
 
 
 def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None) -> Any:
@@ -66,11 +72,19 @@ def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobI
     return to_json_value(result, f"the result of {fn.name}")
 
 
-def run_action(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
-               job: JobInfo | None = None) -> Any:
-    """Run an action here and now, outside any transaction, and return its result."""
+def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
+               using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None) -> Any:
+    """Run an action here and now, outside any transaction, and return its result.
+
+    With ``idempotency_key``, a repeat returns the stored result; while the first call still runs, a
+    repeat raises ``IdempotencyKeyInProgress``.
+    """
     fn = _check_kind(fn, "action", "run_action")
-    if guards.current() in ("query",):
+    if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the action {fn.name}")
     kwargs = prepare_args(fn, {} if args is None else args)
-    return call_action_body(fn, kwargs, using, job)
+    body = lambda: call_action_body(fn, kwargs, using, job)  # noqa: E731
+    if idempotency_key is not None:
+        timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
+        return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body)
+    return body()

@@ -52,8 +52,8 @@ def _retry_policy(name: str) -> RetryPolicy:
 def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
     """Recover the jobs of workers whose lease expired. Returns how many jobs were recovered.
 
-    Mutations (whose ``started_at`` is only written with their commit) and unstarted claims go back to ``pending`` (their transaction never committed).
-    Started actions are retried per their RetryPolicy, or ``failed`` with "worker lost": never re-run
+    Mutations (whose ``started_at`` is only written with their commit) and unstarted claims go back to
+    ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy, or ``failed`` with "worker lost": never re-run
     beyond ``max_attempts``.
     """
     jobs = ScheduledFunction.objects.using(using)

@@ -8,20 +8,21 @@ commits at once. PostgreSQL workers are woken by a NOTIFY that the table's trigg
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from . import guards
 from .conf import app_settings
 from .context import JobInfo
 from .exceptions import ArgumentValidationError
+from .idempotency import check_key
 from .models import IdempotencyKey, ScheduledFunction, State
 from .registry import Function
 from .signals import job_scheduled
+from .transactions import in_transaction, is_conflict
 from .validation import dumps
 
 
@@ -53,7 +54,7 @@ def _as_datetime(when: Any) -> datetime:
     if not math.isfinite(when):
         raise ValueError(f"run_at epoch seconds must be finite, got {when!r}")
     try:
-        return datetime.fromtimestamp(when, tz=dt_timezone.utc)
+        return datetime.fromtimestamp(when, tz=UTC)
     except (OverflowError, OSError, ValueError) as exc:
         raise ValueError(f"run_at epoch seconds out of range: {when!r}") from exc
 
@@ -125,23 +126,30 @@ class Scheduler:
 
     def _schedule_once(self, job: ScheduledFunction, key: str, now: datetime) -> ScheduledFunction | int | None:
         """Save ``job`` under ``key`` and return it, or return the id of the job holding the key."""
-        if not isinstance(key, str) or not key or len(key) > 255:
-            raise ValueError(f"idempotency_key must be a non-empty string of at most 255 characters, got {key!r}")
+        key = check_key(key)
         keys = IdempotencyKey.objects.using(self.using)
-        for _attempt in range(5):
-            held = keys.held(now).filter(key=key).values_list("job_id", flat=True)[:1]
-            if held:
-                return held[0]  # None when that job has since been pruned
+        joined = in_transaction(self.using)
+        for _attempt in range(10):
+            row = keys.filter(key=key).values("job_id", "name", "expires_at").first()
+            if row is not None and row["expires_at"] > now:
+                if row["name"] != job.name:
+                    raise ValueError(f"idempotency key {key!r} is held by a job of {row['name']}, not {job.name}")
+                return row["job_id"]  # None when that job has since been pruned
             try:
                 with transaction.atomic(using=self.using):
-                    keys.expired(now).filter(key=key).delete()
+                    if row is not None:
+                        keys.filter(key=key, expires_at__lte=now).delete()
                     job.save(using=self.using, force_insert=True)
                     keys.create(key=key, name=job.name, job=job, created_at=now,
                                 expires_at=now + app_settings.IDEMPOTENCY_TTL)
                 return job
             except IntegrityError:
-                job.pk = None  # a concurrent call holds the key now: read its job on the next turn
-        raise RuntimeError(f"could not settle idempotency key {key!r}")
+                job.pk = None  # a concurrent call took the key: read its job on the next turn
+            except DatabaseError as exc:
+                if joined or not is_conflict(exc):
+                    raise
+                job.pk = None
+        raise RuntimeError(f"could not settle idempotency key {key!r} after repeated conflicts")
 
 
 def _queue(queue: str | None, fn: Function) -> str:

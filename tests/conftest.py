@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,13 @@ def start_worker(*args: str, log: Path | None = None, **env: str) -> subprocess.
 @pytest.fixture
 def vendor() -> str:
     return connection.vendor
+
+
+def wait_until(predicate, timeout: float = 10.0, message: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

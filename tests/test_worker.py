@@ -17,6 +17,7 @@ from django_scheduled_actions.models import ScheduledFunction, State
 from django_scheduled_actions.worker import Worker
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects
@@ -24,15 +25,6 @@ Jobs = ScheduledFunction.objects
 
 def burst(**options):
     call_command("runworker", burst=True, **options)
-
-
-def wait_until(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
 class WorkerThread:
@@ -136,7 +128,7 @@ def test_action_timeout_fails_it_and_the_worker_keeps_serving():
 
 
 def test_max_jobs_and_queues():
-    for i in range(3):
+    for _ in range(3):
         scheduler.run_after(0, f.bump, {"name": "default"})
         scheduler.run_after(0, f.bump, {"name": "emails"}, queue="emails")
     call_command("runworker", max_jobs=2, queues=["emails"], poll_interval=0.05, concurrency=1)

@@ -11,7 +11,6 @@ from uuid import UUID
 from django_scheduled_actions import (
     NonRetryableError,
     RetryPolicy,
-    action,
     internal_action,
     internal_mutation,
     internal_query,
@@ -190,3 +189,18 @@ def isolation_level(ctx) -> str:
         else:
             return "sqlite"
         return cursor.fetchone()[0].lower()
+
+
+@internal_action
+def charge_once(ctx, name: str, fail: bool = False) -> str:
+    """Counts its runs through a mutation; used with idempotency keys."""
+    value = ctx.run_mutation(bump, {"name": name})
+    if fail:
+        raise ConnectionError("provider down")
+    return f"charge-{value}"
+
+
+@internal_action
+def wait_for_release(ctx, name: str, seconds: float) -> str:
+    time.sleep(seconds)
+    return name

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", "admin")
             self.stdout.write("created superuser admin / admin")
-        for i in range(options["orders"]):
+        for _ in range(options["orders"]):
             run_mutation(place_order, {"total_cents": random.randint(500, 5000)})
         run_mutation(send_expiring_message, {"body": "this message deletes itself", "expires_in_seconds": 60})
         self.stdout.write(f"scheduled {options['orders']} orders and one self-destructing message")
