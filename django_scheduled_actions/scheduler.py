@@ -26,7 +26,7 @@ from .transactions import in_transaction, is_conflict
 from .validation import dumps
 
 
-def _schedulable(fn: Any) -> Function:
+def check_schedulable(fn: Any) -> Function:
     if not isinstance(fn, Function):
         raise TypeError(f"only functions decorated as mutations or actions can be scheduled, got {fn!r}")
     if fn.kind == "query":
@@ -93,7 +93,7 @@ class Scheduler:
 
     def _schedule(self, when: datetime, fn: Any, args: Any, key: str | None, queue: str | None,
                   priority: int | None, now: datetime) -> int:
-        fn = _schedulable(fn)
+        fn = check_schedulable(fn)
         json_args = fn.validator.to_json({} if args is None else args)
         size = len(dumps(json_args).encode())
         if size > app_settings.MAX_ARGS_BYTES:

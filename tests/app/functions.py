@@ -16,10 +16,15 @@ from django_scheduled_actions import (
     internal_query,
     mutation,
     query,
+    schedule_on_delete,
+    schedule_on_save,
 )
 
-from . import process_functions  # noqa: F401 - registers the functions of the process tests
-from .models import Batch, Counter, Effect, Note
+from . import (
+    http_functions,  # noqa: F401 - registers the functions of the HTTP tests
+    process_functions,  # noqa: F401 - registers the functions of the process tests
+)
+from .models import Batch, Counter, Effect, Note, Order
 
 
 @internal_query
@@ -204,3 +209,22 @@ def charge_once(ctx, name: str, fail: bool = False) -> str:
 def wait_for_release(ctx, name: str, seconds: float) -> str:
     time.sleep(seconds)
     return name
+
+
+@internal_mutation
+def process_order(ctx, order_id: int) -> None:
+    Effect.objects.create(key=f"order-{order_id}")
+
+
+@internal_action
+def order_deleted(ctx, order_id: int) -> None:
+    return None
+
+
+def _order_args(order: Order) -> dict:
+    # a negative total makes invalid arguments: shows that a failed enqueue rolls the save back
+    return {"order_id": order.pk if order.total >= 0 else "not-an-int"}
+
+
+schedule_on_save(Order, process_order, args=_order_args, when=lambda order, created: created)
+schedule_on_delete(Order, order_deleted, args=lambda order: {"order_id": order.pk}, delay=30)

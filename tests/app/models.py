@@ -22,3 +22,10 @@ class Effect(models.Model):
 
 class Note(models.Model):
     text = models.CharField(max_length=200)
+
+
+class Order(models.Model):
+    """Saves of this model schedule work (see tests/app/hooks.py)."""
+
+    total = models.IntegerField()
+    status = models.CharField(max_length=20, default="new")
