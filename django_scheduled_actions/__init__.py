@@ -1,5 +1,6 @@
 """Convex-style queries, mutations, actions, a transactional scheduler and crons for Django."""
 
+from .auth import Auth
 from .exceptions import (
     ActionDatabaseAccessError,
     ArgumentValidationError,
@@ -8,6 +9,7 @@ from .exceptions import (
     JobTimeout,
     NonRetryableError,
     QueryWriteError,
+    Unauthenticated,
     WorkerLost,
 )
 from .crons import cron_jobs
@@ -17,12 +19,14 @@ from .retry import RetryPolicy
 __all__ = [
     "ActionDatabaseAccessError",
     "ArgumentValidationError",
+    "Auth",
     "FunctionNotFound",
     "IdempotencyKeyInProgress",
     "JobTimeout",
     "NonRetryableError",
     "QueryWriteError",
     "RetryPolicy",
+    "Unauthenticated",
     "WorkerLost",
     "action",
     "cron_jobs",

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .auth import ANONYMOUS, Auth
+
 if TYPE_CHECKING:
     from .registry import Function
     from .scheduler import Scheduler
@@ -24,14 +26,15 @@ class JobInfo:
 class QueryCtx:
     kind = "query"
 
-    def __init__(self, job: JobInfo | None, using: str):
+    def __init__(self, job: JobInfo | None, using: str, auth: Auth | None = None):
         self.job = job
         self.using = using
+        self.auth = auth or ANONYMOUS  # the caller; passed on to everything called through ctx.run_*
 
     def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         from .execution import run_query
 
-        return run_query(fn, args or {}, using=self.using, job=self.job)
+        return run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
 
 
 class MutationCtx(QueryCtx):
@@ -46,7 +49,7 @@ class MutationCtx(QueryCtx):
     def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         from .execution import run_mutation
 
-        return run_mutation(fn, args or {}, using=self.using, job=self.job)
+        return run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
 
 
 class ActionCtx(MutationCtx):
@@ -55,4 +58,4 @@ class ActionCtx(MutationCtx):
     def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         from .execution import run_action
 
-        return run_action(fn, args or {}, using=self.using, job=self.job)
+        return run_action(fn, args or {}, using=self.using, job=self.job, auth=self.auth)

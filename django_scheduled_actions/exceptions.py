@@ -41,3 +41,10 @@ class WorkerLost(ScheduledActionsError):
 
 class IdempotencyKeyInProgress(ScheduledActionsError, RuntimeError):
     """A call with this idempotency key is still running; retry later for its stored result."""
+
+
+class Unauthenticated(ScheduledActionsError):
+    """The function needs a signed-in caller (``ctx.auth.require_user()``); over HTTP this is a 401.
+
+    For a signed-in caller who may not do this, raise Django's ``PermissionDenied`` (a 403).
+    """

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from . import guards, idempotency
+from .auth import Auth
 from .conf import app_settings
 from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
 from .exceptions import QueryWriteError
@@ -33,23 +34,27 @@ def prepare_args(fn: Function, args: Any, *, from_json: bool = False) -> dict[st
 
 
 def run_query(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
-              job: JobInfo | None = None) -> Any:
-    """Run a query read-only in a consistent snapshot and return its JSON-able result."""
+              job: JobInfo | None = None, auth: Auth | None = None) -> Any:
+    """Run a query read-only in a consistent snapshot and return its JSON-able result.
+
+    ``auth`` is the caller (``ctx.auth``); ``None`` means anonymous.
+    """
     fn = _check_kind(fn, "query", "run_query")
     kwargs = prepare_args(fn, {} if args is None else args)
 
     with guards.policy("query"):
-        result = run_in_query_transaction(lambda: fn.fn(QueryCtx(job, using), **kwargs), using)
+        result = run_in_query_transaction(lambda: fn.fn(QueryCtx(job, using, auth), **kwargs), using)
     return to_json_value(result, f"the result of {fn.name}")
 
 
-def call_mutation_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None) -> Any:
+def call_mutation_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
+                       auth: Auth | None = None) -> Any:
     """The body of a mutation, inside its transaction; its result is checked to be JSON."""
-    return to_json_value(fn.fn(MutationCtx(job, using), **kwargs), f"the result of {fn.name}")
+    return to_json_value(fn.fn(MutationCtx(job, using, auth), **kwargs), f"the result of {fn.name}")
 
 
 def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
-                 using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None) -> Any:
+                 using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
     """Run a mutation in one serializable transaction (a savepoint inside an open one).
 
     With ``idempotency_key``, a repeat while the key is held returns the first call's stored result.
@@ -58,22 +63,23 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the mutation {fn.name}")
     kwargs = prepare_args(fn, {} if args is None else args)
-    body = lambda: call_mutation_body(fn, kwargs, using, job)  # noqa: E731
+    body = lambda: call_mutation_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
         return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body)
     with guards.policy("allow"):
         return run_in_mutation_transaction(body, using)
 
 
-def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None) -> Any:
+def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
+                     auth: Auth | None = None) -> Any:
     mode: guards.Policy = "action" if app_settings.STRICT_ACTIONS else "allow"
     with guards.policy(mode):
-        result = fn.fn(ActionCtx(job, using), **kwargs)
+        result = fn.fn(ActionCtx(job, using, auth), **kwargs)
     return to_json_value(result, f"the result of {fn.name}")
 
 
 def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
-               using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None) -> Any:
+               using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
     """Run an action here and now, outside any transaction, and return its result.
 
     With ``idempotency_key``, a repeat returns the stored result; while the first call still runs, a
@@ -83,7 +89,7 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the action {fn.name}")
     kwargs = prepare_args(fn, {} if args is None else args)
-    body = lambda: call_action_body(fn, kwargs, using, job)  # noqa: E731
+    body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body)

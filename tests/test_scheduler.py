@@ -210,3 +210,15 @@ def test_job_canceled_names_the_jobs_it_canceled():
         assert seen == [[job_id]]
     finally:
         job_canceled.disconnect(dispatch_uid="t")
+
+
+def test_the_package_exports_the_scheduler_instance_not_a_module():
+    import importlib
+
+    import django_scheduled_actions
+
+    importlib.import_module("django_scheduled_actions.scheduling")
+    from django_scheduled_actions import Scheduler
+    from django_scheduled_actions import scheduler as exported
+
+    assert isinstance(exported, Scheduler) and django_scheduled_actions.scheduler is exported

@@ -277,8 +277,9 @@ def test_due_job_query_uses_the_partial_index(vendor):
         assert "sa_job_due_idx" in plan
     elif vendor == "sqlite":
         assert "sa_job_due_idx" in qs.explain()
-    else:
-        assert "sa_job_due_mysql_idx" in qs.explain()
+    else:  # MySQL/MariaDB have no partial indexes: a plain composite index (Django 5.2 also builds
+        # sa_job_due_idx there, without its condition; either serves the query)
+        assert "sa_job_due_mysql_idx" in qs.explain() or "sa_job_due_idx" in qs.explain()
 
 
 def _kill_other_connections(vendor):

@@ -10,7 +10,9 @@ from django_scheduled_actions import (
     internal_mutation,
     internal_query,
     mutation,
+    query,
 )
+from django_scheduled_actions.models import ScheduledFunction
 
 from .models import Message, Order
 
@@ -67,3 +69,14 @@ def place_order(ctx, total_cents: int) -> int:
     order = Order.objects.create(total_cents=total_cents)
     ctx.scheduler.run_after(0, charge, {"order_id": order.pk})
     return order.pk
+
+
+@query
+def order_status(ctx, order_id: int) -> dict | None:
+    """What the demo page polls: the order's status and the attempts of its charge job."""
+    order = Order.objects.filter(pk=order_id).values("status", "charge_id").first()
+    if order is None:
+        return None
+    job = (ScheduledFunction.objects.filter(name=charge.name, args__order_id=order_id)
+           .values("state", "attempts").first())
+    return {**order, "charge": job}

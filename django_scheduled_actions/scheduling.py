@@ -1,4 +1,5 @@
-"""The transactional scheduler: ``run_after``, ``run_at``, ``cancel``.
+"""The transactional scheduler: ``run_after``, ``run_at``, ``cancel`` (the instance ``scheduler`` is exported
+from the package root; this module is named ``scheduling`` so the two names never shadow each other).
 
 The job row is written on the caller's connection, so inside ``transaction.atomic()`` or a mutation
 it commits or rolls back with the caller's work. From an action (or outside any transaction) it
