@@ -45,8 +45,8 @@ _LAZY = {
     "run_query": "execution",
     "run_mutation": "execution",
     "run_action": "execution",
-    "scheduler": "scheduler",
-    "Scheduler": "scheduler",
+    "scheduler": "scheduling",
+    "Scheduler": "scheduling",
 }
 
 

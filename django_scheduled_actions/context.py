@@ -10,7 +10,7 @@ from .auth import ANONYMOUS, Auth
 
 if TYPE_CHECKING:
     from .registry import Function
-    from .scheduler import Scheduler
+    from .scheduling import Scheduler
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class MutationCtx(QueryCtx):
 
     @property
     def scheduler(self) -> Scheduler:
-        from .scheduler import Scheduler
+        from .scheduling import Scheduler
 
         return Scheduler(using=self.using, parent=self.job)
 
