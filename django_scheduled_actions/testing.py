@@ -1,0 +1,107 @@
+"""Helpers for your own test suites.
+
+- ``run_due_jobs()`` runs every due job now, in this thread and on this connection, so it works inside
+  ``TestCase`` transactions; ``advance=timedelta(...)`` runs what is due by then (a fake clock).
+- ``assert_scheduled(fn, args)`` / ``assert_not_scheduled(fn, args)`` check what was scheduled.
+- ``run_scheduled_immediately()`` runs each job as soon as its scheduling transaction commits
+  (like an "eager" mode), delayed ones included unless ``include_delayed=False``.
+
+Jobs run inline: action timeouts are not enforced here (the worker enforces them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
+
+from .executor import Executor
+from .leases import claim
+from .models import ScheduledFunction, State
+from .registry import Function
+from .signals import job_scheduled
+
+WORKER_ID = "testing"
+LEASE = timedelta(minutes=10)
+
+
+def run_due_jobs(*, now: datetime | None = None, advance: timedelta | None = None,
+                 queues: list[str] | None = None, using: str = DEFAULT_DB_ALIAS, limit: int = 10_000) -> int:
+    """Run every job due at ``now`` (default: the present, plus ``advance``), including jobs those
+    jobs schedule when they are due too. Returns how many jobs ran."""
+    moment = (now or timezone.now()) + (advance or timedelta(0))
+    executor = Executor(WORKER_ID, using, clock=lambda: moment)
+    ran = 0
+    while ran < limit:
+        token, jobs = claim(WORKER_ID, 1, moment, LEASE, queues, using)
+        if not jobs:
+            return ran
+        executor.run(jobs[0], token)
+        ran += 1
+    raise AssertionError(f"run_due_jobs stopped after {limit} jobs: do jobs keep scheduling more?")
+
+
+def run_job(job_id: int, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Run one pending job now, whatever its scheduled time."""
+    token = uuid.uuid4().hex
+    jobs = ScheduledFunction.objects.using(using)
+    if jobs.filter(pk=job_id, state=State.PENDING).update(
+            state=State.IN_PROGRESS, worker_id=WORKER_ID, token=token, lease_expires_at=timezone.now() + LEASE):
+        Executor(WORKER_ID, using).run(jobs.get(pk=job_id), token)
+
+
+def scheduled(fn: Function | None = None, args: dict[str, Any] | None = None, *, state: str | None = State.PENDING,
+              using: str = DEFAULT_DB_ALIAS) -> list[ScheduledFunction]:
+    """Jobs of ``fn`` (all functions if None) whose arguments equal ``args`` (any if None)."""
+    jobs = ScheduledFunction.objects.using(using).order_by("scheduled_time", "id")
+    if fn is not None:
+        jobs = jobs.filter(name=fn.name)
+    if state is not None:
+        jobs = jobs.filter(state=state)
+    found = list(jobs)
+    if args is not None:
+        expected = fn.validator.to_json(args) if fn is not None else args
+        found = [job for job in found if job.args == expected]
+    return found
+
+
+def assert_scheduled(fn: Function, args: dict[str, Any] | None = None, *, count: int | None = None,
+                     state: str | None = State.PENDING, using: str = DEFAULT_DB_ALIAS) -> list[ScheduledFunction]:
+    """Assert that ``fn`` was scheduled (with ``args``, ``count`` times if given); returns the jobs."""
+    found = scheduled(fn, args, state=state, using=using)
+    if (count is None and not found) or (count is not None and len(found) != count):
+        present = [(j.name, j.args, j.state) for j in ScheduledFunction.objects.using(using).order_by("id")]
+        wanted = f"{count} job(s)" if count is not None else "a job"
+        raise AssertionError(f"expected {wanted} of {fn.name} with args {args!r} in state {state!r}, found "
+                             f"{len(found)}; scheduled: {present}")
+    return found
+
+
+def assert_not_scheduled(fn: Function, args: dict[str, Any] | None = None, *,
+                         using: str = DEFAULT_DB_ALIAS) -> None:
+    assert_scheduled(fn, args, count=0, using=using)
+
+
+@contextmanager
+def run_scheduled_immediately(*, include_delayed: bool = True, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Run each job scheduled inside the block as soon as its transaction commits.
+
+    Under ``TestCase`` (one transaction per test) nothing commits: wrap the code in
+    ``self.captureOnCommitCallbacks(execute=True)`` or call ``run_due_jobs()`` instead.
+    """
+
+    def run(sender: Any, job: ScheduledFunction, **kwargs: Any) -> None:
+        if job.state == State.PENDING and (include_delayed or job.scheduled_time <= timezone.now()):
+            run_job(job.pk, using)
+
+    uid = f"scheduled_actions_testing_{uuid.uuid4().hex}"
+    job_scheduled.connect(run, weak=False, dispatch_uid=uid)
+    try:
+        yield
+    finally:
+        job_scheduled.disconnect(dispatch_uid=uid)

@@ -1,0 +1,72 @@
+"""The test helpers shipped for users (django_scheduled_actions.testing), used as a user would."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from django_scheduled_actions import run_mutation, scheduler
+from django_scheduled_actions.models import ScheduledFunction
+from django_scheduled_actions.testing import (
+    assert_not_scheduled,
+    assert_scheduled,
+    run_due_jobs,
+    run_scheduled_immediately,
+)
+from tests.app import functions as f
+from tests.app.models import Counter, Effect, Note
+
+
+@pytest.mark.django_db  # inside one transaction per test, as Django's TestCase does
+def test_run_due_jobs_runs_jobs_and_their_children_in_a_test_transaction():
+    run_mutation(f.add_note_and_schedule, {"text": "hi"})
+    assert_scheduled(f.record, {"key": "hi"})
+    assert run_due_jobs() == 1
+    assert_not_scheduled(f.record, {"key": "hi"})
+    assert list(Effect.objects.values_list("key", flat=True)) == ["hi"]
+    assert Note.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_run_due_jobs_advances_a_fake_clock():
+    scheduler.run_after(timedelta(hours=2), f.bump, {"name": "later"})
+    assert run_due_jobs() == 0
+    assert run_due_jobs(advance=timedelta(hours=1)) == 0
+    assert run_due_jobs(advance=timedelta(hours=2, seconds=1)) == 1
+    assert Counter.objects.get(name="later").value == 1
+
+
+@pytest.mark.django_db
+def test_run_due_jobs_runs_actions_with_their_guarantees():
+    job_id = scheduler.run_after(0, f.flaky_action, {"name": "fl", "fail_times": 1})
+    assert run_due_jobs() == 2  # the retry (no backoff) is due again at once
+    assert ScheduledFunction.objects.get(pk=job_id).attempts == 2
+
+
+@pytest.mark.django_db
+def test_assert_scheduled_reports_what_is_there():
+    scheduler.run_after(0, f.bump, {"name": "a"})
+    assert len(assert_scheduled(f.bump, count=1)) == 1
+    with pytest.raises(AssertionError, match=r"expected a job of tests.app.functions:record .* found 0; "
+                                             r"scheduled: \[\('tests.app.functions:bump', \{'name': 'a'\}"):
+        assert_scheduled(f.record)
+    with pytest.raises(AssertionError, match="expected 0 job"):
+        assert_not_scheduled(f.bump, {"name": "a"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_scheduled_immediately_runs_each_job_on_commit():
+    with run_scheduled_immediately():
+        run_mutation(f.add_note_and_schedule, {"text": "now", "delay": 3600})
+        assert list(Effect.objects.values_list("key", flat=True)) == ["now"]
+    run_mutation(f.add_note_and_schedule, {"text": "after"})
+    assert Effect.objects.count() == 1  # the mode ended with the block
+    assert_scheduled(f.record, {"key": "after"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_scheduled_immediately_can_leave_delayed_jobs():
+    with run_scheduled_immediately(include_delayed=False):
+        run_mutation(f.add_note_and_schedule, {"text": "later", "delay": 3600})
+    assert_scheduled(f.record, {"key": "later"})
