@@ -278,8 +278,9 @@ class CronLoop(threading.Thread):
 
     def __init__(self, stopping: threading.Event, *, clock: Callable[[], datetime] = timezone.now,
                  using: str = DEFAULT_DB_ALIAS, recheck: float = 1.0,
-                 on_fired: Callable[[], None] = lambda: None):
+                 on_fired: Callable[[], None] = lambda: None, crons: CronRegistry | None = None):
         super().__init__(name="scheduled-actions-crons", daemon=True)
+        self.crons = crons or cron_registry
         self.stopping = stopping
         self.clock = clock
         self.using = using
@@ -298,7 +299,7 @@ class CronLoop(threading.Thread):
     def _sync(self) -> None:
         while not self.stopping.is_set():
             try:
-                report = sync(self.clock(), using=self.using)
+                report = sync(self.clock(), self.crons, using=self.using)
             except DatabaseError as exc:
                 logger.warning("cron sync failed, retrying error=%r", exc)
                 connections[self.using].close()

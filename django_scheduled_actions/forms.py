@@ -7,7 +7,6 @@ import zoneinfo
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
 
 from . import cron
 from .exceptions import FunctionNotFound
@@ -71,7 +70,7 @@ class CronJobForm(forms.ModelForm):
     def _clean_schedule(self, data: dict[str, Any]) -> None:
         expression, interval = (data.get("expression") or "").strip(), data.get("interval_seconds")
         if bool(expression) == (interval is not None):
-            raise ValidationError("Give either a cron expression or an interval in seconds (not both).")
+            return  # the model's constraint sa_cron_one_schedule says so
         try:
             schedule = cron.build(expression, interval, data.get("timezone") or "UTC")
         except cron.UnknownTimeZone as exc:

@@ -245,9 +245,11 @@ class CronJob(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["name"], name="sa_cron_name_unique"),
             models.CheckConstraint(
-                condition=(Q(expression="") & Q(interval_seconds__gte=1))
+                condition=Q(expression="", interval_seconds__isnull=False, interval_seconds__gte=1)
                 | (~Q(expression="") & Q(interval_seconds__isnull=True)),
-                name="sa_cron_one_schedule"),
+                name="sa_cron_one_schedule",
+                violation_error_message=_("Give either a cron expression or an interval of at least one "
+                                          "second (not both).")),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,9 @@
 - ``job_failed(job, error, will_retry, worker_id)``: an attempt failed; ``will_retry`` says whether
   another attempt is scheduled; ``error`` is the exception (or a ``WorkerLost`` / ``JobTimeout``).
 - ``job_canceled(job_ids)``: jobs were canceled.
-- ``cron_skipped(cron, tick, reason)``: a cron tick did not fire.
+- ``cron_skipped(cron, tick, reason, count)``: ``count`` ticks of the ``CronJob`` ``cron`` did not fire,
+  the first at ``tick``; ``reason`` is ``"overlap"`` (the previous run was still pending or running),
+  ``"missed"`` (workers were down; a later tick fired) or ``"invalid"`` (function gone, bad arguments).
 
 Receivers that raise are logged and never disturb the worker (signals are sent with ``send_robust``).
 """

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections import Counter as Tally
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,11 +22,12 @@ WORKERS = 3
 TICKS = 8  # seconds of one-second ticks to observe
 
 
-def wait_until(predicate, timeout: float, what: str):
+def wait_until(predicate, timeout: float, what: str, logs: list[Path]):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+            output = "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}\n{output}")
         time.sleep(0.05)
     return value
 
@@ -49,11 +51,11 @@ def test_three_workers_fire_each_tick_of_a_one_second_cron_exactly_once(tmp_path
     workers = [start_worker("--concurrency", "2", log=log, SA_TEST_CRONS="1") for log in logs]
     try:
         cron = wait_until(lambda: CronJob.objects.filter(name=EVERY_SECOND).first(), 60,
-                          "the workers to sync")
+                          "the workers to sync", logs)
         runs = ScheduledFunction.objects.filter(cron=cron)
-        wait_until(lambda: runs.count() >= TICKS + 1, TICKS + 30, f"{TICKS + 1} runs of the cron")
+        wait_until(lambda: runs.count() >= TICKS + 1, TICKS + 30, f"{TICKS + 1} runs of the cron", logs)
         CronJob.objects.filter(pk=cron.pk).update(enabled=False)
-        wait_until(lambda: not runs.exclude(state=State.SUCCESS).exists(), 30, "every run to finish")
+        wait_until(lambda: not runs.exclude(state=State.SUCCESS).exists(), 30, "every run to finish", logs)
         ticks_before = runs.count()
         time.sleep(1.5)  # disabled: no cron loop may fire another tick (a real second has to pass to show it)
         assert runs.count() == ticks_before

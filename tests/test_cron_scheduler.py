@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -148,6 +149,13 @@ def test_one_run_per_tick_is_a_named_unique_constraint(registry):
     ScheduledFunction.objects.create(**job)
 
 
+@pytest.mark.parametrize("schedule", [{}, {"expression": "0 9 * * *", "interval_seconds": 60},
+                                      {"interval_seconds": 0.5}], ids=["neither", "both", "too short"])
+def test_a_cron_row_has_exactly_one_schedule(schedule):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CronJob.objects.create(name="x", function=cf.ping.name, **schedule)
+
+
 def test_a_tick_that_has_its_run_already_is_a_typed_outcome(registry):
     row = every_second(registry)
     scheduler = CronScheduler()
@@ -278,3 +286,33 @@ def test_hourly_job_runs_every_real_hour_across_transitions(day):
     start = day.astimezone(UTC)
     fired = step_through(row, start, start + timedelta(hours=6, minutes=59), timedelta(minutes=5))
     assert fired == [start + timedelta(hours=h) for h in range(1, 7)]
+
+
+# --- in the worker ---
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workers_cron_loop_syncs_then_ticks_on_its_clock(registry):
+    """The loop a worker runs, on a clock that moves half a second per reading: no real waiting."""
+    registry.jobs("tests.crons").interval("every second", {"seconds": 1}, cf.mark, {"label": "loop"})
+    readings = iter(T0 + timedelta(milliseconds=500 * n) for n in range(1000))
+    stopping = threading.Event()
+    loop = cron_scheduler.CronLoop(stopping, clock=lambda: next(readings), recheck=0.01, crons=registry,
+                                   on_fired=stopping.set)
+    loop.start()
+    loop.join(30)
+    assert not loop.is_alive()
+    row = CronJob.objects.get(name="every second")
+    assert (row.source, runs(row)) == ("code", [T0 + timedelta(seconds=1)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_burst_workers_and_no_crons_workers_leave_crons_alone(registry):
+    from django.core.management import call_command
+
+    from django_scheduled_actions.worker import Worker
+
+    assert Worker(burst=True).crons is False and Worker(crons=False).crons is False and Worker().crons is True
+    call_command("runworker", burst=True)
+    call_command("runworker", burst=True, no_crons=True)
+    assert not CronJob.objects.exists()

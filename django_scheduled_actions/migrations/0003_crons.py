@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='cronjob',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('expression', ''), ('interval_seconds__gte', 1)), models.Q(models.Q(('expression', ''), _negated=True), ('interval_seconds__isnull', True)), _connector='OR'), name='sa_cron_one_schedule'),
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('expression', ''), ('interval_seconds__gte', 1), ('interval_seconds__isnull', False)), models.Q(models.Q(('expression', ''), _negated=True), ('interval_seconds__isnull', True)), _connector='OR'), name='sa_cron_one_schedule', violation_error_message='Give either a cron expression or an interval of at least one second (not both).'),
         ),
         migrations.AddConstraint(
             model_name='scheduledfunction',
