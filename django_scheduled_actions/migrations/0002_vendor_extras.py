@@ -1,7 +1,8 @@
 """What only some databases get, so the model state stays the same everywhere:
 
 - PostgreSQL: a trigger that NOTIFYs workers when a job becomes pending (delivered on commit).
-- MySQL / MariaDB: they have no partial indexes, so the due-jobs index is a plain composite one.
+- MySQL / MariaDB: they have no partial indexes (Django builds sa_job_due_idx and sa_job_lease_idx
+  there without their conditions), so the claim and the lease recovery get composite indexes led by state.
 """
 
 from django.db import migrations
@@ -26,8 +27,12 @@ PG_NOTIFY_DROP = [
     "DROP TRIGGER IF EXISTS scheduled_actions_job_inserted ON scheduled_actions_job",
     "DROP FUNCTION IF EXISTS scheduled_actions_notify()",
 ]
-MYSQL_DUE_INDEX = ["CREATE INDEX sa_job_due_mysql_idx ON scheduled_actions_job (state, priority, scheduled_time)"]
-MYSQL_DUE_INDEX_DROP = ["DROP INDEX sa_job_due_mysql_idx ON scheduled_actions_job"]
+MYSQL_INDEXES = [
+    "CREATE INDEX sa_job_due_mysql_idx ON scheduled_actions_job (state, priority, scheduled_time)",
+    "CREATE INDEX sa_job_lease_mysql_idx ON scheduled_actions_job (state, lease_expires_at)",
+]
+MYSQL_INDEXES_DROP = ["DROP INDEX sa_job_due_mysql_idx ON scheduled_actions_job",
+                      "DROP INDEX sa_job_lease_mysql_idx ON scheduled_actions_job"]
 
 
 def run(statements):
@@ -38,8 +43,8 @@ def run(statements):
     return apply
 
 
-forwards = run({"postgresql": PG_NOTIFY, "mysql": MYSQL_DUE_INDEX})
-backwards = run({"postgresql": PG_NOTIFY_DROP, "mysql": MYSQL_DUE_INDEX_DROP})
+forwards = run({"postgresql": PG_NOTIFY, "mysql": MYSQL_INDEXES})
+backwards = run({"postgresql": PG_NOTIFY_DROP, "mysql": MYSQL_INDEXES_DROP})
 
 
 class Migration(migrations.Migration):

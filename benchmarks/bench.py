@@ -1,0 +1,269 @@
+"""Benchmark: enqueue rates, drain rates, enqueue->start latency and worker memory, per database.
+
+    python benchmarks/bench.py                      # SQLite, PostgreSQL and MariaDB, 3 runs each
+    python benchmarks/bench.py --db postgres --runs 5
+    python benchmarks/bench.py --smoke              # tiny sizes: checks the benchmark works (CI)
+
+Every figure is printed as the median of the runs with the range [min-max], beside two baselines
+measured in the same run on the same database: a bare ``Model.objects.create`` of the same job row
+(what an enqueue cannot beat) and ``SELECT 1`` round trips (the connection's ceiling).
+Workers are real ``manage.py runworker`` processes (``--concurrency 4``, default settings, no crons).
+The machine is shared and noisy: compare ratios within one run, not absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SQLITE_PATH = Path("/tmp/scheduled_actions_bench.sqlite3")
+DATABASES = {
+    "sqlite": f"sqlite:///{SQLITE_PATH}",
+    "postgres": "postgres://postgres@127.0.0.1:5432/scheduled_actions_bench",
+    "mysql": "mysql://root@127.0.0.1:3306/scheduled_actions_bench",
+}
+SIZES = {"full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300},
+         "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20}}
+
+
+def env_for(db: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": DATABASES[db], "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")])}
+
+
+def setup_django(db: str) -> None:
+    os.environ.update(env_for(db))
+    sys.path[:0] = [str(ROOT), str(ROOT / "testproject")]
+    import django
+
+    django.setup()
+
+
+def recreate_database(db: str) -> None:
+    """A fresh database per benchmark run, then migrate (in a subprocess: this one stays unconnected)."""
+    name = DATABASES[db].rsplit("/", 1)[1]
+    if db == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+    elif db == "postgres":
+        subprocess.run(["psql", "-qh", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {name}",
+                        "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    else:
+        subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e",
+                        f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} CHARACTER SET utf8mb4"],
+                       check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=env_for(db), check=True, cwd=ROOT)
+
+
+# ---- measurements, run inside a child process per database (see main) ----
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from django_scheduled_actions import scheduler
+    from django_scheduled_actions.models import ScheduledFunction
+    from tests.app.functions import noop_mutation
+
+    n = sizes["enqueue"]
+    results = {}
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for _ in range(n):
+            cursor.execute("SELECT 1")
+    results["select1_per_s"] = rate(n, time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(n):
+        ScheduledFunction.objects.create(name=noop_mutation.name, kind="mutation", args={"i": i},
+                                         scheduled_time=timezone.now(), state="canceled")
+    results["bare_create_per_s"] = rate(n, time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(n):
+        scheduler.run_after(3600, noop_mutation, {"i": i})
+    results["enqueue_per_s"] = rate(n, time.perf_counter() - started)
+    started = time.perf_counter()
+    with transaction.atomic():
+        for i in range(sizes["bulk"]):
+            scheduler.run_after(3600, noop_mutation, {"i": i})
+    results["enqueue_in_one_txn_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
+    ScheduledFunction.objects.all().delete()
+    return results
+
+
+def start_worker(db: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "django", "runworker", "--concurrency", "4", "--no-crons"],
+                            env=env_for(db), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def peak_rss_mb(proc: subprocess.Popen) -> float:
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the benchmark waited too long; is a worker failing? (see runworker output)")
+        time.sleep(0.01)
+
+
+def measure_drain(db: str, kind: str, workers: int, n: int) -> dict[str, float]:
+    from django.db import transaction
+    from django.db.models import Max, Min
+
+    from django_scheduled_actions import scheduler
+    from django_scheduled_actions.models import ScheduledFunction
+    from tests.app.functions import noop_action, noop_mutation
+
+    fn = noop_mutation if kind == "mutation" else noop_action
+    ScheduledFunction.objects.all().delete()
+    with transaction.atomic():
+        for i in range(n):
+            scheduler.run_after(0, fn, {"i": i})
+    done = ScheduledFunction.objects.filter(state="success")
+    launched = time.time()
+    procs = [start_worker(db) for _ in range(workers)]
+    try:
+        wait_for(lambda: done.count() == n, timeout=max(120.0, n / 20))
+        rss = max(peak_rss_mb(p) for p in procs)
+    finally:
+        stop(procs)
+    span = done.aggregate(first=Min("started_at"), last=Max("completed_time"))
+    steady = (span["last"] - span["first"]).total_seconds()
+    return {f"drain_{kind}_{workers}w_per_s": rate(n, span["last"].timestamp() - launched),
+            f"steady_{kind}_{workers}w_per_s": rate(n, steady), f"rss_{kind}_{workers}w_mb": rss}
+
+
+def measure_latency(db: str, n: int, per_second: float = 30.0) -> dict[str, float]:
+    from django_scheduled_actions import scheduler
+    from django_scheduled_actions.models import ScheduledFunction
+    from tests.app.functions import noop_action
+
+    ScheduledFunction.objects.all().delete()
+    proc = start_worker(db)
+    try:
+        warm = scheduler.run_after(0, noop_action, {"i": -1})
+        wait_for(lambda: ScheduledFunction.objects.filter(pk=warm, state="success").exists(), 60)
+        time.sleep(1.0)  # the worker is idle: the enqueues below find it asleep
+        enqueued = {}
+        start = time.perf_counter()
+        for i in range(n):
+            time.sleep(max(0.0, start + i / per_second - time.perf_counter()))
+            job_id = scheduler.run_after(0, noop_action, {"i": i})
+            enqueued[job_id] = time.time()
+        wait_for(lambda: ScheduledFunction.objects.filter(pk__in=enqueued, state="success").count() == n, 60)
+        rss = peak_rss_mb(proc)
+    finally:
+        stop([proc])
+    started = dict(ScheduledFunction.objects.filter(pk__in=enqueued).values_list("pk", "started_at"))
+    latencies = sorted((started[pk].timestamp() - t) * 1000 for pk, t in enqueued.items())
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+    return {"latency_p50_ms": pick(0.50), "latency_p95_ms": pick(0.95), "latency_p99_ms": pick(0.99),
+            "latency_max_ms": latencies[-1], "rss_idle_worker_mb": rss}
+
+
+def run_once(db: str, sizes: dict[str, int]) -> dict[str, float]:
+    results = measure_enqueue(sizes)
+    for kind in ("mutation", "action"):
+        for workers in (1, 2):
+            results.update(measure_drain(db, kind, workers, sizes["drain"]))
+    results.update(measure_latency(db, sizes["latency"]))
+    return results
+
+
+# ---- reporting ----
+
+LABELS = [
+    ("select1_per_s", "baseline: SELECT 1 round trips/s"),
+    ("bare_create_per_s", "baseline: bare Model.objects.create/s"),
+    ("enqueue_per_s", "enqueue, one per transaction/s"),
+    ("enqueue_in_one_txn_per_s", "enqueue, many in one transaction/s"),
+    ("drain_mutation_1w_per_s", "drain no-op mutations, 1 worker/s"),
+    ("drain_mutation_2w_per_s", "drain no-op mutations, 2 workers/s"),
+    ("drain_action_1w_per_s", "drain no-op actions, 1 worker/s"),
+    ("drain_action_2w_per_s", "drain no-op actions, 2 workers/s"),
+    ("latency_p50_ms", "enqueue->start p50 at 30/s, ms"),
+    ("latency_p95_ms", "enqueue->start p95, ms"),
+    ("latency_p99_ms", "enqueue->start p99, ms"),
+    ("latency_max_ms", "enqueue->start max, ms"),
+    ("rss_mutation_1w_mb", "worker peak RSS (draining), MB"),
+    ("rss_idle_worker_mb", "worker peak RSS (latency run), MB"),
+]
+
+
+def summarise(values: list[float]) -> str:
+    median = statistics.median(values)
+    fmt = (lambda v: f"{v:,.1f}") if median < 100 else (lambda v: f"{v:,.0f}")
+    return f"{fmt(median)} [{fmt(min(values))}-{fmt(max(values))}]"
+
+
+def report(all_results: dict[str, list[dict[str, float]]]) -> str:
+    dbs = list(all_results)
+    runs = {db: len(r) for db, r in all_results.items()}
+    header = "| metric | " + " | ".join(f"{db} (n={runs[db]})" for db in dbs) + " |"
+    lines = [header, "|---|" + "---|" * len(dbs)]
+    for key, label in LABELS:
+        cells = [summarise([r[key] for r in all_results[db]]) if all_results[db] else "-" for db in dbs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for db in dbs:
+        ratios = [r["enqueue_per_s"] / r["bare_create_per_s"] for r in all_results[db]]
+        lines.append(f"| {db}: enqueue / bare create | " + summarise(ratios) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", action="append", choices=list(DATABASES), help="database(s); default all three")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run: checks the benchmark works")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = SIZES["smoke" if args.smoke else "full"]
+    if args.child:  # one run against one database, results as one line of JSON
+        setup_django(args.child)
+        print(json.dumps(run_once(args.child, sizes)))
+        return 0
+    runs = 1 if args.smoke else args.runs
+    all_results: dict[str, list[dict[str, float]]] = {}
+    for db in args.db or list(DATABASES):
+        all_results[db] = []
+        for i in range(runs):
+            print(f"{db}: run {i + 1}/{runs}", file=sys.stderr, flush=True)
+            recreate_database(db)
+            cmd = [sys.executable, __file__, "--child", db] + (["--smoke"] if args.smoke else [])
+            out = subprocess.run(cmd, env=env_for(db), cwd=ROOT, check=True, capture_output=True, text=True)
+            all_results[db].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(report(all_results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
