@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: demo test bootstrap lint clean
+.PHONY: demo test bootstrap lint clean bench
 
 demo:
 	scripts/demo.sh
@@ -15,6 +15,9 @@ test:
 
 bootstrap:
 	scripts/bootstrap.sh
+
+bench: bootstrap
+	.venv/bin/python benchmarks/bench.py $(ARGS)
 
 lint:
 	STAGES=lint scripts/test.sh

@@ -1,3 +1,5 @@
+from importlib.util import find_spec
+
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
 
@@ -13,3 +15,7 @@ class ScheduledActionsConfig(AppConfig):
 
         autodiscover_modules("functions")
         autodiscover_modules("crons")  # after functions: crons refer to them
+        if find_spec("django.tasks") is not None:  # Django 6+: run @task jobs, send Django's task signals
+            from .backends import signal_handlers as task_signal_handlers
+
+            task_signal_handlers.connect()

@@ -72,7 +72,7 @@ class Executor:
     def run(self, job: ScheduledFunction, token: str, watch: Callable[[float | None], None] | None = None,
             abandoned: Callable[[], bool] = lambda: False) -> None:
         try:
-            fn = registry.get(job.name)
+            fn = registry.for_job(job.name)
             if fn.kind != job.kind:
                 raise FunctionNotFound(f"{job.name} is registered as a {fn.kind}, but the job is a {job.kind}")
         except FunctionNotFound as exc:

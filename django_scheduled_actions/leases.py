@@ -44,7 +44,7 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
 
 def _retry_policy(name: str) -> RetryPolicy:
     try:
-        return registry.get(name).retry
+        return registry.for_job(name).retry
     except FunctionNotFound:
         return RetryPolicy()
 

@@ -268,7 +268,7 @@ class Worker:
             job = thread.time_out(mono)
             if job is None:
                 continue
-            fn = registry.get(job.name)
+            fn = registry.for_job(job.name)
             error = JobTimeout(f"action {job.name} ran longer than its timeout and was abandoned")
             logger.error("action timed out job=%s name=%s", job.pk, job.name)
             self.executor.record_action_failure(fn.retry, job, job.token, error)

@@ -1,0 +1,25 @@
+"""The benchmark still works (a smoke run with tiny sizes); never a speed threshold."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.process
+
+
+def test_benchmark_smoke_run_prints_every_metric():
+    db = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
+    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--smoke", "--db", db], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = out.stdout
+    for label in ("enqueue, one per transaction/s", "drain no-op actions, 2 workers/s",
+                  "enqueue->start p99, ms", "worker peak RSS (draining), MB", "baseline: bare Model.objects.create/s"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+        assert row.count("[") == 1, row  # one database, a median with its range
