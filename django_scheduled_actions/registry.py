@@ -66,6 +66,7 @@ class Function:
 class Registry:
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
+        self._resolvers: dict[str, Callable[[str], Function]] = {}
         self._lock = threading.Lock()
 
     def register(self, function: Function) -> None:
@@ -83,6 +84,21 @@ class Registry:
             return self._functions[name]
         except KeyError:
             raise FunctionNotFound(f"no function is registered as {name!r}") from None
+
+    def add_resolver(self, prefix: str, resolve: Callable[[str], Function]) -> None:
+        """Let ``for_job`` build the function of job names starting with ``prefix`` (django.tasks jobs)."""
+        self._resolvers[prefix] = resolve
+
+    def for_job(self, name: str) -> Function:
+        """The function a job row names: a resolver's for its prefix, else the registered one.
+
+        Only the worker calls this: a resolver may import the code a (trusted) job row names, so names
+        from clients (HTTP, forms) go through ``get``.
+        """
+        for prefix, resolve in self._resolvers.items():
+            if name.startswith(prefix):
+                return resolve(name[len(prefix):])
+        return self.get(name)
 
     def all(self) -> list[Function]:
         return list(self._functions.values())

@@ -1,0 +1,49 @@
+"""The task class of the backend: Django's ``Task`` plus this app's options.
+
+Django 6.1 passes unknown ``@task(...)`` keywords to the backend's ``task_class``, so these work::
+
+    @task(retry=RetryPolicy(max_attempts=5), timeout=120)
+    def charge(order_id): ...
+
+    charge.using(idempotency_key=f"charge-{order.pk}").enqueue(order.pk)
+
+``retry`` and ``timeout`` belong to the definition (as for ``@action``); ``idempotency_key`` is usually
+given per call through ``.using()``. The backend validates them (``InvalidTask``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.tasks import Task
+from django.tasks.exceptions import InvalidTask
+
+from ..retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledActionsTask(Task):
+    retry: RetryPolicy | None = None  # None: at most once, as for an action without a RetryPolicy
+    timeout: float | None = None  # seconds; None: SCHEDULED_ACTIONS_ACTION_TIMEOUT
+    idempotency_key: str | None = None  # while held, enqueueing again returns the first result
+
+    def using(self, *, idempotency_key: str | None = None, **changes: Any) -> ScheduledActionsTask:
+        """Django's ``using()`` (priority, queue_name, run_after, backend), plus ``idempotency_key``."""
+        task = Task.using(self, **changes)  # explicit: zero-argument super() fails in slotted dataclasses
+        return task if idempotency_key is None else replace(task, idempotency_key=idempotency_key)
+
+
+def validate_options(task: Task) -> None:
+    """Raise ``InvalidTask`` for a bad ``retry``, ``timeout`` or ``idempotency_key``."""
+    retry = getattr(task, "retry", None)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidTask(f"retry must be a django_scheduled_actions.RetryPolicy, got {retry!r}.")
+    timeout = getattr(task, "timeout", None)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise InvalidTask(f"timeout must be a positive, finite number of seconds, got {timeout!r}.")
+    key = getattr(task, "idempotency_key", None)
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
+        raise InvalidTask(f"idempotency_key must be a non-empty string of at most 255 characters, got {key!r}.")
