@@ -1,6 +1,7 @@
 """Convex-style queries, mutations, actions, a transactional scheduler and crons for Django."""
 
 from .auth import Auth
+from .crons import cron_jobs
 from .exceptions import (
     ActionDatabaseAccessError,
     ArgumentValidationError,
@@ -12,7 +13,6 @@ from .exceptions import (
     Unauthenticated,
     WorkerLost,
 )
-from .crons import cron_jobs
 from .registry import action, internal_action, internal_mutation, internal_query, mutation, query
 from .retry import RetryPolicy
 
@@ -38,6 +38,8 @@ __all__ = [
     "run_action",
     "run_mutation",
     "run_query",
+    "schedule_on_delete",
+    "schedule_on_save",
     "scheduler",
 ]
 
@@ -47,6 +49,8 @@ _LAZY = {
     "run_action": "execution",
     "scheduler": "scheduling",
     "Scheduler": "scheduling",
+    "schedule_on_save": "hooks",
+    "schedule_on_delete": "hooks",
 }
 
 

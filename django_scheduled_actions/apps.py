@@ -12,6 +12,9 @@ class ScheduledActionsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
+        from . import signal_handlers
+
+        signal_handlers.connect()
 
         autodiscover_modules("functions")
         autodiscover_modules("crons")  # after functions: crons refer to them

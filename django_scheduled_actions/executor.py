@@ -154,16 +154,13 @@ class Executor:
             return
         run_at = self.clock() + timedelta(seconds=retry.backoff(job.attempts))
         if persist(lambda: Jobs.using(self.using).retry_later(job.pk, token, describe(exc), run_at), self.using):
-            logger.warning("action failed, retrying job=%s name=%s attempt=%d run_at=%s error=%r",
-                           job.pk, job.name, job.attempts, run_at.isoformat(), exc)
             send(signals.job_failed, job, error=exc, will_retry=True, worker_id=self.worker_id)
 
     def _fail(self, job: ScheduledFunction, token: str, exc: BaseException, **fields: Any) -> None:
         now = self.clock()
         if persist(lambda: Jobs.using(self.using).mark_failed(job.pk, token, describe(exc), now, **fields),
                    self.using):
-            logger.error("job failed job=%s name=%s error=%r", job.pk, job.name, exc,
-                         exc_info=(type(exc), exc, exc.__traceback__))
+            job.attempts += 1 if fields.get("count_attempt") else 0
             send(signals.job_failed, job, error=exc, will_retry=False, worker_id=self.worker_id)
 
 
