@@ -3,6 +3,9 @@
 A claim is a tiny transaction: lock due pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and
 MySQL/MariaDB; SQLite's single writer lock, taken with ``BEGIN IMMEDIATE``), mark them
 ``in_progress`` under a fresh token with a lease, commit. Bodies run outside it.
+
+Jobs under a concurrency limit (``limits.py``) are claimed first, by their own transaction that locks
+the limits' rows; the usual query then fills the rest of the claim with jobs that have no limit.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from . import signals
+from . import batches, limits, signals
 from .exceptions import FunctionNotFound, WorkerLost
 from .models import ScheduledFunction, State
 from .registry import registry
@@ -28,18 +31,34 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
           using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[ScheduledFunction]]:
     """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs."""
     token = uuid.uuid4().hex
+    limited = limits.active(queues)
+    claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
+    if len(claimed) < limit:
+        claimed += _claim_unlimited(limited, worker_id, token, limit - len(claimed), now, lease, queues, using)
+    if limited:
+        claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
+    for job in claimed:
+        job.state, job.worker_id, job.token = State.IN_PROGRESS, worker_id, token
+    return token, claimed
+
+
+def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+                     lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
     jobs = ScheduledFunction.objects.using(using)
     with outermost(using, None):
-        due = jobs.due(now).in_queues(queues).claim_order()
+        due = limited.exclude_limited(jobs.due(now).in_queues(queues).claim_order())
         if connections[using].features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         claimed = list(due.defer("result", "error")[:limit])
         if claimed:
             jobs.filter(pk__in=[j.pk for j in claimed]).update(
                 state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=now + lease)
-    for job in claimed:
-        job.state, job.worker_id, job.token = State.IN_PROGRESS, worker_id, token
-    return token, claimed
+    return claimed
+
+
+def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFAULT_DB_ALIAS) -> datetime | None:
+    """When the next claim may find work (limited jobs waiting for a slot excepted)."""
+    return limits.next_due_time(queues, now, using)
 
 
 def _retry_policy(name: str) -> RetryPolicy:
@@ -53,8 +72,8 @@ def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
     """Recover the jobs of workers whose lease expired. Returns how many jobs were recovered.
 
     Mutations (whose ``started_at`` is only written with their commit) and unstarted claims go back to
-    ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy, or ``failed`` with "worker lost": never re-run
-    beyond ``max_attempts``.
+    ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy,
+    or ``failed`` with "worker lost": never re-run beyond ``max_attempts``.
     """
     jobs = ScheduledFunction.objects.using(using)
     expired = jobs.expired_leases(now)
@@ -64,6 +83,7 @@ def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
         recovered += _recover_action(job, now, jobs)
     if recovered:
         logger.warning("recovered jobs of lost workers count=%d", recovered)
+    batches.settle_stragglers(using)  # items whose worker died before counting them (and the ones failed above)
     return recovered
 
 
@@ -83,8 +103,9 @@ def _recover_action(job: ScheduledFunction, now: datetime, jobs) -> int:
 
 
 def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
-    """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches."""
-    from .models import IdempotencyKey
+    """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
+    batches and sagas finished before then."""
+    from .models import Batch, IdempotencyKey, Saga
 
     jobs = ScheduledFunction.objects.using(using)
     deleted = 0
@@ -94,6 +115,8 @@ def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, ba
             break
         deleted += jobs.filter(pk__in=ids).delete()[0]
     IdempotencyKey.objects.using(using).expired(now).delete()
+    Batch.objects.using(using).filter(finished_at__lt=now - retention).delete()
+    Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
     return deleted
 
 
