@@ -14,6 +14,7 @@ cd "$REPO/testproject"
 PY="$REPO/.venv/bin/python"
 unset DATABASE_URL  # the demo is SQLite: testproject/db.sqlite3
 export DJANGO_SETTINGS_MODULE=testproject.settings PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PATTERNS_PROVIDER_URL="http://$ADDR"  # the patterns' fake provider is this server
 
 say() { printf 'demo: %s\n' "$*"; }
 

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_scheduled_actions",
     "demo",
+    "patterns",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +56,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20})
 elif DATABASES["default"]["ENGINE"].endswith("mysql"):
     DATABASES["default"].setdefault("OPTIONS", {}).update({"charset": "utf8mb4"})
+
+PATTERNS_PROVIDER_URL = env("PATTERNS_PROVIDER_URL", default="http://127.0.0.1:8000")  # the fake provider: this server
 
 USE_TZ = True
 TIME_ZONE = "UTC"

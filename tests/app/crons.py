@@ -18,3 +18,4 @@ if os.environ.get("SA_TEST_CRONS") == "1":
     crons.interval(EVERY_SECOND, {"seconds": 1}, cf.mark, {"label": EVERY_SECOND})
 else:
     cron_registry.discard("demo.crons")
+cron_registry.discard("patterns.crons")  # its sync calls the fake provider: tests/test_patterns.py runs them

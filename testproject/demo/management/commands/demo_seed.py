@@ -3,6 +3,7 @@
 import random
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from demo.functions import place_order, send_expiring_message
@@ -24,3 +25,4 @@ class Command(BaseCommand):
             run_mutation(place_order, {"total_cents": random.randint(500, 5000)})
         run_mutation(send_expiring_message, {"body": "this message deletes itself", "expires_in_seconds": 60})
         self.stdout.write(f"scheduled {options['orders']} orders and one self-destructing message")
+        call_command("patterns_seed", stdout=self.stdout)  # the Convex guide's patterns (testproject/patterns)
