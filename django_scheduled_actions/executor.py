@@ -90,10 +90,14 @@ class Executor:
         info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time)
         send(signals.job_started, job, worker_id=self.worker_id)
 
+        jobs = Jobs.using(self.using)
+        ctid = getattr(job, "ctid", None)  # PostgreSQL claims return it
+
         def body() -> Any:
             result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
-            if not Jobs.using(self.using).mark_succeeded(job.pk, token, result, self.clock(),
-                                                         started_at=started, count_attempt=True):
+            now = self.clock()
+            if not ((ctid and jobs.mark_succeeded_at(ctid, job.pk, token, result, now, started))
+                    or jobs.mark_succeeded(job.pk, token, result, now, started_at=started, count_attempt=True)):
                 raise ClaimLost
             return result
 

@@ -91,22 +91,23 @@ class ExecutorThread(threading.Thread):
             return self.job
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews the leases of every job this worker holds, every third of a lease."""
+class Heartbeat(threading.Thread):
+    """Renews the worker's lease (its row in the workers table) every third of a lease: while it beats,
+    nobody recovers the jobs it holds."""
 
     def __init__(self, worker: Worker):
-        super().__init__(name="scheduled-actions-leases", daemon=True)
+        super().__init__(name="scheduled-actions-heartbeat", daemon=True)
         self.worker = worker
 
     def run(self) -> None:
         worker = self.worker
         interval = worker.lease.total_seconds() / 3
-        jobs = ScheduledFunction.objects.using(worker.using)
         while not worker.finished.wait(interval):
             try:
-                jobs.renew_leases(worker.worker_id, worker.clock() + worker.lease)
+                if not leases.heartbeat(worker.worker_id, worker.clock(), worker.lease, worker.using):
+                    worker.register()  # the row was pruned or deleted by hand: register again
             except (OperationalError, InterfaceError) as exc:
-                logger.warning("lease renewal failed, retrying error=%r", exc)
+                logger.warning("heartbeat failed, retrying error=%r", exc)
                 connections[worker.using].close()
         connections.close_all()
 
@@ -156,7 +157,8 @@ class Worker:
         _keep_connections_open()
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
-        self.background = [LeaseKeeper(self)]
+        self.register()
+        self.background = [Heartbeat(self)]
         if supports_listen(self.using) and not self.burst:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:
@@ -175,6 +177,10 @@ class Worker:
                 signal.signal(signum, handler)
         logger.info("worker stopped worker_id=%s jobs=%d", self.worker_id, self.completed_total)
         return 0
+
+    def register(self) -> None:
+        leases.register_worker(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
+                               concurrency=self.concurrency, now=self.clock(), lease=self.lease, using=self.using)
 
     def step(self) -> bool:
         """One pass of the main loop: maintenance, claim, dispatch, wait. False when the worker is done."""
@@ -308,6 +314,10 @@ class Worker:
         self.finished.set()
         for thread in self.background:
             thread.join(5)
+        try:
+            leases.sign_off(self.worker_id, self.clock(), self.using)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("could not sign off; this worker's row expires by itself error=%r", exc)
         connections.close_all()
 
     def _hand_back_unstarted(self) -> None:
