@@ -62,6 +62,22 @@ def is_connection_error(exc: BaseException) -> bool:
     return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_CONNECTION_ERRORS
 
 
+def _pg_isolation_levels() -> dict[str, object]:
+    """psycopg 3's isolation levels, or {} when Django uses psycopg2 (or PostgreSQL is not in use)."""
+    try:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+        from psycopg import IsolationLevel
+    except ImportError:
+        return {}
+    if not is_psycopg3:
+        return {}
+    return {"serializable": IsolationLevel.SERIALIZABLE, "repeatable read": IsolationLevel.REPEATABLE_READ,
+            "read committed": IsolationLevel.READ_COMMITTED}
+
+
+PG_ISOLATION = _pg_isolation_levels()
+
+
 def conflict_backoff(attempt: int) -> float:
     return random.uniform(0, min(0.5, 0.002 * 2**attempt))
 
@@ -81,6 +97,19 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
                 yield
         finally:
             conn.transaction_mode = saved
+        return
+    if vendor == "postgresql" and PG_ISOLATION and conn.connection is not None:
+        # psycopg then opens the transaction with "BEGIN ISOLATION LEVEL ..." itself: one round trip less
+        raw = conn.connection
+        saved_level, saved_read_only = raw.isolation_level, raw.read_only
+        raw.isolation_level = PG_ISOLATION[isolation] if isolation else saved_level
+        raw.read_only = True if read_only else saved_read_only
+        try:
+            with transaction.atomic(using=using):
+                yield
+        finally:
+            if raw is conn.connection and not raw.closed:
+                raw.isolation_level, raw.read_only = saved_level, saved_read_only
         return
     with transaction.atomic(using=using):
         clauses = [f"ISOLATION LEVEL {isolation.upper()}"] if isolation else []
