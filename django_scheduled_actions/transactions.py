@@ -98,7 +98,8 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         finally:
             conn.transaction_mode = saved
         return
-    if vendor == "postgresql" and PG_ISOLATION and conn.connection is not None:
+    if (vendor == "postgresql" and PG_ISOLATION and (isolation or read_only) and conn.connection is not None
+            and not conn.in_atomic_block):
         # psycopg then opens the transaction with "BEGIN ISOLATION LEVEL ..." itself: one round trip less
         raw = conn.connection
         saved_level, saved_read_only = raw.isolation_level, raw.read_only
