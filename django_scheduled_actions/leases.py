@@ -142,5 +142,14 @@ def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, ba
     return deleted
 
 
+def release(job_id: int, token: str, error: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Give up a claim whose outcome the worker could not record: back to pending if its body never
+    committed (a mutation, or an action not started), else failed (an action may have run: at most once)."""
+    jobs = ScheduledFunction.objects.using(using).filter(pk=job_id, token=token, state=State.IN_PROGRESS)
+    return (jobs.filter(started_at__isnull=True).update(state=State.PENDING, token="", worker_id="",
+                                                        lease_expires_at=None)
+            or jobs.update(state=State.FAILED, error=error, completed_time=now, lease_expires_at=None))
+
+
 def hand_back(token: str, job_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS) -> int:
     return ScheduledFunction.objects.using(using).filter(started_at__isnull=True).hand_back(token, job_ids)

@@ -72,8 +72,9 @@ class ExecutorThread(threading.Thread):
                     self.job = job
                 try:
                     worker.executor.run(job, token, self.watch, self.is_abandoned)
-                except Exception:
-                    logger.exception("executor crashed on job=%s; its lease will be recovered", job.pk)
+                except Exception as exc:  # the executor's own bookkeeping failed (database gone too long)
+                    logger.exception("executor could not record job=%s; releasing it", job.pk)
+                    worker.orphans.append((job.pk, token, repr(exc)))
                 finally:
                     with self.lock:
                         self.job, self.deadline = None, None
@@ -136,6 +137,8 @@ class Worker:
         self.jobs: queue.Queue[tuple[str, ScheduledFunction] | None] = queue.Queue()
         self.wake = threading.Event()
         self.maybe_due = True  # False after a claim came back short, until a NOTIFY, a timeout or a dry queue
+        self.claim_delay = 0.0  # after a failed claim: retry soon, backing off while the database is away
+        self.orphans: list[tuple[int, str, str]] = []  # jobs whose outcome could not be recorded
         self.stopping = threading.Event()
         self.finished = threading.Event()
         self.threads: list[ExecutorThread] = []
@@ -191,7 +194,10 @@ class Worker:
         if self._done(claimed, asked):
             return False
         # a full batch means more may be due: come back as soon as a thread frees up
-        self._wait(self.poll_interval if self.maybe_due else self._idle_timeout())
+        if self.claim_delay:
+            self._wait(self.claim_delay)
+        else:
+            self._wait(self.poll_interval if self.maybe_due else self._idle_timeout())
         return True
 
     def stop(self) -> None:
@@ -227,9 +233,11 @@ class Worker:
         try:
             token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using)
         except (OperationalError, InterfaceError) as exc:
-            logger.warning("claim failed (database unavailable?), retrying error=%r", exc)
+            self.claim_delay = min(max(self.claim_delay * 2, 0.05), self.poll_interval)
+            logger.warning("claim failed (database unavailable?), retrying in %.2fs error=%r", self.claim_delay, exc)
             connections[self.using].close()
             return 0, asked
+        self.claim_delay = 0.0
         self.maybe_due = len(jobs) == asked
         with self._count_lock:
             self.inflight += len(jobs)
@@ -284,6 +292,10 @@ class Worker:
 
     def _maintenance(self, mono: float) -> None:
         try:
+            while self.orphans:
+                job_id, token, error = self.orphans[0]
+                leases.release(job_id, token, f"worker error: {error}", self.clock(), self.using)
+                self.orphans.pop(0)
             if mono >= self._next_recovery:
                 self._next_recovery = mono + min(self.lease.total_seconds() / 4, 5.0)
                 leases.recover_expired(self.clock(), self.using)
