@@ -26,6 +26,8 @@ __all__ = [
     "NonRetryableError",
     "QueryWriteError",
     "RetryPolicy",
+    "Saga",
+    "SagaRolledBack",
     "Unauthenticated",
     "WorkerLost",
     "action",
@@ -51,6 +53,8 @@ _LAZY = {
     "Scheduler": "scheduling",
     "schedule_on_save": "hooks",
     "schedule_on_delete": "hooks",
+    "Saga": "saga",
+    "SagaRolledBack": "saga",
 }
 
 

@@ -21,7 +21,7 @@ PREFIX = "SCHEDULED_ACTIONS_"
 @dataclass(frozen=True)
 class Setting:
     default: Any
-    kind: str  # "seconds", "duration", "bool", "bytes", "isolation"
+    kind: str  # "seconds", "duration", "bool", "bytes", "isolation", "queue_limits"
     help: str
 
 
@@ -34,6 +34,8 @@ SETTINGS: dict[str, Setting] = {
     "STRICT_ACTIONS": Setting(True, "bool", "forbid direct ORM use inside actions"),
     "MAX_ARGS_BYTES": Setting(1024 * 1024, "bytes", "largest serialised argument object"),
     "MUTATION_ISOLATION": Setting("serializable", "isolation", "isolation of mutations"),
+    "QUEUE_CONCURRENCY": Setting({}, "queue_limits",
+                                 "most jobs of a queue running at once across all workers, e.g. {\"emails\": 2}"),
 }
 
 ISOLATION_LEVELS = ("serializable", "read committed")
@@ -56,6 +58,8 @@ def validate(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             return "must be a positive whole number of bytes"
         return None
+    if kind == "queue_limits":
+        return validate_queue_limits(value)
     return None if value in ISOLATION_LEVELS else f"must be one of {', '.join(map(repr, ISOLATION_LEVELS))}"
 
 
@@ -63,6 +67,17 @@ def validate_seconds_like(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return "must be a timedelta or a finite number of seconds"
     return None if value > 0 else "must be positive"
+
+
+def validate_queue_limits(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be a dict of queue names to positive ints"
+    for queue, limit in value.items():
+        if not isinstance(queue, str) or not queue or len(queue) > 100:
+            return f"has a bad queue name {queue!r} (a non-empty string of at most 100 characters)"
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            return f"must map each queue to a positive int, got {limit!r} for {queue!r}"
+    return None
 
 
 class AppSettings:

@@ -149,8 +149,10 @@ class CronScheduler:
         crons = CronJob.objects.using(self.using)
         with guards.policy("allow"):
             for row in crons.unscheduled():
-                self._start(row, now)
-            return [self.handle(row, now) for row in crons.due(now).order_by("next_run_at", "pk")]
+                if self._usable(row):
+                    self._start(row, now)
+            due = crons.due(now).order_by("next_run_at", "pk")
+            return [self.handle(row, now) for row in due if self._usable(row)]
 
     def next_tick(self) -> datetime | None:
         """When the earliest enabled cron is next due."""
@@ -162,6 +164,17 @@ class CronScheduler:
         if key not in self._schedules:
             self._schedules[key] = row.get_schedule()
         return self._schedules[key]
+
+    def _usable(self, row: CronJob) -> bool:
+        """A row whose schedule does not parse (written around the admin's validation, or a time zone gone
+        from the tz database) is disabled with an error, so that it cannot hold up the other crons."""
+        try:
+            self.schedule_of(row)
+        except cron.InvalidSchedule as exc:
+            logger.error("cron disabled: invalid schedule name=%r error=%s", row.name, exc)
+            CronJob.objects.using(self.using).filter(pk=row.pk).update(enabled=False)
+            return False
+        return True
 
     def _start(self, row: CronJob, now: datetime) -> None:
         """A cron saved without a cursor (e.g. created in a shell) starts at its next tick."""
@@ -290,13 +303,13 @@ class CronLoop(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._sync()
-            while not self.stopping.is_set():
-                self.stopping.wait(self._step())
+            if self._sync():
+                while not self.stopping.is_set():
+                    self.stopping.wait(self._step())
         finally:
             connections.close_all()
 
-    def _sync(self) -> None:
+    def _sync(self) -> bool:
         while not self.stopping.is_set():
             try:
                 report = sync(self.clock(), self.crons, using=self.using)
@@ -305,9 +318,13 @@ class CronLoop(threading.Thread):
                 connections[self.using].close()
                 self.stopping.wait(self.recheck)
                 continue
+            except Exception:
+                logger.exception("cron sync failed; this worker runs no crons")
+                return False
             logger.info("crons synced added=%d updated=%d removed=%d", len(report.added), len(report.updated),
                         len(report.removed))
-            return
+            return True
+        return False
 
     def _step(self) -> float:
         """One tick; returns how long to sleep."""
@@ -319,6 +336,9 @@ class CronLoop(threading.Thread):
         except DatabaseError as exc:
             logger.warning("cron tick failed (database unavailable?), retrying error=%r", exc)
             connections[self.using].close()
+            return self.recheck
+        except Exception:
+            logger.exception("cron tick failed, retrying")
             return self.recheck
         if upcoming is None:
             return self.recheck

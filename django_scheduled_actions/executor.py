@@ -5,6 +5,7 @@
   the whole transaction rolls back.
 - An **action** is marked started (``started_at``, ``attempts + 1``) in its own commit before the body
   runs (at most once); failures are retried by its ``RetryPolicy`` or fail the job.
+- A job that is an item of a batch is counted in it once its final state has committed (``batches.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import guards, signals
+from . import batches, guards, signals
 from .context import JobInfo
 from .exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
 from .execution import call_action_body, call_mutation_body
@@ -118,6 +119,7 @@ class Executor:
             if isinstance(exc, KeyboardInterrupt):
                 raise
         else:
+            batches.job_finished(job, self.using)
             send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
 
     # --- actions: at most once, or at least once with a RetryPolicy ---
@@ -151,6 +153,7 @@ class Executor:
     def record_action_success(self, job: ScheduledFunction, token: str, result: Any) -> None:
         jobs = Jobs.using(self.using)
         if persist(lambda: jobs.mark_succeeded(job.pk, token, result, self.clock()), self.using):
+            batches.job_finished(job, self.using)
             send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
         elif persist(lambda: jobs.keep_late_result(job.pk, result), self.using):
             logger.info("canceled action finished; result kept, state stays canceled job=%s", job.pk)
@@ -170,6 +173,7 @@ class Executor:
         if persist(lambda: Jobs.using(self.using).mark_failed(job.pk, token, describe(exc), now, **fields),
                    self.using):
             job.attempts += 1 if fields.get("count_attempt") else 0
+            batches.job_finished(job, self.using)
             send(signals.job_failed, job, error=exc, will_retry=False, worker_id=self.worker_id)
 
 

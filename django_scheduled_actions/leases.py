@@ -3,6 +3,9 @@
 A claim is a tiny transaction: lock due pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and
 MySQL/MariaDB; SQLite's single writer lock, taken with ``BEGIN IMMEDIATE``), mark them
 ``in_progress`` under a fresh token with a lease, commit. Bodies run outside it.
+
+Jobs under a concurrency limit (``limits.py``) are claimed first, by their own transaction that locks
+the limits' rows; the usual query then fills the rest of the claim with jobs that have no limit.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from . import signals
+from . import batches, limits, signals
 from .exceptions import FunctionNotFound, WorkerLost
 from .models import ScheduledFunction, State, WorkerProcess
 from .registry import registry
@@ -28,7 +31,7 @@ PG_CLAIM = """
 UPDATE scheduled_actions_job SET state = 'in_progress', worker_id = %s, token = %s, lease_expires_at = %s
 WHERE id IN (
     SELECT id FROM scheduled_actions_job
-    WHERE state = 'pending' AND scheduled_time <= %s {queues}
+    WHERE state = 'pending' AND scheduled_time <= %s {conditions}
     ORDER BY priority DESC, scheduled_time, id LIMIT %s FOR UPDATE SKIP LOCKED)
 RETURNING ctid::text AS ctid, {columns}"""
 
@@ -41,30 +44,50 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
     mutation's completion finds its row by it without an index scan (see executor.py).
     """
     token = uuid.uuid4().hex
+    limited = limits.active(queues)
+    claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
+    if len(claimed) < limit:
+        claimed += _claim_unlimited(limited, worker_id, token, limit - len(claimed), now, lease, queues, using)
+    if limited:
+        claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
+    for job in claimed:
+        job.state, job.worker_id, job.token = State.IN_PROGRESS, worker_id, token
+    return token, claimed
+
+
+def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+                     lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
     jobs = ScheduledFunction.objects.using(using)
     if connections[using].vendor == "postgresql":
-        return token, _claim_postgresql(worker_id, token, limit, now, lease, queues, using)
+        return _claim_postgresql(limited, worker_id, token, limit, now, lease, queues, using)
     with outermost(using, None):
-        due = jobs.due(now).in_queues(queues).claim_order()
+        due = limited.exclude_limited(jobs.due(now).in_queues(queues).claim_order())
         if connections[using].features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         claimed = list(due.defer("result", "error")[:limit])
         if claimed:
             jobs.filter(pk__in=[j.pk for j in claimed]).update(
                 state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=now + lease)
-    for job in claimed:
-        job.state, job.worker_id, job.token = State.IN_PROGRESS, worker_id, token
-    return token, claimed
+    return claimed
 
 
-def _claim_postgresql(worker_id: str, token: str, limit: int, now: datetime, lease: timedelta,
-                      queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
+def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFAULT_DB_ALIAS) -> datetime | None:
+    """When the next claim may find work (limited jobs waiting for a slot excepted)."""
+    return limits.next_due_time(queues, now, using)
+
+
+def _claim_postgresql(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+                      lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
     columns = ", ".join(f.column for f in ScheduledFunction._meta.concrete_fields if f.name not in ("result", "error"))
     params: list[object] = [worker_id, token, now + lease, now]
-    if queues:
-        params.append(list(queues))
+    conditions = []
+    for clause, values in (("queue = ANY(%s)", queues), ("name <> ALL(%s)", limited.functions),
+                           ("queue <> ALL(%s)", limited.queues)):
+        if values:
+            conditions.append(f"AND {clause}")
+            params.append(list(values))
     params.append(limit)
-    sql = PG_CLAIM.format(queues="AND queue = ANY(%s)" if queues else "", columns=columns)
+    sql = PG_CLAIM.format(conditions=" ".join(conditions), columns=columns)
     claimed = list(ScheduledFunction.objects.using(using).raw(sql, params))
     claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
     return claimed
@@ -108,6 +131,7 @@ def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
         recovered += _recover_action(job, now, jobs)
     if recovered:
         logger.warning("recovered jobs of lost workers count=%d", recovered)
+    batches.settle_stragglers(using)  # items whose worker died before counting them (and the ones failed above)
     return recovered
 
 
@@ -127,8 +151,9 @@ def _recover_action(job: ScheduledFunction, now: datetime, jobs) -> int:
 
 
 def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
-    """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches."""
-    from .models import IdempotencyKey
+    """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
+    batches and sagas finished before then."""
+    from .models import Batch, IdempotencyKey, Saga
 
     jobs = ScheduledFunction.objects.using(using)
     deleted = 0
@@ -138,6 +163,8 @@ def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, ba
             break
         deleted += jobs.filter(pk__in=ids).delete()[0]
     IdempotencyKey.objects.using(using).expired(now).delete()
+    Batch.objects.using(using).filter(finished_at__lt=now - retention).delete()
+    Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
     WorkerProcess.objects.using(using).filter(expires_at__lt=now - retention).delete()
     return deleted
 

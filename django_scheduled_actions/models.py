@@ -155,10 +155,15 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         open_jobs = self.filter(state__in=(State.PENDING, State.IN_PROGRESS))
         listening = job_canceled.has_listeners(ScheduledFunction)
         ids = list(open_jobs.values_list("pk", flat=True)) if listening else []
+        batch_ids = set(open_jobs.filter(batch__isnull=False).values_list("batch_id", flat=True))
         changed = open_jobs.update(state=State.CANCELED, completed_time=now or timezone.now(),
                                    lease_expires_at=None)
         if listening and changed:
             transaction.on_commit(lambda: job_canceled.send_robust(ScheduledFunction, job_ids=ids), using=self.db)
+        if batch_ids and changed:
+            from .batches import settle  # counts them as canceled; may finish the batch
+
+            settle(batch_ids, using=self.db)
         return changed
 
 
@@ -187,6 +192,10 @@ class ScheduledFunction(models.Model):
     cron = models.ForeignKey("CronJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
                              help_text=_("the cron that fired this job"))
     cron_tick = models.DateTimeField(null=True, blank=True, help_text=_("the cron tick this job runs for"))
+    batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
+                              db_index=False, help_text=_("the batch this job is an item of"))  # sa_job_batch_idx
+    batch_counted = models.BooleanField(default=False, editable=False,
+                                        help_text=_("its final state is counted in its batch's progress"))
 
     objects = ScheduledFunctionQuerySet.as_manager()
 
@@ -201,6 +210,7 @@ class ScheduledFunction(models.Model):
             models.Index(fields=["lease_expires_at"], name="sa_job_lease_idx", condition=Q(state="in_progress")),
             models.Index(fields=["completed_time"], name="sa_job_finished_idx"),
             models.Index(fields=["name", "state"], name="sa_job_name_idx"),
+            models.Index(fields=["batch", "batch_counted", "state"], name="sa_job_batch_idx"),
         ]
         constraints = [models.UniqueConstraint(fields=["cron", "cron_tick"], name="sa_job_cron_tick_unique")]
         permissions = [("cancel_scheduledfunction", "Can cancel scheduled functions"),
@@ -363,3 +373,119 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# --- orchestration: batches, concurrency limits, sagas ---
+
+
+class Batch(models.Model):
+    """Jobs scheduled together by ``scheduler.batch()``: fan-out, then fan-in. Each item's final state is
+    counted once (``ScheduledFunction.batch_counted``); ``on_complete`` is scheduled once, in the transaction
+    that counts the last item and sets ``finished_at``."""
+
+    name = models.CharField(_("function"), max_length=255, help_text=_("the function each item runs"))
+    total = models.PositiveIntegerField()
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    canceled = models.PositiveIntegerField(default=0)
+    on_complete = models.CharField(max_length=255, blank=True, default="",
+                                   help_text=_("the function scheduled once every item has finished"))
+    on_complete_args = models.JSONField(default=dict, blank=True)
+    on_complete_job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+", help_text=_("the job that runs on_complete"))
+    created_at = models.DateTimeField(default=_now)
+    finished_at = models.DateTimeField(null=True, blank=True, help_text=_("when the last item finished"))
+
+    class Meta:
+        db_table = "scheduled_actions_batch"
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
+        indexes = [models.Index(fields=["finished_at"], name="sa_batch_finished_idx")]
+
+    def __str__(self) -> str:
+        return f"batch #{self.pk} {self.name} ({self.done}/{self.total})"
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.canceled
+
+
+class ConcurrencyLimit(models.Model):
+    """The row a claim locks (``SELECT ... FOR UPDATE``) before counting the running jobs of a limited
+    function (``function:<name>``) or queue (``queue:<name>``): claims of limited jobs are serialised so
+    that no number of workers exceeds the limit. The limits themselves live in code and settings."""
+
+    key = models.CharField(max_length=300)
+
+    class Meta:
+        db_table = "scheduled_actions_concurrency_limit"
+        verbose_name = _("concurrency limit")
+        constraints = [models.UniqueConstraint(fields=["key"], name="sa_concurrency_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Saga(models.Model):
+    """A saga's journal (``django_scheduled_actions.saga``): its steps and their compensations."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", _("running")
+        """Steps are being run; a retry resumes after the journaled steps."""
+        COMPLETED = "completed", _("completed")
+        """Every step succeeded. Final."""
+        ROLLING_BACK = "rolling_back", _("rolling back")
+        """A step failed; the completed steps are being compensated, newest first."""
+        ROLLED_BACK = "rolled_back", _("rolled back")
+        """Every completed step was compensated. Final."""
+        FAILED = "failed", _("compensation failed")
+        """A compensation raised or was interrupted by a crash: look at the steps. Final."""
+
+    key = models.CharField(max_length=255)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
+    error = models.TextField(blank=True, default="", help_text=_("why the saga rolled back"))
+    created_at = models.DateTimeField(default=_now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "scheduled_actions_saga"
+        verbose_name = _("saga")
+        constraints = [models.UniqueConstraint(fields=["key"], name="sa_saga_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"
+
+
+class SagaStep(models.Model):
+    """One completed step of a saga, with the compensation that undoes it."""
+
+    class State(models.TextChoices):
+        DONE = "done", _("done")
+        COMPENSATING = "compensating", _("compensating")
+        """The compensation was started; an action compensation interrupted here never runs again."""
+        COMPENSATED = "compensated", _("compensated")
+        COMPENSATION_FAILED = "comp_failed", _("compensation failed")
+
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    function = models.CharField(max_length=255)
+    result = models.JSONField(null=True, blank=True)
+    compensation = models.CharField(max_length=255, blank=True, default="")
+    compensation_args = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.DONE)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=_now)
+    compensated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "scheduled_actions_saga_step"
+        verbose_name = _("saga step")
+        ordering = ["saga", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["saga", "name"], name="sa_saga_step_name_unique"),
+            models.UniqueConstraint(fields=["saga", "position"], name="sa_saga_step_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.name} ({self.state})"

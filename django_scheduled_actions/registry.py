@@ -28,6 +28,7 @@ class Options:
     priority: int = 0
     timeout: float | None = None
     retry: RetryPolicy = NO_RETRY
+    max_concurrency: int | None = None  # jobs of this function running at once, across all workers
 
 
 class Function:
@@ -126,12 +127,16 @@ def _decorator(kind: Kind, visibility: Visibility):
 
     @overload
     def decorate(*, name: str | None = ..., queue: str = ..., priority: int = ...,
-                 timeout: float | None = ..., retry: RetryPolicy | None = ...) -> Callable[..., Function]: ...
+                 timeout: float | None = ..., retry: RetryPolicy | None = ...,
+                 max_concurrency: int | None = ...) -> Callable[..., Function]: ...
 
-    def decorate(fn=None, /, *, name=None, queue="default", priority=0, timeout=None, retry=None):
+    def decorate(fn=None, /, *, name=None, queue="default", priority=0, timeout=None, retry=None,
+                 max_concurrency=None):
         if kind != "action" and (timeout is not None or retry is not None):
             raise TypeError(f"timeout= and retry= apply to actions only, not to a {kind}")
-        options = _options(queue, priority, timeout, retry)
+        if kind == "query" and max_concurrency is not None:
+            raise TypeError("max_concurrency= applies to scheduled mutations and actions, not to a query")
+        options = _options(queue, priority, timeout, retry, max_concurrency)
 
         def wrap(f: Callable[..., Any]) -> Function:
             if isinstance(f, Function) or not callable(f):
@@ -146,7 +151,7 @@ def _decorator(kind: Kind, visibility: Visibility):
     return decorate
 
 
-def _options(queue: Any, priority: Any, timeout: Any, retry: Any) -> Options:
+def _options(queue: Any, priority: Any, timeout: Any, retry: Any, max_concurrency: Any = None) -> Options:
     if not isinstance(queue, str) or not queue or len(queue) > 100:
         raise ValueError(f"queue= must be a non-empty string of at most 100 characters, got {queue!r}")
     if isinstance(priority, bool) or not isinstance(priority, int):
@@ -156,7 +161,11 @@ def _options(queue: Any, priority: Any, timeout: Any, retry: Any) -> Options:
         raise ValueError(f"timeout= must be a positive number of seconds, got {timeout!r}")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry= must be a RetryPolicy, got {retry!r}")
-    return Options(queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY)
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                        or max_concurrency < 1):
+        raise ValueError(f"max_concurrency= must be a positive int, got {max_concurrency!r}")
+    return Options(queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY,
+                   max_concurrency=max_concurrency)
 
 
 query = _decorator("query", "public")

@@ -9,6 +9,7 @@ commits at once. PostgreSQL workers are woken by a NOTIFY that the table's trigg
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,23 @@ class Scheduler:
         moment = _as_datetime(when)
         now = timezone.now()
         return self._schedule(max(moment, now), fn, args, idempotency_key, queue, priority, now)
+
+    def batch(self, fn: Function, items: Iterable[dict[str, Any]], *, on_complete: Function | None = None,
+              on_complete_args: dict[str, Any] | None = None, delay: float | timedelta = 0,
+              queue: str | None = None, priority: int | None = None) -> int:
+        """Fan out: schedule ``fn`` once per item, in bulk and atomically; returns the ``Batch`` id. Fan in:
+        ``on_complete`` is scheduled once when every item has finished, with ``batch_id``, ``succeeded``,
+        ``failed`` and ``canceled`` added to ``on_complete_args`` (its signature is checked now)."""
+        from .batches import schedule_batch
+
+        when = timezone.now() + timedelta(seconds=min(max(_delay_seconds(delay), 0.0), 1e9))
+        return schedule_batch(self, fn, items, when, on_complete, on_complete_args, queue, priority)
+
+    def cancel_batch(self, batch_id: int) -> int:
+        """Cancel the batch's pending and running items (counted as canceled); returns how many."""
+        from .batches import cancel_batch
+
+        return cancel_batch(batch_id, self.using)
 
     def cancel(self, job_id: int) -> None:
         """A pending job never runs; a running action finishes but stays canceled; finished: no-op."""

@@ -33,12 +33,16 @@ LEASE = timedelta(minutes=10)
 def run_due_jobs(*, now: datetime | None = None, advance: timedelta | None = None,
                  queues: list[str] | None = None, using: str = DEFAULT_DB_ALIAS, limit: int = 10_000) -> int:
     """Run every job due at ``now`` (default: the present, plus ``advance``), including jobs those
-    jobs schedule when they are due too. Returns how many jobs ran."""
-    moment = (now or timezone.now()) + (advance or timedelta(0))
-    executor = Executor(WORKER_ID, using, clock=lambda: moment)
+    jobs schedule when they are due too. Returns how many jobs ran.
+
+    Without ``now`` the clock is the real one shifted by ``advance``, so a job scheduled "now" by a job
+    that ran (``run_after(0, ...)``) is due too."""
+    offset = advance or timedelta(0)
+    clock = (lambda: now + offset) if now is not None else (lambda: timezone.now() + offset)
+    executor = Executor(WORKER_ID, using, clock=clock)
     ran = 0
     while ran < limit:
-        token, jobs = claim(WORKER_ID, 1, moment, LEASE, queues, using)
+        token, jobs = claim(WORKER_ID, 1, clock(), LEASE, queues, using)
         if not jobs:
             return ran
         executor.run(jobs[0], token)

@@ -259,7 +259,7 @@ class Worker:
     def _idle_timeout(self) -> float:
         timeout = self.poll_interval
         try:
-            next_due = ScheduledFunction.objects.using(self.using).next_due_time(self.queues)
+            next_due = leases.next_due_time(self.queues, self.clock(), self.using)  # limited jobs waiting excepted
         except (OperationalError, InterfaceError):
             connections[self.using].close()
             return timeout

@@ -12,6 +12,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default=str(BASE_DIR / "test.sqlite3"))  # noqa: F405
 SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
 LOGGING["loggers"]["django_scheduled_actions"]["level"] = "WARNING"  # noqa: F405
+SCHEDULED_ACTIONS_LEASE_SECONDS = env.float("SCHEDULED_ACTIONS_LEASE_SECONDS", default=60)  # noqa: F405
 if find_spec("django.tasks") is not None:  # Django 6+: @task functions run on the worker
     TASKS = {"default": {"BACKEND": "django_scheduled_actions.backends.ScheduledActionsBackend",
                          "QUEUES": ["default", "tasks-other"]}}

@@ -316,3 +316,14 @@ def test_burst_workers_and_no_crons_workers_leave_crons_alone(registry):
     call_command("runworker", burst=True)
     call_command("runworker", burst=True, no_crons=True)
     assert not CronJob.objects.exists()
+
+
+def test_a_row_whose_schedule_does_not_parse_is_disabled_and_the_others_still_fire(caplog):
+    broken = CronJob.objects.create(name="broken", function=cf.ping.name, expression="0 9 * * *",
+                                    timezone="Gone/Away", next_run_at=T0)
+    CronJob.objects.create(name="fine", function=cf.ping.name, interval_seconds=1, next_run_at=T0)
+    assert [(r.cron, r.outcome) for r in CronScheduler().tick(T0)] == [("fine", Outcome.FIRED)]
+    broken.refresh_from_db()
+    assert not broken.enabled
+    assert "cron disabled: invalid schedule name='broken' error=unknown time zone 'Gone/Away'" in [
+        r.getMessage() for r in caplog.records]

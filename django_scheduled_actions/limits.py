@@ -1,0 +1,160 @@
+"""Concurrency limits: ``max_concurrency=N`` on a function, ``SCHEDULED_ACTIONS_QUEUE_CONCURRENCY`` per queue.
+
+A limit counts the jobs in ``in_progress`` (claimed, running, or claimed and waiting for a thread) across
+all workers. Counting at claim time is only safe when claims of limited jobs do not race, so they are
+serialised: the claim transaction first locks one ``ConcurrencyLimit`` row per limit (``SELECT ... FOR
+UPDATE``, in key order; SQLite's single writer lock does the same), then counts the running jobs and
+claims at most ``limit - running`` of each. Jobs without a limit never touch these rows: they are
+claimed by the usual query, which leaves limited functions and queues out.
+
+A job leaves ``in_progress`` when it finishes, is retried later, is canceled, or its worker's lease is
+recovered: each frees its slot. (A canceled action, or one abandoned after its timeout, stops counting
+while its body may still be finishing.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connections
+from django.db.models import Count, Q
+
+from .conf import app_settings
+from .models import ConcurrencyLimit, ScheduledFunction, State
+from .registry import registry
+from .transactions import _retrying, outermost
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits that apply to one claim: function name -> N, queue -> N."""
+
+    functions: dict[str, int]
+    queues: dict[str, int]
+
+    def __bool__(self) -> bool:
+        return bool(self.functions or self.queues)
+
+    def keys(self) -> list[str]:
+        return sorted([f"function:{n}" for n in self.functions] + [f"queue:{q}" for q in self.queues])
+
+    def keys_of(self, name: str, queue: str) -> list[str]:
+        """The limits a job of function ``name`` in ``queue`` falls under."""
+        keys = [f"function:{name}"] if name in self.functions else []
+        return keys + ([f"queue:{queue}"] if queue in self.queues else [])
+
+    def capacity(self, key: str) -> int:
+        kind, _, name = key.partition(":")
+        return (self.functions if kind == "function" else self.queues)[name]
+
+    def matching(self, key: str) -> Q:
+        kind, _, name = key.partition(":")
+        return Q(name=name) if kind == "function" else Q(queue=name)
+
+    def limited(self) -> Q:
+        return Q(name__in=list(self.functions)) | Q(queue__in=list(self.queues))
+
+    def exclude_limited(self, jobs):
+        """``jobs`` without the limited ones: what the usual claim query may take."""
+        if self.functions:
+            jobs = jobs.exclude(name__in=list(self.functions))
+        if self.queues:
+            jobs = jobs.exclude(queue__in=list(self.queues))
+        return jobs
+
+
+def active(queues: Iterable[str] | None = None) -> Limits:
+    """The limits a worker serving ``queues`` (None: all) must respect now."""
+    functions = {fn.name: fn.options.max_concurrency for fn in registry.all() if fn.options.max_concurrency}
+    queue_limits = dict(app_settings.QUEUE_CONCURRENCY)
+    if queues:
+        queue_limits = {q: n for q, n in queue_limits.items() if q in set(queues)}
+    return Limits(functions, queue_limits)
+
+
+def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: datetime, lease: timedelta,
+                  queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
+    """Claim up to ``limit`` due limited jobs without exceeding any limit; one short transaction."""
+
+    def once() -> list[ScheduledFunction]:
+        with outermost(using, None):
+            _lock(limits.keys(), using)
+            free = _free_slots(limits, using)
+            chosen = _choose(limits, free, limit, now, queues, using)
+            if chosen:
+                ScheduledFunction.objects.using(using).filter(pk__in=[j.pk for j in chosen]).update(
+                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=now + lease)
+            return chosen
+
+    return _retrying(once)
+
+
+def _lock(keys: list[str], using: str) -> None:
+    """Lock the limits' rows in key order (creating missing ones): one limited claim at a time."""
+    rows = ConcurrencyLimit.objects.using(using)
+    found = set(rows.select_for_update().filter(key__in=keys).order_by("key").values_list("key", flat=True))
+    if len(found) < len(keys):
+        rows.bulk_create([ConcurrencyLimit(key=k) for k in keys if k not in found], ignore_conflicts=True)
+        list(rows.select_for_update().filter(key__in=keys).order_by("key").values_list("key", flat=True))
+
+
+def _free_slots(limits: Limits, using: str) -> dict[str, int]:
+    running = (ScheduledFunction.objects.using(using).filter(state=State.IN_PROGRESS).filter(limits.limited())
+               .values("name", "queue").annotate(n=Count("id")).order_by())
+    free = {key: limits.capacity(key) for key in limits.keys()}
+    for row in running:
+        for key in limits.keys_of(row["name"], row["queue"]):
+            free[key] -= row["n"]
+    return free
+
+
+def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime, queues: Iterable[str] | None,
+            using: str) -> list[ScheduledFunction]:
+    """The due limited jobs to claim, highest priority first, each fitting every limit it falls under.
+
+    Each round looks at up to ``free`` due jobs per limit with room; a job under two limits may fill one
+    of them, so another round looks again until nothing more fits."""
+    due = ScheduledFunction.objects.using(using).due(now).in_queues(queues).claim_order().defer("result", "error")
+    if connections[using].features.has_select_for_update_skip_locked:
+        due = due.select_for_update(skip_locked=True)
+    chosen: list[ScheduledFunction] = []
+    while len(chosen) < limit:
+        fitting = _fitting(limits, free, due.exclude(pk__in=[j.pk for j in chosen]), limit - len(chosen))
+        if not fitting:
+            break
+        chosen += fitting
+    return chosen
+
+
+def _fitting(limits: Limits, free: dict[str, int], due, limit: int) -> list[ScheduledFunction]:
+    at_limit = Limits({n: 0 for n in limits.functions if free[f"function:{n}"] <= 0},
+                      {q: 0 for q in limits.queues if free[f"queue:{q}"] <= 0})
+    due = at_limit.exclude_limited(due)  # a job under two limits waits while either is full
+    candidates: dict[int, ScheduledFunction] = {}
+    for key in limits.keys():
+        if free[key] > 0:
+            candidates.update((job.pk, job) for job in due.filter(limits.matching(key))[:min(free[key], limit)])
+    fitting = []
+    for job in sorted(candidates.values(), key=lambda j: (-j.priority, j.scheduled_time, j.pk)):
+        keys = limits.keys_of(job.name, job.queue)
+        if len(fitting) < limit and all(free[key] > 0 for key in keys):
+            fitting.append(job)
+            for key in keys:
+                free[key] -= 1
+    return fitting
+
+
+def next_due_time(queues: Iterable[str] | None, now: datetime, using: str) -> datetime | None:
+    """When a worker should look for work again: the next due unlimited job, or the next limited job
+    not due yet. Limited jobs already due are waiting for a slot: a finishing job frees it, and the
+    worker polls meanwhile, instead of spinning on a claim that returns nothing."""
+    jobs = ScheduledFunction.objects.using(using)
+    limits = active(queues)
+    if not limits:
+        return jobs.next_due_time(queues)
+    pending = jobs.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time")
+    times = [limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
+             pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first()]
+    return min((t for t in times if t is not None), default=None)

@@ -1,0 +1,206 @@
+"""Sagas: steps with compensations, journaled in the database.
+
+```python
+from django_scheduled_actions import Saga
+
+@internal_action(retry=RetryPolicy(max_attempts=3))
+def create_subscription(ctx, user_id: int, plan_id: str) -> int:
+    with Saga(ctx, key=f"subscription:{user_id}:{plan_id}") as saga:
+        sub_id = saga.step("provider subscription", create_provider_subscription, {"plan_id": plan_id},
+                           compensate=cancel_provider_subscription,
+                           compensate_args=lambda sub_id: {"subscription_id": sub_id})
+        return saga.step("local record", create_local_subscription, {"user_id": user_id, "sub_id": sub_id})
+```
+
+- A saga runs inside an action; each step is a mutation or an action, run through ``ctx``. A finished
+  step is journaled (``SagaStep``) with its result and its compensation (a function name and its
+  arguments, computed from the result). A mutation step and its journal entry commit together
+  (exactly once); an action step is journaled when it returns (a crash in between runs it again: make
+  action steps idempotent, e.g. with the provider's idempotency key).
+- Run again under the same key (the job is retried, the worker died), a saga returns the journaled
+  results of finished steps instead of running them again, and goes on with the first unfinished one.
+- When a step (or any code in the ``with`` block) raises, the finished steps are compensated, newest
+  first, and the error propagates. Each compensation runs **at most once**: an action compensation is
+  marked ``compensating`` in its own commit before it runs; a mutation compensation is marked
+  ``compensated`` in its own transaction (exactly once). A saga whose rollback a crash interrupted
+  finishes it when it runs again, without the compensation that was running.
+- A rolled-back saga is final: entering it again raises ``SagaRolledBack`` (a ``NonRetryableError``,
+  so a ``RetryPolicy`` stops there). State, steps and errors are in the admin (``Saga``).
+- The key defaults to the job (``job:<id>``): retries of one job share one saga.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from . import guards
+from .exceptions import NonRetryableError
+from .execution import run_mutation
+from .models import Saga as SagaRow
+from .models import SagaStep
+from .registry import Function, registry
+from .transactions import run_in_mutation_transaction
+
+logger = logging.getLogger("django_scheduled_actions")
+Step = SagaStep.State
+Row = SagaRow.State
+
+
+class SagaRolledBack(NonRetryableError):
+    """The saga failed before and was rolled back (or its rollback failed): it does not run again."""
+
+
+class Saga:
+    """``with Saga(ctx, key=...) as saga: saga.step(name, fn, args, compensate=..., compensate_args=...)``."""
+
+    def __init__(self, ctx: Any, key: str | None = None):
+        if getattr(ctx, "kind", None) != "action":
+            raise TypeError("a saga runs inside an action: pass the action's ctx")
+        if key is None:
+            if ctx.job is None:
+                raise TypeError("Saga(ctx) outside a job needs a key=")
+            key = f"job:{ctx.job.id}"
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise ValueError(f"the saga key must be a non-empty string of at most 255 characters, got {key!r}")
+        self.ctx, self.key, self.using = ctx, key, ctx.using
+        self.row: SagaRow | None = None
+        self.journal: dict[str, SagaStep] = {}
+        self._names: set[str] = set()
+
+    # --- running ---
+
+    def __enter__(self) -> Saga:
+        with guards.policy("allow"):
+            self.row, _ = SagaRow.objects.using(self.using).get_or_create(key=self.key)
+            self.journal = {s.name: s for s in self.row.steps.all()}
+        if self.row.state == Row.ROLLING_BACK:
+            self._roll_back()  # a crash interrupted the rollback: finish it
+        if self.row.state in (Row.ROLLING_BACK, Row.ROLLED_BACK, Row.FAILED):
+            raise SagaRolledBack(f"saga {self.key!r} was rolled back ({self.row.state}): {self.row.error}")
+        return self
+
+    def step(self, name: str, fn: Function, args: dict[str, Any] | None = None, *,
+             compensate: Function | None = None,
+             compensate_args: dict[str, Any] | Callable[[Any], dict[str, Any]] | None = None) -> Any:
+        """Run ``fn(args)`` once per saga and return its result (the journaled one on a rerun)."""
+        if self.row is None:
+            raise RuntimeError("use saga.step() inside `with Saga(ctx) as saga:`")
+        if name in self._names:
+            raise ValueError(f"saga {self.key!r} has two steps named {name!r}")
+        self._names.add(name)
+        if name in self.journal:
+            return self.journal[name].result
+        _check(fn, "step")
+        if compensate is not None:
+            _check(compensate, "compensation")
+            if not callable(compensate_args):
+                compensate.validator.to_json(compensate_args or {})  # bad arguments fail before the step runs
+        elif compensate_args is not None:
+            raise TypeError("compensate_args without compensate")
+        record = lambda result: self._record(name, fn, result, compensate, compensate_args)  # noqa: E731
+        if fn.kind == "mutation":
+            return self._run_mutation_step(fn, args, record)
+        result = self.ctx.run_action(fn, args or {})
+        record(result)
+        return result
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        assert self.row is not None
+        if exc is None:
+            self._set_state(Row.RUNNING, Row.COMPLETED)
+            return False
+        if isinstance(exc, Exception) and self._set_state(Row.RUNNING, Row.ROLLING_BACK, error=_describe(exc)):
+            logger.warning("saga rolling back saga=%s error=%r", self.key, exc)
+            self._roll_back()
+        return False  # the error propagates; a BaseException (a crash) leaves the journal for the retry
+
+    def _run_mutation_step(self, fn: Function, args: dict[str, Any] | None, record: Callable[[Any], None]) -> Any:
+        def body() -> Any:  # the step and its journal entry commit together
+            result = run_mutation(fn, args or {}, using=self.using, job=self.ctx.job, auth=self.ctx.auth)
+            record(result)
+            return result
+
+        with guards.policy("allow"):
+            return run_in_mutation_transaction(body, self.using)
+
+    def _record(self, name: str, fn: Function, result: Any, compensate: Function | None, compensate_args: Any) -> None:
+        comp_args: dict[str, Any] = {}
+        if compensate is not None:
+            comp_args = compensate_args(result) if callable(compensate_args) else (compensate_args or {})
+            comp_args = compensate.validator.to_json(comp_args)
+        with guards.policy("allow"):
+            self.journal[name] = SagaStep.objects.using(self.using).create(
+                saga=self.row, position=len(self.journal), name=name, function=fn.name, result=result,
+                compensation=compensate.name if compensate else "", compensation_args=comp_args)
+
+    # --- rolling back ---
+
+    def _roll_back(self) -> None:
+        assert self.row is not None
+        with guards.policy("allow"):
+            steps = list(SagaStep.objects.using(self.using).filter(saga=self.row).order_by("-position"))
+        ok = True
+        for step in steps:
+            if step.state == Step.DONE and step.compensation:
+                ok = self._compensate(step) and ok
+            elif step.state in (Step.COMPENSATING, Step.COMPENSATION_FAILED):
+                ok = False  # interrupted by a crash, or failed: never run twice
+                logger.error("saga compensation not run again saga=%s step=%s state=%s", self.key, step.name,
+                             step.state)
+        self._set_state(Row.ROLLING_BACK, Row.ROLLED_BACK if ok else Row.FAILED)
+
+    def _compensate(self, step: SagaStep) -> bool:
+        steps = SagaStep.objects.using(self.using).filter(pk=step.pk)
+        try:
+            fn = registry.get(step.compensation)
+            if fn.kind == "mutation":
+                self._compensate_in_transaction(fn, step, steps)
+            else:
+                with guards.policy("allow"):
+                    if not steps.filter(state=Step.DONE).update(state=Step.COMPENSATING):
+                        return True  # another run of this saga took it
+                self.ctx.run_action(fn, step.compensation_args)
+                with guards.policy("allow"):
+                    steps.update(state=Step.COMPENSATED, compensated_at=timezone.now())
+        except Exception as exc:  # FunctionNotFound included
+            logger.error("saga compensation failed saga=%s step=%s error=%r", self.key, step.name, exc)
+            with guards.policy("allow"):
+                steps.filter(state__in=(Step.DONE, Step.COMPENSATING)).update(
+                    state=Step.COMPENSATION_FAILED, error=_describe(exc))
+            return False
+        return True
+
+    def _compensate_in_transaction(self, fn: Function, step: SagaStep, steps: Any) -> None:
+        def body() -> None:
+            if steps.filter(state=Step.DONE).update(state=Step.COMPENSATED, compensated_at=timezone.now()):
+                run_mutation(fn, step.compensation_args, using=self.using, job=self.ctx.job, auth=self.ctx.auth)
+
+        with guards.policy("allow"):
+            run_in_mutation_transaction(body, self.using)
+
+    def _set_state(self, current: str, new: str, error: str | None = None) -> bool:
+        assert self.row is not None
+        fields: dict[str, Any] = {"state": new}
+        if new in (Row.COMPLETED, Row.ROLLED_BACK, Row.FAILED):
+            fields["finished_at"] = timezone.now()
+        if error is not None:
+            fields["error"] = error
+        with guards.policy("allow"):
+            changed = SagaRow.objects.using(self.using).filter(pk=self.row.pk, state=current).update(**fields)
+            self.row.refresh_from_db(fields=["state", "error"])
+        return bool(changed)
+
+
+def _check(fn: Any, what: str) -> Function:
+    if not isinstance(fn, Function) or fn.kind not in ("mutation", "action"):
+        raise TypeError(f"a saga {what} is a mutation or an action, got {fn!r}")
+    return fn
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)).strip()
