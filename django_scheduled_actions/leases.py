@@ -22,7 +22,7 @@ from .exceptions import FunctionNotFound, WorkerLost
 from .models import ScheduledFunction, State, WorkerProcess
 from .registry import registry
 from .retry import RetryPolicy
-from .transactions import outermost
+from .transactions import outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
 
@@ -95,9 +95,13 @@ def _claim_postgresql(limited: limits.Limits, worker_id: str, token: str, limit:
 
 def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str] | None, concurrency: int,
                     now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> None:
-    WorkerProcess.objects.using(using).update_or_create(worker_id=worker_id, defaults={
-        "hostname": hostname, "pid": pid, "queues": queues or [], "concurrency": concurrency,
-        "started_at": now, "heartbeat_at": now, "expires_at": now + lease, "stopped_at": None})
+    def once() -> None:
+        with outermost(using, None):  # SQLite: take the write lock first, several workers start at once
+            WorkerProcess.objects.using(using).update_or_create(worker_id=worker_id, defaults={
+                "hostname": hostname, "pid": pid, "queues": queues or [], "concurrency": concurrency,
+                "started_at": now, "heartbeat_at": now, "expires_at": now + lease, "stopped_at": None})
+
+    retry_on_conflict(once)
 
 
 def heartbeat(worker_id: str, now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> int:

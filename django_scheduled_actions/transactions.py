@@ -126,7 +126,8 @@ def in_transaction(using: str) -> bool:
     return connections[using].in_atomic_block
 
 
-def _retrying(attempt_once: Callable[[], T]) -> T:
+def retry_on_conflict(attempt_once: Callable[[], T]) -> T:
+    """Run ``attempt_once`` (one whole transaction) again after a conflict, with a short random backoff."""
     attempt = 0
     while True:
         try:
@@ -149,7 +150,7 @@ def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
         with outermost(using, app_settings.MUTATION_ISOLATION):
             return body()
 
-    return _retrying(once)
+    return retry_on_conflict(once)
 
 
 def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
@@ -168,4 +169,4 @@ def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
 
     if in_transaction(using):
         return once()
-    return _retrying(once)
+    return retry_on_conflict(once)
