@@ -40,7 +40,7 @@ from .exceptions import ArgumentValidationError, FunctionNotFound
 from .models import FINAL_STATES, Batch, ScheduledFunction, State
 from .registry import Function, registry
 from .signals import job_scheduled
-from .transactions import retry_on_conflict, in_transaction, outermost
+from .transactions import in_transaction, outermost, retry_on_conflict
 from .validation import dumps
 
 if TYPE_CHECKING:

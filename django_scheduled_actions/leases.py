@@ -106,7 +106,8 @@ def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str
 
 def heartbeat(worker_id: str, now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> int:
     """Renew the lease on every job the worker holds: one UPDATE of its own row."""
-    return WorkerProcess.objects.using(using).filter(worker_id=worker_id).update(heartbeat_at=now, expires_at=now + lease)
+    workers = WorkerProcess.objects.using(using).filter(worker_id=worker_id)
+    return workers.update(heartbeat_at=now, expires_at=now + lease)
 
 
 def sign_off(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:

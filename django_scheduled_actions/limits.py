@@ -24,7 +24,7 @@ from django.db.models import Count, Q
 from .conf import app_settings
 from .models import ConcurrencyLimit, ScheduledFunction, State
 from .registry import registry
-from .transactions import retry_on_conflict, outermost
+from .transactions import outermost, retry_on_conflict
 
 
 @dataclass(frozen=True)
