@@ -91,10 +91,14 @@ class Executor:
         info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time)
         send(signals.job_started, job, worker_id=self.worker_id)
 
+        jobs = Jobs.using(self.using)
+        ctid = getattr(job, "ctid", None)  # PostgreSQL claims return it
+
         def body() -> Any:
             result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
-            if not Jobs.using(self.using).mark_succeeded(job.pk, token, result, self.clock(),
-                                                         started_at=started, count_attempt=True):
+            now = self.clock()
+            if not ((ctid and jobs.mark_succeeded_at(ctid, job.pk, token, result, now, started))
+                    or jobs.mark_succeeded(job.pk, token, result, now, started_at=started, count_attempt=True)):
                 raise ClaimLost
             return result
 
@@ -110,8 +114,10 @@ class Executor:
             logger.warning("database connection lost during job=%s; handing it back", job.pk)
             connections[self.using].close()
             persist(lambda: Jobs.using(self.using).hand_back(token, [job.pk]), self.using)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit, CancelledError from a body: fail the job, keep the thread
             self._fail(job, token, exc, count_attempt=True, started_at=started)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
         else:
             batches.job_finished(job, self.using)
             send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
@@ -131,10 +137,12 @@ class Executor:
         watch(time.monotonic() + timeout)
         try:
             result = call_action_body(fn, fn.validator.to_python(job.args), self.using, info)
-        except Exception as exc:
+        except BaseException as exc:  # not only Exception: a SystemExit must not strand the job
             watch(None)
             if not abandoned():
                 self.record_action_failure(fn.retry, job, token, exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             return
         watch(None)
         if abandoned():
@@ -152,7 +160,8 @@ class Executor:
 
     def record_action_failure(self, retry: RetryPolicy, job: ScheduledFunction, token: str,
                               exc: BaseException) -> None:
-        if isinstance(exc, NonRetryableError | ArgumentValidationError) or job.attempts >= job.max_attempts:
+        if (not isinstance(exc, Exception) or isinstance(exc, NonRetryableError | ArgumentValidationError)
+                or job.attempts >= job.max_attempts):
             self._fail(job, token, exc)
             return
         run_at = self.clock() + timedelta(seconds=retry.backoff(job.attempts))

@@ -19,17 +19,30 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from . import batches, limits, signals
 from .exceptions import FunctionNotFound, WorkerLost
-from .models import ScheduledFunction, State
+from .models import ScheduledFunction, State, WorkerProcess
 from .registry import registry
 from .retry import RetryPolicy
-from .transactions import outermost
+from .transactions import outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
 
 
+PG_CLAIM = """
+UPDATE scheduled_actions_job SET state = 'in_progress', worker_id = %s, token = %s, lease_expires_at = %s
+WHERE id IN (
+    SELECT id FROM scheduled_actions_job
+    WHERE state = 'pending' AND scheduled_time <= %s {conditions}
+    ORDER BY priority DESC, scheduled_time, id LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING ctid::text AS ctid, {columns}"""
+
+
 def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: Iterable[str] | None = None,
           using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[ScheduledFunction]]:
-    """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs."""
+    """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs.
+
+    On PostgreSQL one ``UPDATE ... RETURNING`` statement, which also returns each row's ``ctid``: a
+    mutation's completion finds its row by it without an index scan (see executor.py).
+    """
     token = uuid.uuid4().hex
     limited = limits.active(queues)
     claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
@@ -45,6 +58,8 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
 def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
                      lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
     jobs = ScheduledFunction.objects.using(using)
+    if connections[using].vendor == "postgresql":
+        return _claim_postgresql(limited, worker_id, token, limit, now, lease, queues, using)
     with outermost(using, None):
         due = limited.exclude_limited(jobs.due(now).in_queues(queues).claim_order())
         if connections[using].features.has_select_for_update_skip_locked:
@@ -61,6 +76,44 @@ def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFA
     return limits.next_due_time(queues, now, using)
 
 
+def _claim_postgresql(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+                      lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
+    columns = ", ".join(f.column for f in ScheduledFunction._meta.concrete_fields if f.name not in ("result", "error"))
+    params: list[object] = [worker_id, token, now + lease, now]
+    conditions = []
+    for clause, values in (("queue = ANY(%s)", queues), ("name <> ALL(%s)", limited.functions),
+                           ("queue <> ALL(%s)", limited.queues)):
+        if values:
+            conditions.append(f"AND {clause}")
+            params.append(list(values))
+    params.append(limit)
+    sql = PG_CLAIM.format(conditions=" ".join(conditions), columns=columns)
+    claimed = list(ScheduledFunction.objects.using(using).raw(sql, params))
+    claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
+    return claimed
+
+
+def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str] | None, concurrency: int,
+                    now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> None:
+    def once() -> None:
+        with outermost(using, None):  # SQLite: take the write lock first, several workers start at once
+            WorkerProcess.objects.using(using).update_or_create(worker_id=worker_id, defaults={
+                "hostname": hostname, "pid": pid, "queues": queues or [], "concurrency": concurrency,
+                "started_at": now, "heartbeat_at": now, "expires_at": now + lease, "stopped_at": None})
+
+    retry_on_conflict(once)
+
+
+def heartbeat(worker_id: str, now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Renew the lease on every job the worker holds: one UPDATE of its own row."""
+    workers = WorkerProcess.objects.using(using).filter(worker_id=worker_id)
+    return workers.update(heartbeat_at=now, expires_at=now + lease)
+
+
+def sign_off(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
+    return WorkerProcess.objects.using(using).filter(worker_id=worker_id).update(stopped_at=now, expires_at=now)
+
+
 def _retry_policy(name: str) -> RetryPolicy:
     try:
         return registry.for_job(name).retry
@@ -69,7 +122,7 @@ def _retry_policy(name: str) -> RetryPolicy:
 
 
 def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
-    """Recover the jobs of workers whose lease expired. Returns how many jobs were recovered.
+    """Recover the jobs of lost workers (claim lease over, no heartbeat). Returns how many were recovered.
 
     Mutations (whose ``started_at`` is only written with their commit) and unstarted claims go back to
     ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy,
@@ -89,7 +142,7 @@ def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
 
 def _recover_action(job: ScheduledFunction, now: datetime, jobs) -> int:
     error = WorkerLost(f"worker lost: {job.worker_id or 'unknown'} stopped renewing its lease on this action")
-    row = jobs.filter(pk=job.pk, token=job.token, state=State.IN_PROGRESS, lease_expires_at__lt=now)
+    row = jobs.expired_leases(now).filter(pk=job.pk, token=job.token)
     if job.attempts < job.max_attempts:
         delay = timedelta(seconds=_retry_policy(job.name).backoff(job.attempts))
         changed = row.update(state=State.PENDING, error=str(error), scheduled_time=now + delay, token="",
@@ -117,7 +170,17 @@ def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, ba
     IdempotencyKey.objects.using(using).expired(now).delete()
     Batch.objects.using(using).filter(finished_at__lt=now - retention).delete()
     Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
+    WorkerProcess.objects.using(using).filter(expires_at__lt=now - retention).delete()
     return deleted
+
+
+def release(job_id: int, token: str, error: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Give up a claim whose outcome the worker could not record: back to pending if its body never
+    committed (a mutation, or an action not started), else failed (an action may have run: at most once)."""
+    jobs = ScheduledFunction.objects.using(using).filter(pk=job_id, token=token, state=State.IN_PROGRESS)
+    return (jobs.filter(started_at__isnull=True).update(state=State.PENDING, token="", worker_id="",
+                                                        lease_expires_at=None)
+            or jobs.update(state=State.FAILED, error=error, completed_time=now, lease_expires_at=None))
 
 
 def hand_back(token: str, job_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS) -> int:

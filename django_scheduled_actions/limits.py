@@ -24,7 +24,7 @@ from django.db.models import Count, Q
 from .conf import app_settings
 from .models import ConcurrencyLimit, ScheduledFunction, State
 from .registry import registry
-from .transactions import _retrying, outermost
+from .transactions import outermost, retry_on_conflict
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: d
                     state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=now + lease)
             return chosen
 
-    return _retrying(once)
+    return retry_on_conflict(once)
 
 
 def _lock(keys: list[str], using: str) -> None:

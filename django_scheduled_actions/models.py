@@ -6,11 +6,12 @@ the scheduler and the admin all go through them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -61,7 +62,9 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         return self.filter(state=State.IN_PROGRESS, worker_id=worker_id)
 
     def expired_leases(self, now: datetime) -> ScheduledFunctionQuerySet:
-        return self.filter(state=State.IN_PROGRESS, lease_expires_at__lt=now)
+        """In-progress jobs whose claim lease ran out and whose worker no longer heartbeats."""
+        alive = WorkerProcess.objects.filter(worker_id=models.OuterRef("worker_id"), expires_at__gte=now)
+        return self.filter(state=State.IN_PROGRESS, lease_expires_at__lt=now).exclude(models.Exists(alive))
 
     def finished_before(self, when: datetime) -> ScheduledFunctionQuerySet:
         return self.filter(state__in=FINAL_STATES, completed_time__lt=when)
@@ -76,18 +79,49 @@ class ScheduledFunctionQuerySet(models.QuerySet):
     def claimed(self, job_id: int, token: str) -> ScheduledFunctionQuerySet:
         return self.filter(pk=job_id, token=token, state=State.IN_PROGRESS)
 
+    def update_claimed(self, job_id: int, token: str, values: dict[str, Any], *, count_attempt: bool = False) -> int:
+        """One ``UPDATE`` of a job this claim (``token``) still holds, written in SQL: the worker's hot
+        path, where compiling an ORM update costs more than the round trip (``values``: field -> value)."""
+        connection = connections[self.db]
+        sets, params = [], []
+        for name, value in values.items():
+            field = ScheduledFunction._meta.get_field(name)
+            sets.append(f"{connection.ops.quote_name(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        if count_attempt:
+            sets.append("attempts = attempts + 1")
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE scheduled_actions_job SET {', '.join(sets)} "
+                           "WHERE id = %s AND token = %s AND state = 'in_progress'", [*params, job_id, token])
+            return cursor.rowcount
+
     def mark_started(self, job_id: int, token: str, now: datetime) -> int:
-        return self.claimed(job_id, token).update(started_at=now, attempts=models.F("attempts") + 1)
+        return self.update_claimed(job_id, token, {"started_at": now}, count_attempt=True)
 
     def mark_succeeded(self, job_id: int, token: str, result: Any, now: datetime, *,
                        started_at: datetime | None = None, count_attempt: bool = False) -> int:
-        fields: dict[str, Any] = {"state": State.SUCCESS, "result": result, "completed_time": now,
+        values: dict[str, Any] = {"state": State.SUCCESS, "result": result, "completed_time": now,
                                   "lease_expires_at": None}
         if started_at is not None:
-            fields["started_at"] = started_at
-        if count_attempt:
-            fields["attempts"] = models.F("attempts") + 1
-        return self.claimed(job_id, token).update(**fields)
+            values["started_at"] = started_at
+        return self.update_claimed(job_id, token, values, count_attempt=count_attempt)
+
+    def mark_succeeded_at(self, ctid: str, job_id: int, token: str, result: Any, now: datetime,
+                          started_at: datetime) -> int:
+        """PostgreSQL: ``mark_succeeded`` of a mutation, finding its row by the ``ctid`` the claim returned.
+
+        Inside a serializable transaction an index lookup takes a predicate lock on a whole index page,
+        so concurrent completions of neighbouring jobs would abort each other; a TID scan locks only the
+        row. If the row has moved (any update since the claim), nothing matches and the caller falls back
+        to ``mark_succeeded``.
+        """
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(
+                "UPDATE scheduled_actions_job SET state = 'success', result = %s::jsonb, completed_time = %s, "
+                "lease_expires_at = NULL, started_at = %s, attempts = attempts + 1 "
+                "WHERE ctid = %s::tid AND id = %s AND token = %s AND state = 'in_progress'",
+                [None if result is None else json.dumps(result), now, started_at, ctid, job_id, token])
+            return cursor.rowcount
 
     def keep_late_result(self, job_id: int, result: Any) -> int:
         """A canceled action that finished anyway keeps its result; its state stays canceled."""
@@ -95,26 +129,21 @@ class ScheduledFunctionQuerySet(models.QuerySet):
 
     def mark_failed(self, job_id: int, token: str, error: str, now: datetime, *,
                     started_at: datetime | None = None, count_attempt: bool = False) -> int:
-        fields: dict[str, Any] = {"state": State.FAILED, "error": error, "completed_time": now,
+        values: dict[str, Any] = {"state": State.FAILED, "error": error, "completed_time": now,
                                   "lease_expires_at": None}
         if started_at is not None:
-            fields["started_at"] = started_at
-        if count_attempt:
-            fields["attempts"] = models.F("attempts") + 1
-        return self.claimed(job_id, token).update(**fields)
+            values["started_at"] = started_at
+        return self.update_claimed(job_id, token, values, count_attempt=count_attempt)
 
     def retry_later(self, job_id: int, token: str, error: str, run_at: datetime) -> int:
-        return self.claimed(job_id, token).update(
-            state=State.PENDING, error=error, scheduled_time=run_at, token="", worker_id="",
-            lease_expires_at=None, started_at=None)
+        return self.update_claimed(job_id, token, {
+            "state": State.PENDING, "error": error, "scheduled_time": run_at, "token": "", "worker_id": "",
+            "lease_expires_at": None, "started_at": None})
 
     def hand_back(self, token: str, job_ids: Iterable[int]) -> int:
         """Return claimed jobs whose body never started to ``pending`` (shutdown, lost worker)."""
         return self.filter(pk__in=list(job_ids), token=token, state=State.IN_PROGRESS).update(
             state=State.PENDING, token="", worker_id="", lease_expires_at=None)
-
-    def renew_leases(self, worker_id: str, until: datetime) -> int:
-        return self.held_by(worker_id).update(lease_expires_at=until)
 
     def cancel(self, now: datetime | None = None) -> int:
         """Cancel pending and in-progress jobs; finished ones are left as they are.
@@ -227,6 +256,40 @@ class CronJobQuerySet(models.QuerySet):
         if fired is not None:
             fields["last_run_at"] = fired
         return self.filter(pk=cron_id, next_run_at=cursor).update(**fields)
+
+
+class WorkerProcessQuerySet(models.QuerySet):
+    def alive(self, now: datetime) -> WorkerProcessQuerySet:
+        return self.filter(expires_at__gte=now)
+
+    def lost(self, now: datetime) -> WorkerProcessQuerySet:
+        """Workers that stopped heartbeating without saying goodbye (killed, machine lost)."""
+        return self.filter(expires_at__lt=now, stopped_at__isnull=True)
+
+
+class WorkerProcess(models.Model):
+    """A ``runworker`` process. Its heartbeat is the lease on every job it holds: while ``expires_at`` is
+    in the future, nobody recovers its jobs; once it passes, any worker may."""
+
+    worker_id = models.CharField(max_length=255, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, blank=True)
+    concurrency = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkerProcessQuerySet.as_manager()
+
+    class Meta:
+        db_table = "scheduled_actions_worker"
+        verbose_name = _("worker")
+        indexes = [models.Index(fields=["expires_at"], name="sa_worker_expiry_idx")]
+
+    def __str__(self) -> str:
+        return self.worker_id
 
 
 class CronJob(models.Model):

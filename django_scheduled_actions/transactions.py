@@ -62,6 +62,22 @@ def is_connection_error(exc: BaseException) -> bool:
     return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_CONNECTION_ERRORS
 
 
+def _pg_isolation_levels() -> dict[str, object]:
+    """psycopg 3's isolation levels, or {} when Django uses psycopg2 (or PostgreSQL is not in use)."""
+    try:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+        from psycopg import IsolationLevel
+    except ImportError:
+        return {}
+    if not is_psycopg3:
+        return {}
+    return {"serializable": IsolationLevel.SERIALIZABLE, "repeatable read": IsolationLevel.REPEATABLE_READ,
+            "read committed": IsolationLevel.READ_COMMITTED}
+
+
+PG_ISOLATION = _pg_isolation_levels()
+
+
 def conflict_backoff(attempt: int) -> float:
     return random.uniform(0, min(0.5, 0.002 * 2**attempt))
 
@@ -82,6 +98,20 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         finally:
             conn.transaction_mode = saved
         return
+    if (vendor == "postgresql" and PG_ISOLATION and (isolation or read_only) and conn.connection is not None
+            and not conn.in_atomic_block):
+        # psycopg then opens the transaction with "BEGIN ISOLATION LEVEL ..." itself: one round trip less
+        raw = conn.connection
+        saved_level, saved_read_only = raw.isolation_level, raw.read_only
+        raw.isolation_level = PG_ISOLATION[isolation] if isolation else saved_level
+        raw.read_only = True if read_only else saved_read_only
+        try:
+            with transaction.atomic(using=using):
+                yield
+        finally:
+            if raw is conn.connection and not raw.closed:
+                raw.isolation_level, raw.read_only = saved_level, saved_read_only
+        return
     with transaction.atomic(using=using):
         clauses = [f"ISOLATION LEVEL {isolation.upper()}"] if isolation else []
         if read_only:
@@ -96,7 +126,8 @@ def in_transaction(using: str) -> bool:
     return connections[using].in_atomic_block
 
 
-def _retrying(attempt_once: Callable[[], T]) -> T:
+def retry_on_conflict(attempt_once: Callable[[], T]) -> T:
+    """Run ``attempt_once`` (one whole transaction) again after a conflict, with a short random backoff."""
     attempt = 0
     while True:
         try:
@@ -109,6 +140,9 @@ def _retrying(attempt_once: Callable[[], T]) -> T:
             time.sleep(conflict_backoff(attempt))
 
 
+_retrying = retry_on_conflict  # the name batches.py imports
+
+
 def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
     """Run ``body`` in a mutation transaction; join an open transaction as a savepoint."""
     if in_transaction(using):
@@ -119,7 +153,7 @@ def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
         with outermost(using, app_settings.MUTATION_ISOLATION):
             return body()
 
-    return _retrying(once)
+    return retry_on_conflict(once)
 
 
 def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
@@ -138,4 +172,4 @@ def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
 
     if in_transaction(using):
         return once()
-    return _retrying(once)
+    return retry_on_conflict(once)

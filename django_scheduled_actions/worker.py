@@ -72,8 +72,9 @@ class ExecutorThread(threading.Thread):
                     self.job = job
                 try:
                     worker.executor.run(job, token, self.watch, self.is_abandoned)
-                except Exception:
-                    logger.exception("executor crashed on job=%s; its lease will be recovered", job.pk)
+                except Exception as exc:  # the executor's own bookkeeping failed (database gone too long)
+                    logger.exception("executor could not record job=%s; releasing it", job.pk)
+                    worker.orphans.append((job.pk, token, repr(exc)))
                 finally:
                     with self.lock:
                         self.job, self.deadline = None, None
@@ -91,22 +92,23 @@ class ExecutorThread(threading.Thread):
             return self.job
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews the leases of every job this worker holds, every third of a lease."""
+class Heartbeat(threading.Thread):
+    """Renews the worker's lease (its row in the workers table) every third of a lease: while it beats,
+    nobody recovers the jobs it holds."""
 
     def __init__(self, worker: Worker):
-        super().__init__(name="scheduled-actions-leases", daemon=True)
+        super().__init__(name="scheduled-actions-heartbeat", daemon=True)
         self.worker = worker
 
     def run(self) -> None:
         worker = self.worker
         interval = worker.lease.total_seconds() / 3
-        jobs = ScheduledFunction.objects.using(worker.using)
         while not worker.finished.wait(interval):
             try:
-                jobs.renew_leases(worker.worker_id, worker.clock() + worker.lease)
+                if not leases.heartbeat(worker.worker_id, worker.clock(), worker.lease, worker.using):
+                    worker.register()  # the row was pruned or deleted by hand: register again
             except (OperationalError, InterfaceError) as exc:
-                logger.warning("lease renewal failed, retrying error=%r", exc)
+                logger.warning("heartbeat failed, retrying error=%r", exc)
                 connections[worker.using].close()
         connections.close_all()
 
@@ -135,6 +137,8 @@ class Worker:
         self.jobs: queue.Queue[tuple[str, ScheduledFunction] | None] = queue.Queue()
         self.wake = threading.Event()
         self.maybe_due = True  # False after a claim came back short, until a NOTIFY, a timeout or a dry queue
+        self.claim_delay = 0.0  # after a failed claim: retry soon, backing off while the database is away
+        self.orphans: list[tuple[int, str, str]] = []  # jobs whose outcome could not be recorded
         self.stopping = threading.Event()
         self.finished = threading.Event()
         self.threads: list[ExecutorThread] = []
@@ -156,7 +160,8 @@ class Worker:
         _keep_connections_open()
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
-        self.background = [LeaseKeeper(self)]
+        self.register()
+        self.background = [Heartbeat(self)]
         if supports_listen(self.using) and not self.burst:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:
@@ -176,6 +181,10 @@ class Worker:
         logger.info("worker stopped worker_id=%s jobs=%d", self.worker_id, self.completed_total)
         return 0
 
+    def register(self) -> None:
+        leases.register_worker(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
+                               concurrency=self.concurrency, now=self.clock(), lease=self.lease, using=self.using)
+
     def step(self) -> bool:
         """One pass of the main loop: maintenance, claim, dispatch, wait. False when the worker is done."""
         mono = time.monotonic()
@@ -185,7 +194,10 @@ class Worker:
         if self._done(claimed, asked):
             return False
         # a full batch means more may be due: come back as soon as a thread frees up
-        self._wait(self.poll_interval if self.maybe_due else self._idle_timeout())
+        if self.claim_delay:
+            self._wait(self.claim_delay)
+        else:
+            self._wait(self.poll_interval if self.maybe_due else self._idle_timeout())
         return True
 
     def stop(self) -> None:
@@ -221,9 +233,11 @@ class Worker:
         try:
             token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using)
         except (OperationalError, InterfaceError) as exc:
-            logger.warning("claim failed (database unavailable?), retrying error=%r", exc)
+            self.claim_delay = min(max(self.claim_delay * 2, 0.05), self.poll_interval)
+            logger.warning("claim failed (database unavailable?), retrying in %.2fs error=%r", self.claim_delay, exc)
             connections[self.using].close()
             return 0, asked
+        self.claim_delay = 0.0
         self.maybe_due = len(jobs) == asked
         with self._count_lock:
             self.inflight += len(jobs)
@@ -278,6 +292,10 @@ class Worker:
 
     def _maintenance(self, mono: float) -> None:
         try:
+            while self.orphans:
+                job_id, token, error = self.orphans[0]
+                leases.release(job_id, token, f"worker error: {error}", self.clock(), self.using)
+                self.orphans.pop(0)
             if mono >= self._next_recovery:
                 self._next_recovery = mono + min(self.lease.total_seconds() / 4, 5.0)
                 leases.recover_expired(self.clock(), self.using)
@@ -308,6 +326,10 @@ class Worker:
         self.finished.set()
         for thread in self.background:
             thread.join(5)
+        try:
+            leases.sign_off(self.worker_id, self.clock(), self.using)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("could not sign off; this worker's row expires by itself error=%r", exc)
         connections.close_all()
 
     def _hand_back_unstarted(self) -> None:

@@ -595,8 +595,6 @@ def test_worker_reconnects_after_its_connections_are_killed_and_the_mutation_run
     assert proc.poll() is None
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a claim that fails on a dropped connection spends the NOTIFY "
-                                       "wake-up; the worker then waits a whole poll interval before claiming again")
 def test_postgres_notify_arriving_on_a_dropped_connection_still_runs_the_job_at_once(workers, vendor):
     start_listening_worker(workers, vendor)  # a 30 s poll interval
     assert kill_other_connections(vendor, keep_listener=True) >= 2, "the worker's main and executor connections"
@@ -608,8 +606,6 @@ def test_postgres_notify_arriving_on_a_dropped_connection_still_runs_the_job_at_
 # --- a body raising a BaseException ---
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a BaseException from a body kills its executor thread and leaves "
-                                       "the job in_progress, its lease renewed for as long as the worker lives")
 @pytest.mark.parametrize("body", [pf.cancelled_action, pf.exiting_mutation], ids=["CancelledError", "SystemExit"])
 def test_a_body_raising_a_base_exception_fails_its_job_and_the_worker_goes_on(workers, body):
     proc = workers.start("--concurrency", "1", ready=True)

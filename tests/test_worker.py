@@ -12,8 +12,8 @@ from django.db import connection
 from django.utils import timezone
 
 from django_scheduled_actions import run_mutation, scheduler
-from django_scheduled_actions.leases import claim, prune, recover_expired
-from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.leases import claim, heartbeat, prune, recover_expired, register_worker, sign_off
+from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
 from django_scheduled_actions.worker import Worker
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
@@ -180,12 +180,30 @@ def test_expired_leases_are_recovered_by_kind():
     assert recover_expired(later) == 0
 
 
-def test_renewed_leases_are_not_recovered():
+def test_a_heartbeating_worker_keeps_its_jobs_and_a_silent_one_loses_them():
     scheduler.run_after(0, f.bump, {"name": "x"})
     now = timezone.now()
-    claim("alive", 1, now, timedelta(seconds=1))
-    assert Jobs.renew_leases("alive", now + timedelta(seconds=10)) == 1
-    assert recover_expired(now + timedelta(seconds=5)) == 0
+    lease = timedelta(seconds=1)
+    register_worker("alive", hostname="h", pid=1, queues=None, concurrency=1, now=now, lease=lease)
+    claim("alive", 1, now, lease)
+    later = now + timedelta(seconds=5)
+    assert heartbeat("alive", later - timedelta(seconds=0.5), lease) == 1
+    assert recover_expired(later) == 0  # the claim's own lease ran out, but the worker is alive
+    assert WorkerProcess.objects.lost(later + timedelta(seconds=1)).count() == 1
+    assert recover_expired(later + timedelta(seconds=1)) == 1
+    sign_off("alive", later)
+    assert not WorkerProcess.objects.lost(later + timedelta(seconds=10)).exists()
+
+
+def test_the_worker_registers_heartbeats_and_signs_off():
+    with WorkerThread(concurrency=1, worker_id="registered") as worker:
+        wait_until(lambda: WorkerProcess.objects.filter(worker_id="registered").exists(), message="registration")
+        row = WorkerProcess.objects.get(worker_id="registered")
+        assert (row.concurrency, row.queues, row.stopped_at) == (1, [], None)
+        assert row.expires_at > timezone.now()
+        assert worker.worker_id == "registered"
+    row.refresh_from_db()
+    assert row.stopped_at is not None and row.expires_at <= timezone.now()
 
 
 def test_canceled_running_action_keeps_state_and_late_result_and_cancels_children():
