@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connections, models, transaction
 from django.db.models import Q
@@ -166,6 +166,60 @@ class ScheduledFunctionQuerySet(models.QuerySet):
             settle(batch_ids, using=self.db)
         return changed
 
+    def run_now(self, now: datetime | None = None) -> int:
+        """Make pending jobs scheduled for later due at once (the admin's "run now"); returns how many moved."""
+        now = now or timezone.now()
+        return self.filter(state=State.PENDING, scheduled_time__gt=now).update(scheduled_time=now)
+
+    def retry(self, now: datetime | None = None) -> list[RetryOutcome]:
+        """Schedule a new run of each failed or canceled job: same function, arguments, queue, priority, parent
+        and cron, linked by ``retry_of``. A job that is not finished badly, already has a retry, or whose
+        function is no longer registered is skipped. Returns one outcome per job, in id order."""
+        from .exceptions import FunctionNotFound
+        from .registry import registry
+        from .signals import job_scheduled
+
+        now = now or timezone.now()
+        outcomes, created = [], []
+        rows = self.order_by("pk").annotate(retried_as=models.Max("retries__pk"))
+        with transaction.atomic(using=self.db):
+            for old in rows:
+                try:
+                    reason = _not_retryable(old) or ""
+                    fn = None if reason else registry.for_job(old.name)
+                except FunctionNotFound:
+                    reason = "its function is not registered"
+                if reason:
+                    outcomes.append(RetryOutcome(old.pk, None, reason))
+                    continue
+                job = ScheduledFunction(
+                    name=old.name, kind=fn.kind, args=old.args, scheduled_time=now, created_at=now,
+                    queue=old.queue, priority=old.priority, max_attempts=fn.retry.max_attempts,
+                    parent_id=old.parent_id, cron_id=old.cron_id, retry_of=old)
+                job.save(using=self.db, force_insert=True)
+                created.append(job)
+                outcomes.append(RetryOutcome(old.pk, job.pk, ""))
+        if created and job_scheduled.has_listeners(ScheduledFunction):
+            transaction.on_commit(lambda: [job_scheduled.send_robust(ScheduledFunction, job=job) for job in created],
+                                  using=self.db)
+        return outcomes
+
+
+class RetryOutcome(NamedTuple):
+    """What ``retry()`` did with one job: ``new_job_id`` is its retry, or ``skipped`` says why there is none."""
+
+    job_id: int
+    new_job_id: int | None
+    skipped: str
+
+
+def _not_retryable(job: ScheduledFunction) -> str | None:
+    if job.state not in (State.FAILED, State.CANCELED):
+        return f"it is {job.get_state_display()}, not failed or canceled"
+    if job.retried_as is not None:
+        return f"it was already retried as #{job.retried_as}"
+    return None
+
 
 class ScheduledFunction(models.Model):
     """One scheduled run of a mutation or action: a job."""
@@ -196,6 +250,8 @@ class ScheduledFunction(models.Model):
                               db_index=False, help_text=_("the batch this job is an item of"))  # sa_job_batch_idx
     batch_counted = models.BooleanField(default=False, editable=False,
                                         help_text=_("its final state is counted in its batch's progress"))
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+                                 help_text=_("the failed or canceled job this one retries"))
 
     objects = ScheduledFunctionQuerySet.as_manager()
 

@@ -1,0 +1,250 @@
+"""Jobs in the admin: a read-only changelist and detail page, actions cancel / retry / run now (each one the
+queryset method the worker and the scheduler use), and the dashboard's URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from ..models import IdempotencyKey, ScheduledFunction, State
+from . import display
+from .dashboard import dashboard_view
+
+SHOWN_IDS = 20  # ids listed in an action's message
+
+
+def job_url(pk: int) -> str:
+    return reverse("admin:django_scheduled_actions_scheduledfunction_change", args=[pk])
+
+
+def job_link(pk: int | None, label: str | None = None):
+    return format_html('<a href="{}">{}</a>', job_url(pk), label or f"#{pk}") if pk else "-"
+
+
+def id_list(ids: Iterable[object]) -> str:
+    ids = list(ids)
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+def selected(queryset: QuerySet) -> QuerySet:
+    """The selected jobs by primary key, without the changelist's joins (an UPDATE cannot always take them)."""
+    return ScheduledFunction.objects.filter(pk__in=list(queryset.values_list("pk", flat=True)))
+
+
+@admin.register(ScheduledFunction)
+class ScheduledFunctionAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "kind", "state_badge", "scheduled", "attempts_display", "duration_display",
+                    "queue", "origin")
+    list_display_links = ("id", "name")
+    list_filter = ("state", "kind", "name", "queue")
+    search_fields = ("=id", "name", "idempotency_keys__key")
+    ordering = ("-scheduled_time", "-id")
+    list_select_related = ("cron",)
+    date_hierarchy = "scheduled_time"
+    list_per_page = 100
+    actions = ["cancel_jobs", "retry_jobs", "run_jobs_now"]
+    fieldsets = (
+        (None, {"fields": ("id", "name", "kind", "state_badge", "queue", "priority")}),
+        ("Timing", {"fields": ("scheduled", "created_at", "started_at", "completed_time", "duration_display",
+                               "attempts_display", "worker_id", "lease_expires_at")}),
+        ("Arguments and outcome", {"fields": ("args_pretty", "result_pretty", "error_pretty")}),
+        ("Related", {"fields": ("parent_link", "children_links", "cron_link", "batch_link", "retry_of_link",
+                                "retries_links", "idempotency_keys_display")}),
+    )
+    readonly_fields = [field for _name, options in fieldsets for field in options["fields"]]
+
+    # --- jobs are written by the scheduler and the worker, never by hand ---
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        """The ``change`` permission allows "run now"; a job's page is always read-only."""
+        return obj is None and super().has_change_permission(request)
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm(f"{self.opts.app_label}.cancel_scheduledfunction")
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm(f"{self.opts.app_label}.retry_scheduledfunction")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(lambda request: dashboard_view(self, request))
+        return [path("dashboard/", view, name=f"{self.opts.app_label}_dashboard"), *super().get_urls()]
+
+    # --- columns and fields ---
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return display.state_badge(obj.state)
+
+    @admin.display(description="scheduled", ordering="scheduled_time")
+    def scheduled(self, obj):
+        return display.when(obj.scheduled_time)
+
+    @admin.display(description="attempts", ordering="attempts")
+    def attempts_display(self, obj):
+        return f"{obj.attempts}/{obj.max_attempts}"
+
+    @admin.display(description="duration")
+    def duration_display(self, obj):
+        return display.short_duration(obj.duration) or "-"
+
+    @admin.display(description="origin")
+    def origin(self, obj):
+        if obj.cron_id:
+            return format_html("cron: {}", obj.cron.name)
+        if obj.retry_of_id:
+            return format_html("retry of {}", job_link(obj.retry_of_id))
+        if obj.parent_id:
+            return format_html("scheduled by {}", job_link(obj.parent_id))
+        return "-"
+
+    @admin.display(description="arguments")
+    def args_pretty(self, obj):
+        return display.pretty_json(obj.args)
+
+    @admin.display(description="result")
+    def result_pretty(self, obj):
+        return display.pretty_json(obj.result) if obj.result is not None else "-"
+
+    @admin.display(description="error")
+    def error_pretty(self, obj):
+        return display.preformatted(obj.error)
+
+    @admin.display(description="scheduled by")
+    def parent_link(self, obj):
+        return job_link(obj.parent_id)
+
+    @admin.display(description="jobs it scheduled")
+    def children_links(self, obj):
+        return self._related_jobs(obj.children.all(), "parent", obj.pk)
+
+    @admin.display(description="fired by cron")
+    def cron_link(self, obj):
+        if not obj.cron_id:
+            return "-"
+        url = reverse("admin:django_scheduled_actions_cronjob_change", args=[obj.cron_id])
+        tick = f" (tick {timezone.localtime(obj.cron_tick):%Y-%m-%d %H:%M:%S})" if obj.cron_tick else " (run now)"
+        return format_html('<a href="{}">{}</a>{}', url, obj.cron.name, tick)
+
+    @admin.display(description="batch")
+    def batch_link(self, obj):
+        if not obj.batch_id:
+            return "-"
+        url = reverse("admin:django_scheduled_actions_batch_change", args=[obj.batch_id])
+        return format_html('<a href="{}">{}</a>', url, obj.batch)
+
+    @admin.display(description="retry of")
+    def retry_of_link(self, obj):
+        return job_link(obj.retry_of_id)
+
+    @admin.display(description="retried as")
+    def retries_links(self, obj):
+        return self._related_jobs(obj.retries.all(), "retry_of", obj.pk)
+
+    @admin.display(description="idempotency keys")
+    def idempotency_keys_display(self, obj):
+        keys = list(obj.idempotency_keys.values_list("key", flat=True)[:10])
+        return ", ".join(keys) or "-"
+
+    def _related_jobs(self, jobs: QuerySet, field: str, owner_id: int):
+        rows = list(jobs.order_by("id").values_list("pk", "name", "state")[:SHOWN_IDS + 1])
+        if not rows:
+            return "-"
+        items = format_html_join(mark_safe("<br>"), '<a href="{}">#{} {}</a> {}',
+                                 ((job_url(pk), pk, name, display.state_badge(state))
+                                  for pk, name, state in rows[:SHOWN_IDS]))
+        if len(rows) > SHOWN_IDS:
+            changelist = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
+            items = format_html('{}<br><a href="{}?{}__id__exact={}">all of them</a>', items, changelist, field,
+                                owner_id)
+        return items
+
+    # --- actions: each one calls the queryset method the worker and the scheduler use ---
+
+    @admin.action(description="Cancel selected jobs (pending and running)", permissions=["cancel"])
+    def cancel_jobs(self, request, queryset):
+        jobs = selected(queryset)
+        states = dict(jobs.values_list("pk", "state"))
+        open_ids = [pk for pk, state in sorted(states.items()) if state in (State.PENDING, State.IN_PROGRESS)]
+        canceled = jobs.cancel(timezone.now())
+        if canceled:
+            self.message_user(request, f"Canceled {canceled} job(s): #{id_list(open_ids)}.", messages.SUCCESS)
+        if len(open_ids) > canceled:
+            self.message_user(request, f"{len(open_ids) - canceled} job(s) finished before they could be canceled.",
+                              messages.WARNING)
+        finished = sorted(pk for pk, state in states.items() if pk not in open_ids)
+        if finished:
+            self.message_user(request, f"Skipped {len(finished)} job(s) already finished: "
+                              f"{self._with_states(finished, states)}.", messages.WARNING)
+
+    @admin.action(description="Retry selected jobs (failed and canceled)", permissions=["retry"])
+    def retry_jobs(self, request, queryset):
+        outcomes = selected(queryset).retry(timezone.now())
+        retried = [o for o in outcomes if o.new_job_id]
+        if retried:
+            self.message_user(request, f"Retried {len(retried)} job(s): "
+                              f"{id_list(f'#{o.job_id} as #{o.new_job_id}' for o in retried)}.", messages.SUCCESS)
+        skipped = [o for o in outcomes if not o.new_job_id]
+        if skipped:
+            self.message_user(request, f"Skipped {len(skipped)} job(s): "
+                              f"{id_list(f'#{o.job_id} ({o.skipped})' for o in skipped)}.", messages.WARNING)
+
+    @admin.action(description="Run selected jobs now (pending)", permissions=["change"])
+    def run_jobs_now(self, request, queryset):
+        now = timezone.now()
+        jobs = selected(queryset)
+        rows = sorted(jobs.values_list("pk", "state", "scheduled_time"))
+        moved = jobs.run_now(now)
+        later = [pk for pk, state, at in rows if state == State.PENDING and at > now]
+        if moved:
+            self.message_user(request, f"{moved} pending job(s) are due now: #{id_list(later)}.", messages.SUCCESS)
+        due = [pk for pk, state, at in rows if state == State.PENDING and at <= now]
+        if due:
+            self.message_user(request, f"Skipped {len(due)} job(s) already due: #{id_list(due)}.", messages.INFO)
+        other = [pk for pk, state, _at in rows if state != State.PENDING]
+        if other:
+            states = {pk: state for pk, state, _at in rows}
+            self.message_user(request, f"Skipped {len(other)} job(s) not pending: "
+                              f"{self._with_states(other, states)}.", messages.WARNING)
+
+    @staticmethod
+    def _with_states(ids: list[int], states: dict[int, str]) -> str:
+        return id_list(f"#{pk} ({State(states[pk]).label})" for pk in ids)
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(admin.ModelAdmin):
+    """Keys are written by the scheduler; deleting one releases it early."""
+
+    list_display = ("key", "name", "job_link", "created_at", "expires_at", "status")
+    list_filter = ("name",)
+    search_fields = ("key", "name", "=job__id")
+    ordering = ("-created_at", "-id")
+    list_select_related = ("job",)
+    fields = ("key", "name", "job_link", "completed", "result", "created_at", "expires_at", "status")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="job", ordering="job")
+    def job_link(self, obj):
+        if not obj.job_id:
+            return "-"
+        return format_html("{} {}", job_link(obj.job_id), display.state_badge(obj.job.state))
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return display.badge("held" if obj.expires_at > timezone.now() else "expired")

@@ -1,0 +1,92 @@
+"""Workers in the admin: one row per ``runworker`` process, alive / lost / stopped, with its running jobs."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from ..models import ScheduledFunction, State, WorkerProcess
+from . import display
+
+
+def status_of(worker: WorkerProcess, now) -> str:
+    if worker.stopped_at is not None:
+        return "stopped"
+    return "alive" if worker.expires_at >= now else "lost"
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("alive", "alive"), ("lost", "lost"), ("stopped", "stopped")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        return {"alive": lambda: queryset.alive(now).filter(stopped_at__isnull=True),
+                "lost": lambda: queryset.lost(now),
+                "stopped": lambda: queryset.filter(stopped_at__isnull=False)}.get(self.value(), lambda: queryset)()
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(admin.ModelAdmin):
+    """Written by the workers (register, heartbeat, sign off); deleting a row only forgets it."""
+
+    list_display = ("worker_id", "hostname", "pid", "status", "started", "heartbeat", "jobs_running", "queues_display",
+                    "concurrency")
+    list_filter = (StatusFilter, "hostname")
+    search_fields = ("worker_id", "hostname", "=pid")
+    ordering = ("-started_at", "-id")
+    fields = ("worker_id", "hostname", "pid", "status", "queues_display", "concurrency", "started", "heartbeat",
+              "expires_at", "stopped_at", "jobs_running")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        """Each worker with the number of in-progress jobs it holds: one subquery, not a query per row."""
+        running = (ScheduledFunction.objects.filter(state=State.IN_PROGRESS, worker_id=OuterRef("worker_id"))
+                   .order_by().values("worker_id").annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(
+            running=Coalesce(Subquery(running, output_field=IntegerField()), Value(0)))
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return display.badge(status_of(obj, timezone.now()))
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return display.when(obj.started_at)
+
+    @admin.display(description="last heartbeat", ordering="heartbeat_at")
+    def heartbeat(self, obj):
+        return display.when(obj.heartbeat_at)
+
+    @admin.display(description="jobs running", ordering="running")
+    def jobs_running(self, obj):
+        if not obj.running:
+            return 0
+        url = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
+        return format_html('<a href="{}?state__exact=in_progress&amp;worker_id={}">{}</a>', url, obj.worker_id,
+                           obj.running)
+
+    @admin.display(description="queues")
+    def queues_display(self, obj):
+        return ", ".join(obj.queues) if obj.queues else "all"
+
+
+def worker_counts(now) -> dict[str, int]:
+    """How many workers are alive, lost and stopped: one aggregate query (for the dashboard)."""
+    return WorkerProcess.objects.aggregate(
+        alive=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__gte=now)),
+        lost=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__lt=now)),
+        stopped=Count("pk", filter=Q(stopped_at__isnull=False)))
