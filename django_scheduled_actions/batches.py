@@ -184,7 +184,11 @@ def _finish(batch: Batch, using: str, scheduler: Scheduler | None = None) -> Non
         return
     args = {**batch.on_complete_args, "batch_id": batch.pk, "succeeded": batch.succeeded, "failed": batch.failed,
             "canceled": batch.canceled}
-    job_id = (scheduler or Scheduler(using)).run_after(0, fn, args)
+    try:
+        job_id = (scheduler or Scheduler(using)).run_after(0, fn, args)
+    except (TypeError, ValueError) as exc:  # its code changed since the batch was scheduled (checked before writing)
+        logger.error("batch finished but its on_complete could not be scheduled batch=%s error=%r", batch.pk, exc)
+        return
     Batch.objects.using(using).filter(pk=batch.pk).update(on_complete_job_id=job_id)
 
 

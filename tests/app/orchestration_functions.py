@@ -37,7 +37,6 @@ def note(ctx, text: str) -> None:
 
 @internal_mutation
 def item_mutation(ctx, i: int, fail: bool = False) -> int:
-    _bump("batch items")
     if fail:
         raise ValueError(f"item {i} fails")
     return i * i
@@ -219,3 +218,24 @@ def three_steps(ctx, key: str = "", fail_step: str = "", undo: dict[str, str] | 
 @internal_action(retry=RetryPolicy(max_attempts=3, initial_backoff=0.0, jitter=False))
 def three_steps_retried(ctx, fail_step: str = "") -> list[int]:
     return run_three_steps(ctx, "", fail_step, {}, False, "")
+
+
+@internal_action
+def undo_and_hang(ctx, name: str, value: int, marker: str) -> None:
+    """Counts its run, says so through ``marker``, then hangs until its worker is killed."""
+    ctx.run_mutation(tally, {"name": f"undo {name}"})
+    Path(marker).touch()
+    time.sleep(120)
+
+
+@internal_action(retry=RetryPolicy(max_attempts=2, initial_backoff=0.0, jitter=False))
+def saga_killed_while_undoing(ctx, marker: str) -> list[int]:
+    """Step c fails; undoing b hangs (its worker is killed); the retry finishes the rollback without b."""
+    with Saga(ctx) as saga:
+        name = f"killed {ctx.job.id}"
+        a = saga.step("a", step_action, {"name": f"{name} a", "value": 1}, compensate=undo_action,
+                      compensate_args=lambda r: {"name": f"{name} a", "value": r})
+        b = saga.step("b", step_action, {"name": f"{name} b", "value": 2}, compensate=undo_and_hang,
+                      compensate_args=lambda r: {"name": f"{name} b", "value": r, "marker": marker})
+        saga.step("c", step_action, {"name": f"{name} c", "value": 3, "fail": True})
+    return [a, b]
