@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: demo test bootstrap lint clean bench
+.PHONY: demo test bootstrap lint clean bench chaos
 
 demo:
 	scripts/demo.sh
@@ -18,6 +18,9 @@ bootstrap:
 
 bench: bootstrap
 	.venv/bin/python benchmarks/bench.py $(ARGS)
+
+chaos: bootstrap
+	PYTHONPATH=.:testproject .venv/bin/python -m tests.chaos $(ARGS)
 
 lint:
 	STAGES=lint scripts/test.sh

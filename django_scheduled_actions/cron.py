@@ -322,7 +322,10 @@ def build(expression: str, interval_seconds: float | None, timezone: str = "UTC"
     if interval_seconds is not None:
         if isinstance(interval_seconds, bool) or not math.isfinite(interval_seconds):
             raise InvalidInterval(f"interval must be a finite number of seconds, got {interval_seconds!r}")
-        return Interval(timedelta(seconds=interval_seconds))
+        try:
+            return Interval(timedelta(seconds=interval_seconds))
+        except OverflowError:
+            raise InvalidInterval(f"interval of {interval_seconds!r} seconds is too long") from None
     return Cron(expression, timezone)
 
 

@@ -86,6 +86,7 @@ def _convert(tp: Any, value: Any, path: str, *, to_json: bool, from_json: bool) 
         for k, v in value.items():
             if not isinstance(k, str):
                 raise _Mismatch(path, f"dict keys must be str, got {_describe(k)}")
+            _check_text(k, path)
             out[k] = _convert(item, v, f"{path}[{k!r}]", to_json=to_json, from_json=from_json)
         return out
     scalar = SCALARS.get(tp)
@@ -191,6 +192,7 @@ def _plain_json(value: Any, path: str, depth: int = 0) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise _Mismatch(path, f"dict keys must be str, got {_describe(k)}")
+            _check_text(k, path)
             out[k] = _plain_json(v, f"{path}[{k!r}]", depth + 1)
         return out
     raise _Mismatch(path, f"expected a JSON value, got {_describe(value)}")
