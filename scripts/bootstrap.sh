@@ -55,6 +55,8 @@ has pkg-config || missing+=(pkg-config)
     || missing+=(libmariadb-dev)  # mysqlclient builds against it
 if wants_db postgres; then { has psql && has pg_isready; } || missing+=(postgresql-client); fi
 if wants_db mysql; then { has mariadb-admin || has mysqladmin; } || missing+=(mariadb-client); fi
+# the browser tests (.venv) drive Debian's chromium through Playwright, which downloads no browser
+if wants_venv .venv; then [ -x /usr/bin/chromium ] || missing+=(chromium); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     has apt-get || die "please install: ${missing[*]} (or your system's equivalents)"
     say "installing apt packages: ${missing[*]}"

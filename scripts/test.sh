@@ -3,16 +3,17 @@
 # listed at the end, then a summary table and a last line "N passed, N failed" (N = matrix runs).
 #
 #   lint     ruff check; makemigrations --check --dry-run            each venv
-#   unit     pytest -m "not process"                                 each venv x each database
+#   unit     pytest -m "not process and not browser"                 each venv x each database
 #   process  pytest -m process (real worker processes)               .venv x each database
 #   chaos    pytest -m chaos (faults, on the suite's own PostgreSQL  .venv, once (no database of the matrix)
 #            and MariaDB servers on ports 5440 and 3310)
+#   browser  pytest -m browser (the admin in headless Chromium)      .venv x sqlite, postgres
 #
 # Arguments are passed to every pytest run:  scripts/test.sh -k scheduler -x
 # Narrow the matrix with environment variables (CI runs everything):
 #   VENVS=".venv"                 venvs (default ".venv-dj52 .venv")
 #   DBS="sqlite postgres"         databases (default "sqlite postgres mysql")
-#   STAGES="lint unit"            stages (default "lint unit process chaos")
+#   STAGES="lint unit"            stages (default "lint unit process browser chaos")
 #   JOBS=2                        matrix runs at a time (default 1; each run has its own test database)
 #   RUN_TIMEOUT=1200              seconds before a single run is killed and counted as failed
 #   POSTGRES_URL / MYSQL_URL      servers (defaults below; pytest-django creates and drops test_* databases)
@@ -28,7 +29,7 @@ cd "$REPO"
 
 VENVS="${VENVS:-.venv-dj52 .venv}"
 DBS="${DBS:-sqlite postgres mysql}"
-STAGES="${STAGES:-lint unit process chaos}"
+STAGES="${STAGES:-lint unit process browser chaos}"
 JOBS="${JOBS:-1}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-1200}"
 POSTGRES_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/scheduled_actions}"
@@ -45,7 +46,7 @@ contains() { [[ " $1 " == *" $2 "* ]]; }
 DBS="${DBS//mariadb/mysql}"
 for v in $VENVS; do contains ".venv .venv-dj52" "$v" || die "unknown venv '$v' in VENVS (known: .venv .venv-dj52)"; done
 for d in $DBS; do contains "sqlite postgres mysql" "$d" || die "unknown database '$d' in DBS (known: sqlite postgres mysql)"; done
-for s in $STAGES; do contains "lint unit process chaos" "$s" || die "unknown stage '$s' in STAGES (known: lint unit process chaos)"; done
+for s in $STAGES; do contains "lint unit process browser chaos" "$s" || die "unknown stage '$s' in STAGES (known: lint unit process browser chaos)"; done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "JOBS must be a positive integer"
 
 # --- the plan: one entry per matrix run --------------------------------------------------------
@@ -66,6 +67,9 @@ fi
 if contains "$STAGES" process && contains "$VENVS" .venv; then
     for db in $DBS; do plan "process-dj6-$db" process .venv "$db"; done
 fi
+if contains "$STAGES" browser && contains "$VENVS" .venv; then
+    for db in $DBS; do if contains "sqlite postgres" "$db"; then plan "browser-dj6-$db" browser .venv "$db"; fi; done
+fi
 if contains "$STAGES" chaos && contains "$VENVS" .venv; then
     plan "chaos-dj6" chaos .venv -  # starts its own servers: no database of the matrix
 fi
@@ -75,7 +79,7 @@ TOTAL=${#RUN_ID[@]}
 # --- bootstrap -------------------------------------------------------------------------------
 
 needed_dbs="none"
-if contains "$STAGES" unit || contains "$STAGES" process; then needed_dbs="$DBS"; fi
+if contains "$STAGES" unit || contains "$STAGES" process || contains "$STAGES" browser; then needed_dbs="$DBS"; fi
 if ! VENVS="$VENVS" DBS="$needed_dbs" POSTGRES_URL="$POSTGRES_URL" MYSQL_URL="$MYSQL_URL" scripts/bootstrap.sh; then
     say "bootstrap failed: no matrix run could start"
     echo "0 passed, $TOTAL failed"
@@ -107,9 +111,10 @@ command_of() {  # command_of INDEX -> the run's command line, one word per line
     case "${RUN_CHECK[$i]}" in
         ruff) printf '%s\n' "${RUN_VENV[$i]}/bin/ruff" check --output-format=concise . ;;
         makemigrations) printf '%s\n' "$py" -m django makemigrations --check --dry-run ;;
-        unit) printf '%s\n' "$py" -m pytest -m "not process and not chaos" --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
+        unit) printf '%s\n' "$py" -m pytest -m "not process and not browser and not chaos" --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
         process) printf '%s\n' "$py" -m pytest -m process --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
         chaos) printf '%s\n' "$py" -m pytest -m chaos --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
+        browser) printf '%s\n' "$py" -m pytest -m browser --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
     esac
 }
 
@@ -145,7 +150,7 @@ run_one() {  # run_one INDEX [stream]: runs the entry, writes OUT/ID.rc and OUT/
 describe_rc() {  # describe_rc RC CHECK
     case "$1" in
         0) echo passed ;;
-        5) if [[ "$2" == unit || "$2" == process || "$2" == chaos ]]; then echo "no tests"; else echo "failed (exit 5)"; fi ;;
+        5) if [[ "$2" == unit || "$2" == process || "$2" == browser || "$2" == chaos ]]; then echo "no tests"; else echo "failed (exit 5)"; fi ;;
         124|137) echo "timeout" ;;
         *) echo "failed (exit $1)" ;;
     esac
@@ -184,7 +189,7 @@ RESULT=()
 for i in "${!RUN_ID[@]}"; do
     rc="$(cat "$OUT/${RUN_ID[$i]}.rc" 2>/dev/null || echo 255)"
     RESULT[i]="$rc"
-    if [[ "${RUN_CHECK[$i]}" == unit || "${RUN_CHECK[$i]}" == process || "${RUN_CHECK[$i]}" == chaos ]]; then
+    if [[ "${RUN_CHECK[$i]}" == unit || "${RUN_CHECK[$i]}" == process || "${RUN_CHECK[$i]}" == browser || "${RUN_CHECK[$i]}" == chaos ]]; then
         pytest_runs=$((pytest_runs + 1))
         [ "$rc" -eq 5 ] && empty_runs=$((empty_runs + 1))
     fi
@@ -196,7 +201,7 @@ if [ "${#PYTEST_ARGS[@]}" -gt 0 ] && [ "$empty_runs" -lt "$pytest_runs" ]; then 
 failed_ids=()
 for i in "${!RUN_ID[@]}"; do
     rc="${RESULT[$i]}"
-    if [ "$rc" -eq 0 ] || { [ "$rc" -eq 5 ] && [ "$tolerate_empty" -eq 1 ] && [[ "${RUN_CHECK[$i]}" == unit || "${RUN_CHECK[$i]}" == process || "${RUN_CHECK[$i]}" == chaos ]]; }; then
+    if [ "$rc" -eq 0 ] || { [ "$rc" -eq 5 ] && [ "$tolerate_empty" -eq 1 ] && [[ "${RUN_CHECK[$i]}" == unit || "${RUN_CHECK[$i]}" == process || "${RUN_CHECK[$i]}" == browser || "${RUN_CHECK[$i]}" == chaos ]]; }; then
         passed=$((passed + 1))
     else
         failed=$((failed + 1))

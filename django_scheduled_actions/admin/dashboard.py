@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import django
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Min
 from django.db.models.functions import TruncHour, TruncMinute
@@ -28,7 +29,8 @@ def dashboard_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     context = {**model_admin.admin_site.each_context(request), "opts": model_admin.opts,
-               "title": "Scheduled actions dashboard", **dashboard_data(timezone.now())}
+               "title": "Scheduled actions dashboard", "breadcrumbs_as_list": django.VERSION >= (6,),
+               **dashboard_data(timezone.now())}
     return TemplateResponse(request, TEMPLATE, context)
 
 
