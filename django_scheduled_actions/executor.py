@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -69,20 +71,22 @@ class Executor:
         self.worker_id = worker_id
         self.using = using
         self.clock = clock
+        self.recorder: Recorder | None = None  # the worker's: batches the writes of succeeded actions
 
     def run(self, job: ScheduledFunction, token: str, watch: Callable[[float | None], None] | None = None,
-            abandoned: Callable[[], bool] = lambda: False) -> None:
+            abandoned: Callable[[], bool] = lambda: False) -> bool:
+        """Run one claimed job. True when its outcome was handed to the recorder, still to be written."""
         try:
             fn = registry.for_job(job.name)
             if fn.kind != job.kind:
                 raise FunctionNotFound(f"{job.name} is registered as a {fn.kind}, but the job is a {job.kind}")
         except FunctionNotFound as exc:
             self._fail(job, token, exc, count_attempt=True, started_at=self.clock())
-            return
+            return False
         if fn.kind == "mutation":
             self.run_mutation(fn, job, token)
-        else:
-            self.run_action(fn, job, token, watch or (lambda deadline: None), abandoned)
+            return False
+        return self.run_action(fn, job, token, watch or (lambda deadline: None), abandoned)
 
     # --- mutations: exactly once ---
 
@@ -125,11 +129,11 @@ class Executor:
     # --- actions: at most once, or at least once with a RetryPolicy ---
 
     def run_action(self, fn: Function, job: ScheduledFunction, token: str,
-                   watch: Callable[[float | None], None], abandoned: Callable[[], bool]) -> None:
+                   watch: Callable[[float | None], None], abandoned: Callable[[], bool]) -> bool:
         now = self.clock()
         if not persist(lambda: Jobs.using(self.using).mark_started(job.pk, token, now), self.using):
             logger.info("action not started: job no longer claimed job=%s name=%s", job.pk, job.name)
-            return
+            return False
         job.attempts += 1
         info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time)
         send(signals.job_started, job, worker_id=self.worker_id)
@@ -143,20 +147,31 @@ class Executor:
                 self.record_action_failure(fn.retry, job, token, exc)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            return
+            return False
         watch(None)
         if abandoned():
             logger.warning("late result of a timed-out action discarded job=%s name=%s", job.pk, job.name)
-            return
-        self.record_action_success(job, token, result)
+            return False
+        return self.record_action_success(job, token, result)
 
-    def record_action_success(self, job: ScheduledFunction, token: str, result: Any) -> None:
+    def record_action_success(self, job: ScheduledFunction, token: str, result: Any) -> bool:
+        if self.recorder is not None:
+            self.recorder.add(job, token, result)
+            return True
+        self.record_successes([(job, token, result)])
+        return False
+
+    def record_successes(self, outcomes: list[tuple[ScheduledFunction, str, Any]]) -> None:
+        """Write the outcomes of succeeded actions (one commit for all), then announce them."""
         jobs = Jobs.using(self.using)
-        if persist(lambda: jobs.mark_succeeded(job.pk, token, result, self.clock()), self.using):
-            batches.job_finished(job, self.using)
-            send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
-        elif persist(lambda: jobs.keep_late_result(job.pk, result), self.using):
-            logger.info("canceled action finished; result kept, state stays canceled job=%s", job.pk)
+        rows = [(job.pk, token, result) for job, token, result in outcomes]
+        done = persist(lambda: jobs.mark_many_succeeded(rows, self.clock()), self.using)
+        for job, _token, result in outcomes:
+            if job.pk in done:
+                batches.job_finished(job, self.using)
+                send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
+            elif persist(lambda j=job, r=result: jobs.keep_late_result(j.pk, r), self.using):
+                logger.info("canceled action finished; result kept, state stays canceled job=%s", job.pk)
 
     def record_action_failure(self, retry: RetryPolicy, job: ScheduledFunction, token: str,
                               exc: BaseException) -> None:
@@ -181,3 +196,41 @@ def _default_timeout() -> float:
     from .conf import app_settings
 
     return float(app_settings.ACTION_TIMEOUT)
+
+
+class Recorder(threading.Thread):
+    """Writes the outcomes of succeeded actions in batches: what piled up while the previous write was in
+    flight goes in one statement and one commit (group commit), so an idle worker adds no delay and a
+    busy one writes a batch per round trip. If the worker dies before a write, the started action is
+    recovered as "worker lost": failed, or retried within its RetryPolicy. At most once still holds."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, executor: Executor, on_recorded: Callable[[], None]):
+        super().__init__(name="scheduled-actions-recorder", daemon=True)
+        self.executor = executor
+        self.on_recorded = on_recorded
+        self.outcomes: queue.Queue[tuple[ScheduledFunction, str, Any] | None] = queue.Queue()
+
+    def add(self, job: ScheduledFunction, token: str, result: Any) -> None:
+        self.outcomes.put((job, token, result))
+
+    def stop(self) -> None:
+        self.outcomes.put(None)
+
+    def run(self) -> None:
+        running = True
+        while running:
+            batch = [self.outcomes.get()]
+            while len(batch) < self.MAX_BATCH and not self.outcomes.empty():
+                batch.append(self.outcomes.get_nowait())
+            running = None not in batch
+            items = [item for item in batch if item is not None]
+            if items:
+                try:
+                    self.executor.record_successes(items)
+                except Exception:  # the database stayed away: lease recovery settles these jobs
+                    logger.exception("could not record succeeded actions jobs=%s", [j.pk for j, _, _ in items])
+                for _item in items:
+                    self.on_recorded()
+        connections.close_all()

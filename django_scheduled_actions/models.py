@@ -123,6 +123,25 @@ class ScheduledFunctionQuerySet(models.QuerySet):
                 [None if result is None else json.dumps(result), now, started_at, ctid, job_id, token])
             return cursor.rowcount
 
+    def mark_many_succeeded(self, outcomes: list[tuple[int, str, Any]], now: datetime) -> set[int]:
+        """``mark_succeeded`` of many actions ``(job id, token, result)`` in one statement (PostgreSQL) or one
+        transaction: one commit for all. Returns the ids still claimed, now ``success``."""
+        connection = connections[self.db]
+        if connection.vendor != "postgresql":
+            with transaction.atomic(using=self.db):
+                return {job_id for job_id, token, result in outcomes
+                        if self.mark_succeeded(job_id, token, result, now)}
+        values = ", ".join(["(%s::bigint, %s, %s::jsonb)"] * len(outcomes))
+        params: list[Any] = [now]
+        for job_id, token, result in outcomes:
+            params += [job_id, token, None if result is None else json.dumps(result)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result, completed_time = %s, "
+                f"lease_expires_at = NULL FROM (VALUES {values}) AS v(id, token, result) "
+                "WHERE j.id = v.id AND j.token = v.token AND j.state = 'in_progress' RETURNING j.id", params)
+            return {row[0] for row in cursor.fetchall()}
+
     def keep_late_result(self, job_id: int, result: Any) -> int:
         """A canceled action that finished anyway keeps its result; its state stays canceled."""
         return self.filter(pk=job_id, state=State.CANCELED).update(result=result)

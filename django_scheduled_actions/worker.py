@@ -27,7 +27,7 @@ from . import leases
 from .conf import app_settings
 from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
-from .executor import Executor, persist
+from .executor import Executor, Recorder, persist
 from .models import ScheduledFunction
 from .notify import Listener, supports_listen
 from .registry import registry
@@ -70,15 +70,16 @@ class ExecutorThread(threading.Thread):
                 _drop_broken_connections()
                 with self.lock:
                     self.job = job
+                deferred = False  # True: the recorder writes the outcome, and counts the job done then
                 try:
-                    worker.executor.run(job, token, self.watch, self.is_abandoned)
+                    deferred = worker.executor.run(job, token, self.watch, self.is_abandoned)
                 except Exception as exc:  # the executor's own bookkeeping failed (database gone too long)
                     logger.exception("executor could not record job=%s; releasing it", job.pk)
                     worker.orphans.append((job.pk, token, repr(exc)))
                 finally:
                     with self.lock:
                         self.job, self.deadline = None, None
-                    if not self.is_abandoned():
+                    if not self.is_abandoned() and not deferred:
                         worker.job_done()
         finally:
             connections.close_all()
@@ -134,6 +135,8 @@ class Worker:
         self.clock = clock
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
         self.executor = Executor(self.worker_id, using, clock)
+        self.recorder = Recorder(self.executor, on_recorded=self.job_done)
+        self.executor.recorder = self.recorder
         self.jobs: queue.Queue[tuple[str, ScheduledFunction] | None] = queue.Queue()
         self.wake = threading.Event()
         self.maybe_due = True  # False after a claim came back short, until a NOTIFY, a timeout or a dry queue
@@ -162,6 +165,7 @@ class Worker:
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
         self.register()
         self.background = [Heartbeat(self)]
+        self.recorder.start()
         if supports_listen(self.using) and not self.burst:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:
@@ -323,6 +327,9 @@ class Worker:
             thread.join(max(deadline - time.monotonic(), 0))
         if any(t.is_alive() and t.job is not None for t in self.threads):
             logger.warning("grace period over with jobs still running; their leases will expire")
+        if self.recorder.is_alive():
+            self.recorder.stop()
+            self.recorder.join(max(deadline - time.monotonic(), 5.0))
         self.finished.set()
         for thread in self.background:
             thread.join(5)
