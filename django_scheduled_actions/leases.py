@@ -19,7 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from . import batches, limits, signals
 from .exceptions import FunctionNotFound, WorkerLost
-from .models import ScheduledFunction, State, WorkerProcess
+from .models import ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
 from .registry import registry
 from .retry import RetryPolicy
 from .transactions import outermost, retry_on_conflict
@@ -128,21 +128,34 @@ def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
     ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy,
     or ``failed`` with "worker lost": never re-run beyond ``max_attempts``.
     """
-    jobs = ScheduledFunction.objects.using(using)
-    expired = jobs.expired_leases(now)
-    recovered = expired.filter(started_at__isnull=True).update(
-        state=State.PENDING, token="", worker_id="", lease_expires_at=None)
-    for job in expired.filter(kind="action", started_at__isnull=False).defer("result", "args"):
-        recovered += _recover_action(job, now, jobs)
+    recovered = _recover(ScheduledFunction.objects.using(using).expired_leases(now), now)
     if recovered:
         logger.warning("recovered jobs of lost workers count=%d", recovered)
     batches.settle_stragglers(using)  # items whose worker died before counting them (and the ones failed above)
     return recovered
 
 
-def _recover_action(job: ScheduledFunction, now: datetime, jobs) -> int:
+def recover_previous_incarnation(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
+    """At start-up, before claiming: jobs still held under this worker id belong to a previous process of
+    the same name (restarted pod, systemd unit) and are recovered like any lost worker's."""
+    recovered = _recover(ScheduledFunction.objects.using(using).held_by(worker_id), now)
+    if recovered:
+        logger.warning("recovered jobs of this worker id's previous process worker=%s count=%d", worker_id, recovered)
+        batches.settle_stragglers(using)
+    return recovered
+
+
+def _recover(lost: ScheduledFunctionQuerySet, now: datetime) -> int:
+    recovered = lost.filter(started_at__isnull=True).update(
+        state=State.PENDING, token="", worker_id="", lease_expires_at=None)
+    for job in lost.filter(kind="action", started_at__isnull=False).defer("result", "args"):
+        recovered += _recover_action(job, now, lost)
+    return recovered
+
+
+def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFunctionQuerySet) -> int:
     error = WorkerLost(f"worker lost: {job.worker_id or 'unknown'} stopped renewing its lease on this action")
-    row = jobs.expired_leases(now).filter(pk=job.pk, token=job.token)
+    row = lost.filter(pk=job.pk, token=job.token)
     if job.attempts < job.max_attempts:
         delay = timedelta(seconds=_retry_policy(job.name).backoff(job.attempts))
         changed = row.update(state=State.PENDING, error=str(error), scheduled_time=now + delay, token="",

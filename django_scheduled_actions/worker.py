@@ -164,6 +164,7 @@ class Worker:
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
         self.register()
+        leases.recover_previous_incarnation(self.worker_id, self.clock(), self.using)
         self.background = [Heartbeat(self)]
         self.recorder.start()
         if supports_listen(self.using) and not self.burst:

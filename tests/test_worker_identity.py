@@ -20,9 +20,6 @@ from tests.conftest import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="bug: the claims of a killed worker are never "
-                   "recovered while a new worker heartbeats under the same worker id (expired_leases() only asks "
-                   "whether a worker of that id is alive)")
 @override_settings(SCHEDULED_ACTIONS_LEASE_SECONDS=1)
 def test_a_restart_under_the_same_worker_id_recovers_the_previous_claims():
     job_id = scheduler.run_after(0, f.noop_mutation, {"i": 1})
