@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SQLITE_PATH = Path("/tmp/scheduled_actions_bench.sqlite3")
+SQLITE_PATH = ROOT / "build" / "bench.sqlite3"
 DATABASES = {
     "sqlite": f"sqlite:///{SQLITE_PATH}",
     "postgres": "postgres://postgres@127.0.0.1:5432/scheduled_actions_bench",
@@ -51,6 +51,7 @@ def recreate_database(db: str) -> None:
     """A fresh database per benchmark run, then migrate (in a subprocess: this one stays unconnected)."""
     name = DATABASES[db].rsplit("/", 1)[1]
     if db == "sqlite":
+        SQLITE_PATH.parent.mkdir(exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
     elif db == "postgres":
