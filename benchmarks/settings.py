@@ -6,7 +6,8 @@ from tests.settings import *  # noqa: F403
 
 env = environ.Env()
 DEBUG = False
-DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///" + str(BASE_DIR.parent / "build" / "bench.sqlite3"))}
+BENCH_SQLITE = BASE_DIR.parent / "build" / "bench.sqlite3"  # noqa: F405
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BENCH_SQLITE}")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20}
 SCHEDULED_ACTIONS_POLL_INTERVAL = env.float("SCHEDULED_ACTIONS_POLL_INTERVAL", default=1.0)
