@@ -1,10 +1,11 @@
 """The worker: claims due jobs in batches and runs them on a pool of threads.
 
-The main thread claims, dispatches, watches action deadlines, recovers lost workers' leases and prunes
-old jobs; executor threads run bodies; a lease thread renews the leases of everything this worker
-holds; on PostgreSQL a listener thread wakes the loop on NOTIFY. Signals: the first SIGTERM/SIGINT
-stops claiming, hands unstarted claims back and lets running jobs finish within ``grace`` seconds;
-a second one exits at once.
+The main thread claims, dispatches, watches action deadlines, recovers lost workers' jobs and prunes
+old ones; executor threads run bodies; a recorder thread writes succeeded actions in batches; a
+heartbeat thread renews the worker's row, which is the lease on every job it holds; a cron thread
+enqueues due cron runs; on PostgreSQL a listener thread wakes the loop on NOTIFY. Signals: the first
+SIGTERM/SIGINT stops claiming, hands unstarted claims back and lets running jobs finish within
+``grace`` seconds; a second one exits at once.
 """
 
 from __future__ import annotations
