@@ -86,6 +86,8 @@ def throughput(jobs, now: datetime, step: timedelta, buckets: int) -> list[tuple
             .annotate(bucket=trunc("completed_time")).values_list("bucket", "state").annotate(n=Count("pk")))
     series = [[start + step * i, 0, 0] for i in range(buckets)]
     for bucket, state, n in rows:
+        if bucket is None:  # MySQL without time zone tables cannot convert to a named zone
+            continue
         index = int((bucket - start) / step)
         if 0 <= index < buckets:
             series[index][1 if state == State.SUCCESS else 2] += n
