@@ -37,13 +37,14 @@ RETURNING ctid::text AS ctid, {columns}"""
 
 
 def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: Iterable[str] | None = None,
-          using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[ScheduledFunction]]:
+          using: str = DEFAULT_DB_ALIAS, token: str | None = None) -> tuple[str, list[ScheduledFunction]]:
     """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs.
 
     On PostgreSQL one ``UPDATE ... RETURNING`` statement, which also returns each row's ``ctid``: a
-    mutation's completion finds its row by it without an index scan (see executor.py).
+    mutation's completion finds its row by it without an index scan (see executor.py). A caller that
+    passes ``token`` can ``release_claim(token)`` if the claim fails: its commit may still have happened.
     """
-    token = uuid.uuid4().hex
+    token = token or uuid.uuid4().hex
     limited = limits.active(queues)
     claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
     if len(claimed) < limit:
@@ -194,6 +195,13 @@ def release(job_id: int, token: str, error: str, now: datetime, using: str = DEF
     return (jobs.filter(started_at__isnull=True).update(state=State.PENDING, token="", worker_id="",
                                                         lease_expires_at=None)
             or jobs.update(state=State.FAILED, error=error, completed_time=now, lease_expires_at=None))
+
+
+def release_claim(token: str, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Hand back what a claim that raised may have taken: the connection can fail after the server committed."""
+    return ScheduledFunction.objects.using(using).filter(
+        token=token, state=State.IN_PROGRESS, started_at__isnull=True).update(
+        state=State.PENDING, token="", worker_id="", lease_expires_at=None)
 
 
 def hand_back(token: str, job_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS) -> int:

@@ -143,6 +143,7 @@ class Worker:
         self.maybe_due = True  # False after a claim came back short, until a NOTIFY, a timeout or a dry queue
         self.claim_delay = 0.0  # after a failed claim: retry soon, backing off while the database is away
         self.orphans: list[tuple[int, str, str]] = []  # jobs whose outcome could not be recorded
+        self.failed_claims: list[str] = []  # tokens of claims that raised: hand back whatever they took
         self.stopping = threading.Event()
         self.finished = threading.Event()
         self.threads: list[ExecutorThread] = []
@@ -236,9 +237,12 @@ class Worker:
         if asked == 0:
             return 0, 0
         _drop_broken_connections()
+        token = uuid.uuid4().hex
         try:
-            token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using)
+            token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using,
+                                       token=token)
         except (OperationalError, InterfaceError) as exc:
+            self.failed_claims.append(token)  # the commit may have gone through before the connection failed
             self.claim_delay = min(max(self.claim_delay * 2, 0.05), self.poll_interval)
             logger.warning("claim failed (database unavailable?), retrying in %.2fs error=%r", self.claim_delay, exc)
             connections[self.using].close()
@@ -298,6 +302,9 @@ class Worker:
 
     def _maintenance(self, mono: float) -> None:
         try:
+            while self.failed_claims:
+                leases.release_claim(self.failed_claims[0], self.using)
+                self.failed_claims.pop(0)
             while self.orphans:
                 job_id, token, error = self.orphans[0]
                 leases.release(job_id, token, f"worker error: {error}", self.clock(), self.using)
@@ -322,6 +329,8 @@ class Worker:
     def _shut_down(self) -> None:
         self.stopping.set()
         self._hand_back_unstarted()
+        for token in self.failed_claims:
+            persist(lambda t=token: leases.release_claim(t, self.using), self.using, patience=5.0)
         for _ in self.threads:
             self.jobs.put(None)
         deadline = time.monotonic() + self.grace

@@ -1,0 +1,69 @@
+"""Faults the chaos suite found, each reproduced in-process:
+
+- a claim whose commit reached the server but whose answer was lost (connection killed mid-COMMIT) must not
+  leave its jobs in progress under a live worker;
+- a worker restarted under the same ``--worker-id`` (a StatefulSet pod, a systemd unit with a fixed name)
+  must not keep its previous incarnation's claims alive: they are recovered like any lost worker's.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError
+from django.test import override_settings
+from django.utils import timezone
+
+from django_scheduled_actions import leases, scheduler
+from django_scheduled_actions.leases import claim, register_worker
+from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.worker import Worker
+from tests.app import functions as f
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_claim_committed_but_unacknowledged_is_handed_back(monkeypatch):
+    job_id = scheduler.run_after(0, f.noop_mutation, {"i": 2})
+    real_claim, calls = leases.claim, []
+
+    def claim_then_lose_the_answer(*args, **kwargs):
+        result = real_claim(*args, **kwargs)
+        calls.append(result)
+        if len(calls) == 1:  # committed on the server; the client never hears back
+            raise OperationalError(2013, "Lost connection to server during query")
+        return result
+
+    monkeypatch.setattr(leases, "claim", claim_then_lose_the_answer)
+    worker = Worker(poll_interval=0.05, crons=False)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 8,
+                   "the job of the unacknowledged claim to be handed back and run")
+    finally:
+        worker.stop()
+        thread.join(15)
+    assert [j.pk for j in calls[0][1]] == [job_id]
+
+
+@override_settings(SCHEDULED_ACTIONS_LEASE_SECONDS=1)
+def test_a_restart_under_the_same_worker_id_recovers_the_previous_claims():
+    job_id = scheduler.run_after(0, f.noop_mutation, {"i": 1})
+    lease = timedelta(seconds=1)
+    register_worker("pod-0", hostname="h", pid=1, queues=None, concurrency=1, now=timezone.now(), lease=lease)
+    _token, claimed = claim("pod-0", 1, timezone.now(), lease)  # ... and then the process is killed
+    assert [job.pk for job in claimed] == [job_id]
+
+    worker = Worker(worker_id="pod-0", poll_interval=0.05, crons=False)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 8,
+                   "the previous incarnation's claim to be recovered and run")
+    finally:
+        worker.stop()
+        thread.join(15)
