@@ -32,6 +32,7 @@ from croniter import CroniterBadDateError, croniter
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
 MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(days=3650)  # ten years: every tick stays a datetime for centuries
 INTERVAL_UNITS = ("seconds", "minutes", "hours")
 MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 DAY = timedelta(days=1)
@@ -80,6 +81,8 @@ class Interval:
     def __post_init__(self) -> None:
         if not isinstance(self.every, timedelta) or self.every < MIN_INTERVAL:
             raise InvalidInterval(f"an interval must be at least one second, got {self.every!r}")
+        if self.every > MAX_INTERVAL:
+            raise InvalidInterval(f"an interval must be at most {MAX_INTERVAL.days} days, got {self.every!r}")
 
     @property
     def _step(self) -> int:
