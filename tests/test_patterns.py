@@ -143,8 +143,8 @@ def test_retry_with_exponential_backoff_and_jitter(provider):
     assert (job.status, job.attempt, job.result["processed"]) == ("completed", 2 + 1, {"task": "resize"})
     tries = jobs_of(retries.process_with_retry)
     assert [t.args["attempt"] for t in tries] == [1, 2, 3]
-    gaps = [(b.scheduled_time - a.created_at).total_seconds() for a, b in zip(tries, tries[1:], strict=False)]
-    assert 2 <= gaps[0] <= 3.5 and 4 <= gaps[1] <= 5.5, gaps  # 2**attempt seconds plus up to 1 s of jitter
+    delays = [(t.scheduled_time - t.created_at).total_seconds() for t in tries[1:]]  # as run_after was told
+    assert 2 <= delays[0] < 3 and 4 <= delays[1] < 5, delays  # 2**attempt seconds plus up to 1 s of jitter
 
 
 def test_retries_give_up_after_max_attempts(provider):
@@ -276,7 +276,8 @@ def outcomes() -> dict[str, object]:
         "orders": sorted(Order.objects.values_list("status", flat=True)),
         "messages": Message.objects.count(),
         "reminders": list(Reminder.objects.values_list("status", flat=True)),
-        "jobs": list(ProcessingJob.objects.values_list("status", "attempt")),
+        "jobs": list(ProcessingJob.objects.values_list("status", flat=True)),
+        "provider failures left": sum(ProviderFailure.objects.values_list("fail_next", flat=True)),
         "payments": list(Payment.objects.values_list("status", flat=True)),
         "charges": ProviderRecord.objects.filter(kind="charge").count(),
         "subscriptions": list(Subscription.objects.values_list("plan_id", flat=True)),
@@ -287,9 +288,10 @@ def outcomes() -> dict[str, object]:
 
 EXPECTED = {
     "emails": ["sent"] * 4, "orders": ["failed", "fulfilled"], "messages": 0, "reminders": ["sent"],
-    "jobs": [("completed", 3)], "payments": ["charged"], "charges": 2, "subscriptions": ["pro"],
-    "sagas": ["completed", "rolled_back"], "batches": [(20, 0)],
-}  # charges: one order (the declined card is refused) and one payment, requested twice
+    "jobs": ["completed"], "provider failures left": 0, "payments": ["charged"], "charges": 2,
+    "subscriptions": ["pro"], "sagas": ["completed", "rolled_back"], "batches": [(20, 0)],
+}  # the two failures of /process hit the retried job or the batch's items, which are retried too;
+# charges: one order (the declined card is refused) and one payment, requested twice
 
 
 def test_the_demo_seed_runs_every_pattern_within_a_minute(provider):
