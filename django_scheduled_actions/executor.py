@@ -74,19 +74,18 @@ class Executor:
         self.recorder: Recorder | None = None  # the worker's: batches the writes of succeeded actions
 
     def run(self, job: ScheduledFunction, token: str, watch: Callable[[float | None], None] | None = None,
-            abandoned: Callable[[], bool] = lambda: False) -> bool:
-        """Run one claimed job. True when its outcome was handed to the recorder, still to be written."""
+            abandoned: Callable[[], bool] = lambda: False) -> None:
         try:
             fn = registry.for_job(job.name)
             if fn.kind != job.kind:
                 raise FunctionNotFound(f"{job.name} is registered as a {fn.kind}, but the job is a {job.kind}")
         except FunctionNotFound as exc:
             self._fail(job, token, exc, count_attempt=True, started_at=self.clock())
-            return False
+            return
         if fn.kind == "mutation":
             self.run_mutation(fn, job, token)
-            return False
-        return self.run_action(fn, job, token, watch or (lambda deadline: None), abandoned)
+        else:
+            self.run_action(fn, job, token, watch or (lambda deadline: None), abandoned)
 
     # --- mutations: exactly once ---
 
@@ -129,11 +128,11 @@ class Executor:
     # --- actions: at most once, or at least once with a RetryPolicy ---
 
     def run_action(self, fn: Function, job: ScheduledFunction, token: str,
-                   watch: Callable[[float | None], None], abandoned: Callable[[], bool]) -> bool:
+                   watch: Callable[[float | None], None], abandoned: Callable[[], bool]) -> None:
         now = self.clock()
         if not persist(lambda: Jobs.using(self.using).mark_started(job.pk, token, now), self.using):
             logger.info("action not started: job no longer claimed job=%s name=%s", job.pk, job.name)
-            return False
+            return
         job.attempts += 1
         info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time)
         send(signals.job_started, job, worker_id=self.worker_id)
@@ -147,19 +146,18 @@ class Executor:
                 self.record_action_failure(fn.retry, job, token, exc)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            return False
+            return
         watch(None)
         if abandoned():
             logger.warning("late result of a timed-out action discarded job=%s name=%s", job.pk, job.name)
-            return False
-        return self.record_action_success(job, token, result)
+            return
+        self.record_action_success(job, token, result)
 
-    def record_action_success(self, job: ScheduledFunction, token: str, result: Any) -> bool:
-        if self.recorder is not None:
-            self.recorder.add(job, token, result)
-            return True
-        self.record_successes([(job, token, result)])
-        return False
+    def record_action_success(self, job: ScheduledFunction, token: str, result: Any) -> None:
+        if self.recorder is not None and self.recorder.is_alive():
+            self.recorder.record(job, token, result)
+        else:
+            self.record_successes([(job, token, result)])
 
     def record_successes(self, outcomes: list[tuple[ScheduledFunction, str, Any]]) -> None:
         """Write the outcomes of succeeded actions (one commit for all), then announce them."""
@@ -199,21 +197,26 @@ def _default_timeout() -> float:
 
 
 class Recorder(threading.Thread):
-    """Writes the outcomes of succeeded actions in batches: what piled up while the previous write was in
-    flight goes in one statement and one commit (group commit), so an idle worker adds no delay and a
-    busy one writes a batch per round trip. If the worker dies before a write, the started action is
-    recovered as "worker lost": failed, or retried within its RetryPolicy. At most once still holds."""
+    """Writes the outcomes of succeeded actions with group commit: the outcomes that executor threads
+    hand in while one write is in flight go together in the next (one statement, one commit). Each
+    thread waits until its outcome is written before it takes another job, so a killed worker leaves at
+    most one unrecorded action per thread, as without batching; an idle worker adds no delay."""
 
     MAX_BATCH = 500
 
-    def __init__(self, executor: Executor, on_recorded: Callable[[], None]):
+    def __init__(self, executor: Executor):
         super().__init__(name="scheduled-actions-recorder", daemon=True)
         self.executor = executor
-        self.on_recorded = on_recorded
-        self.outcomes: queue.Queue[tuple[ScheduledFunction, str, Any] | None] = queue.Queue()
+        self.outcomes: queue.Queue[tuple[ScheduledFunction, str, Any, threading.Event] | None] = queue.Queue()
 
-    def add(self, job: ScheduledFunction, token: str, result: Any) -> None:
-        self.outcomes.put((job, token, result))
+    def record(self, job: ScheduledFunction, token: str, result: Any) -> None:
+        """Hand in an outcome and wait until it is written (or the recorder gave up on it)."""
+        written = threading.Event()
+        self.outcomes.put((job, token, result, written))
+        while not written.wait(1.0):
+            if not self.is_alive():  # stopped meanwhile: write it here
+                self.executor.record_successes([(job, token, result)])
+                return
 
     def stop(self) -> None:
         self.outcomes.put(None)
@@ -228,9 +231,9 @@ class Recorder(threading.Thread):
             items = [item for item in batch if item is not None]
             if items:
                 try:
-                    self.executor.record_successes(items)
+                    self.executor.record_successes([(job, token, result) for job, token, result, _ in items])
                 except Exception:  # the database stayed away: lease recovery settles these jobs
-                    logger.exception("could not record succeeded actions jobs=%s", [j.pk for j, _, _ in items])
-                for _item in items:
-                    self.on_recorded()
+                    logger.exception("could not record succeeded actions jobs=%s", [i[0].pk for i in items])
+                for *_, written in items:
+                    written.set()
         connections.close_all()

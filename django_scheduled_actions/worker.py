@@ -1,7 +1,7 @@
 """The worker: claims due jobs in batches and runs them on a pool of threads.
 
 The main thread claims, dispatches, watches action deadlines, recovers lost workers' jobs and prunes
-old ones; executor threads run bodies; a recorder thread writes succeeded actions in batches; a
+old ones; executor threads run bodies; a recorder thread writes succeeded actions with group commit; a
 heartbeat thread renews the worker's row, which is the lease on every job it holds; a cron thread
 enqueues due cron runs; on PostgreSQL a listener thread wakes the loop on NOTIFY. Signals: the first
 SIGTERM/SIGINT stops claiming, hands unstarted claims back and lets running jobs finish within
@@ -71,16 +71,15 @@ class ExecutorThread(threading.Thread):
                 _drop_broken_connections()
                 with self.lock:
                     self.job = job
-                deferred = False  # True: the recorder writes the outcome, and counts the job done then
                 try:
-                    deferred = worker.executor.run(job, token, self.watch, self.is_abandoned)
+                    worker.executor.run(job, token, self.watch, self.is_abandoned)
                 except Exception as exc:  # the executor's own bookkeeping failed (database gone too long)
                     logger.exception("executor could not record job=%s; releasing it", job.pk)
                     worker.orphans.append((job.pk, token, repr(exc)))
                 finally:
                     with self.lock:
                         self.job, self.deadline = None, None
-                    if not self.is_abandoned() and not deferred:
+                    if not self.is_abandoned():
                         worker.job_done()
         finally:
             connections.close_all()
@@ -136,7 +135,7 @@ class Worker:
         self.clock = clock
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
         self.executor = Executor(self.worker_id, using, clock)
-        self.recorder = Recorder(self.executor, on_recorded=self.job_done)
+        self.recorder = Recorder(self.executor)
         self.executor.recorder = self.recorder
         self.jobs: queue.Queue[tuple[str, ScheduledFunction] | None] = queue.Queue()
         self.wake = threading.Event()
