@@ -61,11 +61,13 @@ class Run:
 
 
 def run_scenario(run: Run) -> Result:
+    from django.db import connections
     from django.utils import timezone
 
     from .load import rate_between, reset_tables, wait_for
 
     started = time.monotonic()
+    connections.close_all()  # the last scenario may have restarted the server under this connection
     reset_tables()
     workers, load = run.workers, run.load
     load_stopped = timezone.now()

@@ -151,12 +151,13 @@ class MariaDB:
             self.sql(f"GRANT ALL ON `test_{DATABASE}%`.* TO '{ROLE}'@'{host}'")
 
     def pid(self) -> int | None:
+        """The server's pid while it runs (a killed server its parent has not reaped yet is a zombie: gone)."""
         try:
             pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
-            return pid
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
+        return None if stat.rsplit(")", 1)[-1].split()[0] == "Z" else pid
 
     def running(self) -> bool:
         return self.pid() is not None and _port_open(self.port)
