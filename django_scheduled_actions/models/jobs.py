@@ -1,4 +1,4 @@
-"""Jobs, cron definitions and idempotency keys, stored in the project's own database.
+"""Jobs: each scheduled run of a mutation or action, and the queryset methods that are its state changes.
 
 Each state change of a job is one queryset method writing one conditional ``UPDATE``; the worker,
 the scheduler and the admin all go through them.
@@ -15,8 +15,9 @@ from django.db import connections, models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
-from django.utils.timezone import now as _now
 from django.utils.translation import gettext_lazy as _
+
+from .workers import WorkerProcess
 
 
 class State(models.TextChoices):
@@ -169,7 +170,7 @@ class ScheduledFunctionQuerySet(models.QuerySet):
 
         Sends ``job_canceled(job_ids=[...])`` when the transaction commits, if anyone listens.
         """
-        from .signals import job_canceled
+        from ..signals import job_canceled
 
         open_jobs = self.filter(state__in=(State.PENDING, State.IN_PROGRESS))
         listening = job_canceled.has_listeners(ScheduledFunction)
@@ -180,7 +181,7 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         if listening and changed:
             transaction.on_commit(lambda: job_canceled.send_robust(ScheduledFunction, job_ids=ids), using=self.db)
         if batch_ids and changed:
-            from .batches import settle  # counts them as canceled; may finish the batch
+            from ..batches import settle  # counts them as canceled; may finish the batch
 
             settle(batch_ids, using=self.db)
         return changed
@@ -194,9 +195,9 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         """Schedule a new run of each failed or canceled job: same function, arguments, queue, priority, parent
         and cron, linked by ``retry_of``. A job that is not finished badly, already has a retry, or whose
         function is no longer registered is skipped. Returns one outcome per job, in id order."""
-        from .exceptions import FunctionNotFound
-        from .registry import registry
-        from .signals import job_scheduled
+        from ..exceptions import FunctionNotFound
+        from ..registry import registry
+        from ..signals import job_scheduled
 
         now = now or timezone.now()
         outcomes, created = [], []
@@ -309,258 +310,3 @@ class ScheduledFunction(models.Model):
         if self.started_at and self.completed_time:
             return self.completed_time - self.started_at
         return None
-
-
-class CronJobQuerySet(models.QuerySet):
-    def due(self, now: datetime) -> CronJobQuerySet:
-        """Enabled crons whose next tick has come."""
-        return self.filter(enabled=True, next_run_at__lte=now)
-
-    def unscheduled(self) -> CronJobQuerySet:
-        return self.filter(enabled=True, next_run_at__isnull=True)
-
-    def next_tick(self) -> datetime | None:
-        return self.filter(enabled=True).aggregate(next=models.Min("next_run_at"))["next"]
-
-    def advance(self, cron_id: int, cursor: datetime | None, next_run_at: datetime, *,
-                fired: datetime | None = None, skipped: int = 0) -> int:
-        """Move a cron's cursor from ``cursor`` to ``next_run_at`` (compare-and-set: of the workers that
-        handle one tick, one moves the cursor), recording the fired tick and the skipped ones."""
-        fields: dict[str, Any] = {"next_run_at": next_run_at,
-                                  "skipped_count": models.F("skipped_count") + skipped}
-        if fired is not None:
-            fields["last_run_at"] = fired
-        return self.filter(pk=cron_id, next_run_at=cursor).update(**fields)
-
-
-class WorkerProcessQuerySet(models.QuerySet):
-    def alive(self, now: datetime) -> WorkerProcessQuerySet:
-        return self.filter(expires_at__gte=now)
-
-    def lost(self, now: datetime) -> WorkerProcessQuerySet:
-        """Workers that stopped heartbeating without saying goodbye (killed, machine lost)."""
-        return self.filter(expires_at__lt=now, stopped_at__isnull=True)
-
-
-class WorkerProcess(models.Model):
-    """A ``runworker`` process. Its heartbeat is the lease on every job it holds: while ``expires_at`` is
-    in the future, nobody recovers its jobs; once it passes, any worker may."""
-
-    worker_id = models.CharField(max_length=255, unique=True)
-    hostname = models.CharField(max_length=255)
-    pid = models.PositiveIntegerField()
-    queues = models.JSONField(default=list, blank=True)
-    concurrency = models.PositiveIntegerField()
-    started_at = models.DateTimeField()
-    heartbeat_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    stopped_at = models.DateTimeField(null=True, blank=True)
-
-    objects = WorkerProcessQuerySet.as_manager()
-
-    class Meta:
-        db_table = "scheduled_actions_worker"
-        verbose_name = _("worker")
-        indexes = [models.Index(fields=["expires_at"], name="sa_worker_expiry_idx")]
-
-    def __str__(self) -> str:
-        return self.worker_id
-
-
-class CronJob(models.Model):
-    """A recurring schedule that enqueues a mutation or action: defined in code (``crons.py``,
-    synced by the workers) or in the admin. Exactly one of ``expression`` and ``interval_seconds`` is set."""
-
-    class Source(models.TextChoices):
-        CODE = "code", _("defined in code")
-        ADMIN = "admin", _("defined in the admin")
-
-    name = models.CharField(max_length=200)
-    function = models.CharField(max_length=255)
-    args = models.JSONField(default=dict, blank=True)
-    expression = models.CharField(max_length=200, blank=True, default="",
-                                  help_text=_("a five-field cron expression, e.g. 0 9 * * *"))
-    interval_seconds = models.FloatField(null=True, blank=True, help_text=_("or: every this many seconds"))
-    timezone = models.CharField(max_length=64, default="UTC", help_text=_("IANA time zone of the expression"))
-    enabled = models.BooleanField(default=True)
-    source = models.CharField(max_length=5, choices=Source.choices, default=Source.ADMIN, editable=False)
-    last_run_at = models.DateTimeField(null=True, blank=True, editable=False,
-                                       help_text=_("the last tick that fired"))
-    next_run_at = models.DateTimeField(null=True, blank=True, editable=False,
-                                       help_text=_("the next tick to handle"))
-    skipped_count = models.PositiveIntegerField(default=0, editable=False,
-                                                help_text=_("ticks skipped: overlap, downtime, invalid"))
-    created_at = models.DateTimeField(default=_now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = CronJobQuerySet.as_manager()
-
-    class Meta:
-        db_table = "scheduled_actions_cron"
-        verbose_name = _("cron job")
-        constraints = [
-            models.UniqueConstraint(fields=["name"], name="sa_cron_name_unique"),
-            models.CheckConstraint(
-                condition=Q(expression="", interval_seconds__isnull=False, interval_seconds__gte=1)
-                | (~Q(expression="") & Q(interval_seconds__isnull=True)),
-                name="sa_cron_one_schedule",
-                violation_error_message=_("Give either a cron expression or an interval of at least one "
-                                          "second (not both).")),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def get_schedule(self):
-        """The parsed schedule (``cron.Interval`` or ``cron.Cron``); raises ``cron.InvalidSchedule``."""
-        from .cron import build
-
-        return build(self.expression, self.interval_seconds, self.timezone)
-
-
-class IdempotencyKeyQuerySet(models.QuerySet):
-    def held(self, now: datetime) -> IdempotencyKeyQuerySet:
-        return self.filter(expires_at__gt=now)
-
-    def expired(self, now: datetime) -> IdempotencyKeyQuerySet:
-        return self.filter(expires_at__lte=now)
-
-
-class IdempotencyKey(models.Model):
-    """A key that makes a schedule or a call happen once while it is held."""
-
-    key = models.CharField(max_length=255)
-    name = models.CharField(_("function"), max_length=255)
-    job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="idempotency_keys")
-    result = models.JSONField(null=True, blank=True)
-    completed = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=_now)
-    expires_at = models.DateTimeField()
-
-    objects = IdempotencyKeyQuerySet.as_manager()
-
-    class Meta:
-        db_table = "scheduled_actions_idempotency_key"
-        verbose_name = _("idempotency key")
-        constraints = [models.UniqueConstraint(fields=["key"], name="sa_idempotency_key_unique")]
-        indexes = [models.Index(fields=["expires_at"], name="sa_idempotency_expiry_idx")]
-
-    def __str__(self) -> str:
-        return self.key
-
-
-# --- orchestration: batches, concurrency limits, sagas ---
-
-
-class Batch(models.Model):
-    """Jobs scheduled together by ``scheduler.batch()``: fan-out, then fan-in. Each item's final state is
-    counted once (``ScheduledFunction.batch_counted``); ``on_complete`` is scheduled once, in the transaction
-    that counts the last item and sets ``finished_at``."""
-
-    name = models.CharField(_("function"), max_length=255, help_text=_("the function each item runs"))
-    total = models.PositiveIntegerField()
-    succeeded = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    canceled = models.PositiveIntegerField(default=0)
-    on_complete = models.CharField(max_length=255, blank=True, default="",
-                                   help_text=_("the function scheduled once every item has finished"))
-    on_complete_args = models.JSONField(default=dict, blank=True)
-    on_complete_job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+", help_text=_("the job that runs on_complete"))
-    created_at = models.DateTimeField(default=_now)
-    finished_at = models.DateTimeField(null=True, blank=True, help_text=_("when the last item finished"))
-
-    class Meta:
-        db_table = "scheduled_actions_batch"
-        verbose_name = _("batch")
-        verbose_name_plural = _("batches")
-        indexes = [models.Index(fields=["finished_at"], name="sa_batch_finished_idx")]
-
-    def __str__(self) -> str:
-        return f"batch #{self.pk} {self.name} ({self.done}/{self.total})"
-
-    @property
-    def done(self) -> int:
-        return self.succeeded + self.failed + self.canceled
-
-
-class ConcurrencyLimit(models.Model):
-    """The row a claim locks (``SELECT ... FOR UPDATE``) before counting the running jobs of a limited
-    function (``function:<name>``) or queue (``queue:<name>``): claims of limited jobs are serialised so
-    that no number of workers exceeds the limit. The limits themselves live in code and settings."""
-
-    key = models.CharField(max_length=300)
-
-    class Meta:
-        db_table = "scheduled_actions_concurrency_limit"
-        verbose_name = _("concurrency limit")
-        constraints = [models.UniqueConstraint(fields=["key"], name="sa_concurrency_key_unique")]
-
-    def __str__(self) -> str:
-        return self.key
-
-
-class Saga(models.Model):
-    """A saga's journal (``django_scheduled_actions.saga``): its steps and their compensations."""
-
-    class State(models.TextChoices):
-        RUNNING = "running", _("running")
-        """Steps are being run; a retry resumes after the journaled steps."""
-        COMPLETED = "completed", _("completed")
-        """Every step succeeded. Final."""
-        ROLLING_BACK = "rolling_back", _("rolling back")
-        """A step failed; the completed steps are being compensated, newest first."""
-        ROLLED_BACK = "rolled_back", _("rolled back")
-        """Every completed step was compensated. Final."""
-        FAILED = "failed", _("compensation failed")
-        """A compensation raised or was interrupted by a crash: look at the steps. Final."""
-
-    key = models.CharField(max_length=255)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
-    error = models.TextField(blank=True, default="", help_text=_("why the saga rolled back"))
-    created_at = models.DateTimeField(default=_now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "scheduled_actions_saga"
-        verbose_name = _("saga")
-        constraints = [models.UniqueConstraint(fields=["key"], name="sa_saga_key_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.key} ({self.state})"
-
-
-class SagaStep(models.Model):
-    """One completed step of a saga, with the compensation that undoes it."""
-
-    class State(models.TextChoices):
-        DONE = "done", _("done")
-        COMPENSATING = "compensating", _("compensating")
-        """The compensation was started; an action compensation interrupted here never runs again."""
-        COMPENSATED = "compensated", _("compensated")
-        COMPENSATION_FAILED = "comp_failed", _("compensation failed")
-
-    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps")
-    position = models.PositiveIntegerField()
-    name = models.CharField(max_length=200)
-    function = models.CharField(max_length=255)
-    result = models.JSONField(null=True, blank=True)
-    compensation = models.CharField(max_length=255, blank=True, default="")
-    compensation_args = models.JSONField(default=dict, blank=True)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.DONE)
-    error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(default=_now)
-    compensated_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "scheduled_actions_saga_step"
-        verbose_name = _("saga step")
-        ordering = ["saga", "position"]
-        constraints = [
-            models.UniqueConstraint(fields=["saga", "name"], name="sa_saga_step_name_unique"),
-            models.UniqueConstraint(fields=["saga", "position"], name="sa_saga_step_position_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.position}. {self.name} ({self.state})"

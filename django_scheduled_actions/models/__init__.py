@@ -1,0 +1,26 @@
+"""Jobs, cron definitions, idempotency keys, workers and orchestration, in the project's own database."""
+
+from .crons import CronJob, CronJobQuerySet
+from .jobs import FINAL_STATES, Kind, RetryOutcome, ScheduledFunction, ScheduledFunctionQuerySet, State
+from .keys import IdempotencyKey, IdempotencyKeyQuerySet
+from .orchestration import Batch, ConcurrencyLimit, Saga, SagaStep
+from .workers import WorkerProcess, WorkerProcessQuerySet
+
+__all__ = [
+    "FINAL_STATES",
+    "Batch",
+    "ConcurrencyLimit",
+    "CronJob",
+    "CronJobQuerySet",
+    "IdempotencyKey",
+    "IdempotencyKeyQuerySet",
+    "Kind",
+    "RetryOutcome",
+    "Saga",
+    "SagaStep",
+    "ScheduledFunction",
+    "ScheduledFunctionQuerySet",
+    "State",
+    "WorkerProcess",
+    "WorkerProcessQuerySet",
+]

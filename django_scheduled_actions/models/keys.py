@@ -1,0 +1,46 @@
+"""Idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.utils.timezone import now as _now
+from django.utils.translation import gettext_lazy as _
+
+from .jobs import ScheduledFunction
+
+
+class IdempotencyKeyQuerySet(models.QuerySet):
+    def held(self, now: datetime) -> IdempotencyKeyQuerySet:
+        return self.filter(expires_at__gt=now)
+
+    def expired(self, now: datetime) -> IdempotencyKeyQuerySet:
+        return self.filter(expires_at__lte=now)
+
+
+class IdempotencyKey(models.Model):
+    """A key that makes a schedule or a call happen once while it is held."""
+
+    key = models.CharField(max_length=255)
+    name = models.CharField(_("function"), max_length=255)
+    job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="idempotency_keys")
+    result = models.JSONField(null=True, blank=True)
+    completed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=_now)
+    expires_at = models.DateTimeField()
+
+    objects = IdempotencyKeyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "scheduled_actions_idempotency_key"
+        verbose_name = _("idempotency key")
+        constraints = [models.UniqueConstraint(fields=["key"], name="sa_idempotency_key_unique")]
+        indexes = [models.Index(fields=["expires_at"], name="sa_idempotency_expiry_idx")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+# --- orchestration: batches, concurrency limits, sagas ---
