@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .driver import format_table, prepare, run_scenarios, stop_servers
+from .driver import exclusive, format_table, prepare, run_scenarios, stop_servers
 from .scenarios import SCENARIOS
 
 
@@ -18,17 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-servers", action="store_true", help="leave the chaos servers running")
     options = parser.parse_args(argv)
     results = []
-    try:
-        for vendor in options.db or ["postgres", "mysql"]:
-            names = [s.name for s in SCENARIOS if vendor in s.vendors
-                     and (not options.scenario or s.name in options.scenario or s.label(vendor) in options.scenario)]
-            if not names:
-                continue
-            prepare(vendor)
-            results += run_scenarios(vendor, names, short=options.short, stream=True)
-    finally:
-        if not options.keep_servers:
-            stop_servers()
+    with exclusive():
+        try:
+            for vendor in options.db or ["postgres", "mysql"]:
+                names = [s.name for s in SCENARIOS if vendor in s.vendors and (
+                    not options.scenario or s.name in options.scenario or s.label(vendor) in options.scenario)]
+                if not names:
+                    continue
+                prepare(vendor)
+                results += run_scenarios(vendor, names, short=options.short, stream=True)
+        finally:
+            if not options.keep_servers:
+                stop_servers()
     print(format_table(results))
     for row in results:
         for text in row["violations"]:

@@ -3,15 +3,42 @@ process pointed at it, collect the ``RESULT`` lines, format the table."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .servers import CHAOS_ROOT, server
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def exclusive(timeout: float = 3600) -> Iterator[None]:
+    """Hold the machine's chaos lock: two runs at once would share (and reset, and stop) the same servers."""
+    CHAOS_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(CHAOS_ROOT / "run.lock", "w") as lock:
+        deadline, told = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"another chaos run held {CHAOS_ROOT / 'run.lock'} for {timeout:g}s") from None
+                if not told:
+                    print(f"waiting for another chaos run to finish ({CHAOS_ROOT / 'run.lock'})", flush=True)
+                    told = True
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _env(url: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .driver import format_table, prepare, run_scenarios, stop_servers
+from .driver import exclusive, format_table, prepare, run_scenarios, stop_servers
 from .scenarios import SCENARIOS
 
 pytestmark = pytest.mark.chaos
@@ -22,8 +22,11 @@ def chaos_server():
             prepare(vendor)
             prepared.add(vendor)
 
-    yield ready
-    stop_servers()
+    with exclusive():  # one chaos run at a time on this machine: they would share the servers
+        try:
+            yield ready
+        finally:
+            stop_servers()
 
 
 @pytest.mark.parametrize(("name", "vendor"), [(s.name, v) for v in ("postgres", "mysql") for s in SCENARIOS
