@@ -34,7 +34,7 @@ from .crons import CronDefinition, CronRegistry, cron_registry
 from .exceptions import FunctionNotFound
 from .models import CronJob, ScheduledFunction, State
 from .registry import Function, registry
-from .transactions import outermost
+from .transactions import is_conflict, outermost
 
 logger = logging.getLogger("django_scheduled_actions")
 MISSED_COUNT_LIMIT = 100_000  # cron expressions: counting missed ticks stops here after a long downtime
@@ -334,7 +334,8 @@ class CronLoop(threading.Thread):
                 self.on_fired()
             upcoming = self.scheduler.next_tick()
         except DatabaseError as exc:
-            logger.warning("cron tick failed (database unavailable?), retrying error=%r", exc)
+            reason = "a transaction conflict" if is_conflict(exc) else "database unavailable?"
+            logger.warning("cron tick failed (%s), retrying error=%r", reason, exc)
             connections[self.using].close()
             return self.recheck
         except Exception:

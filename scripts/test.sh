@@ -3,7 +3,7 @@
 # listed at the end, then a summary table and a last line "N passed, N failed" (N = matrix runs).
 #
 #   lint     ruff check; makemigrations --check --dry-run            each venv
-#   unit     pytest -m "not process and not browser"                 each venv x each database
+#   unit     pytest -m "not process and not browser and not chaos"   each venv x each database
 #   process  pytest -m process (real worker processes)               .venv x each database
 #   chaos    pytest -m chaos (faults, on the suite's own PostgreSQL  .venv, once (no database of the matrix)
 #            and MariaDB servers on ports 5440 and 3310)
