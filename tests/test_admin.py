@@ -269,3 +269,17 @@ def test_idempotency_keys_are_listed_with_their_job(admin_client):
     page = admin_client.get(reverse("admin:django_scheduled_actions_idempotencykey_changelist")).content.decode()
     assert "pay-123" in page and f'href="{change_url(job_id)}">#{job_id}</a>' in page
     assert "sa-badge-held" in page and "sa-badge-expired" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_retrying_one_job_at_once_make_one_retry():
+    from tests.test_idempotency import race
+
+    job_id = scheduler.run_after(0, f.bump, {"name": "x"})
+    ScheduledFunction.objects.filter(pk=job_id).update(state=State.FAILED)
+    outcomes = race(2, lambda: ScheduledFunction.objects.filter(pk=job_id).retry())
+    assert ScheduledFunction.objects.filter(retry_of_id=job_id).count() == 1
+    made = [o[0].new_job_id for o in outcomes if o[0].new_job_id]
+    skipped = [o[0].skipped for o in outcomes if not o[0].new_job_id]
+    assert len(made) == 1 and len(skipped) == 1, outcomes
+    assert "retried" in skipped[0]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import connections, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -194,31 +194,48 @@ class ScheduledFunctionQuerySet(models.QuerySet):
     def retry(self, now: datetime | None = None) -> list[RetryOutcome]:
         """Schedule a new run of each failed or canceled job: same function, arguments, queue, priority, parent
         and cron, linked by ``retry_of``. A job that is not finished badly, already has a retry, or whose
-        function is no longer registered is skipped. Returns one outcome per job, in id order."""
+        function is no longer registered is skipped. Returns one outcome per job, in id order. At most one
+        retry per job, even when two admins retry it at once (``sa_job_retry_of_unique``)."""
+        from ..transactions import in_transaction, outermost, retry_on_conflict
+
+        now = now or timezone.now()
+        if in_transaction(self.db):
+            with transaction.atomic(using=self.db):
+                return self._retry(now)
+
+        def once() -> list[RetryOutcome]:
+            with outermost(self.db, None):  # SQLite: take the write lock first
+                return self._retry(now)
+
+        return retry_on_conflict(once)
+
+    def _retry(self, now: datetime) -> list[RetryOutcome]:
         from ..exceptions import FunctionNotFound
         from ..registry import registry
         from ..signals import job_scheduled
 
-        now = now or timezone.now()
         outcomes, created = [], []
-        rows = self.order_by("pk").annotate(retried_as=models.Max("retries__pk"))
-        with transaction.atomic(using=self.db):
-            for old in rows:
-                try:
-                    reason = _not_retryable(old) or ""
-                    fn = None if reason else registry.for_job(old.name)
-                except FunctionNotFound:
-                    reason = "its function is not registered"
-                if reason:
-                    outcomes.append(RetryOutcome(old.pk, None, reason))
-                    continue
-                job = ScheduledFunction(
-                    name=old.name, kind=fn.kind, args=old.args, scheduled_time=now, created_at=now,
-                    queue=old.queue, priority=old.priority, max_attempts=fn.retry.max_attempts,
-                    parent_id=old.parent_id, cron_id=old.cron_id, retry_of=old)
-                job.save(using=self.db, force_insert=True)
-                created.append(job)
-                outcomes.append(RetryOutcome(old.pk, job.pk, ""))
+        for old in self.order_by("pk").annotate(retried_as=models.Max("retries__pk")):
+            try:
+                reason = _not_retryable(old) or ""
+                fn = None if reason else registry.for_job(old.name)
+            except FunctionNotFound:
+                reason = "its function is not registered"
+            if reason:
+                outcomes.append(RetryOutcome(old.pk, None, reason))
+                continue
+            job = ScheduledFunction(
+                name=old.name, kind=fn.kind, args=old.args, scheduled_time=now, created_at=now,
+                queue=old.queue, priority=old.priority, max_attempts=fn.retry.max_attempts,
+                parent_id=old.parent_id, cron_id=old.cron_id, retry_of=old)
+            try:
+                with transaction.atomic(using=self.db):  # a savepoint: a lost race skips only this job
+                    job.save(using=self.db, force_insert=True)
+            except IntegrityError:  # a concurrent retry of the same job committed first
+                outcomes.append(RetryOutcome(old.pk, None, "it was retried meanwhile by someone else"))
+                continue
+            created.append(job)
+            outcomes.append(RetryOutcome(old.pk, job.pk, ""))
         if created and job_scheduled.has_listeners(ScheduledFunction):
             transaction.on_commit(lambda: [job_scheduled.send_robust(ScheduledFunction, job=job) for job in created],
                                   using=self.db)
@@ -288,7 +305,8 @@ class ScheduledFunction(models.Model):
             models.Index(fields=["name", "state"], name="sa_job_name_idx"),
             models.Index(fields=["batch", "batch_counted", "state"], name="sa_job_batch_idx"),
         ]
-        constraints = [models.UniqueConstraint(fields=["cron", "cron_tick"], name="sa_job_cron_tick_unique")]
+        constraints = [models.UniqueConstraint(fields=["cron", "cron_tick"], name="sa_job_cron_tick_unique"),
+                       models.UniqueConstraint(fields=["retry_of"], name="sa_job_retry_of_unique")]
         permissions = [("cancel_scheduledfunction", "Can cancel scheduled functions"),
                        ("retry_scheduledfunction", "Can retry scheduled functions")]
 
