@@ -40,7 +40,7 @@ from .exceptions import ArgumentValidationError, FunctionNotFound
 from .models import FINAL_STATES, Batch, ScheduledFunction, State
 from .registry import Function, registry
 from .signals import job_scheduled
-from .transactions import _retrying, in_transaction, outermost
+from .transactions import in_transaction, outermost, retry_on_conflict
 from .validation import dumps
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ def _atomically(body: Callable[[], T], using: str) -> T:
             return body()
 
     with guards.policy("allow"):
-        return _retrying(once)
+        return retry_on_conflict(once)
 
 
 def cancel_batch(batch_id: int, using: str = DEFAULT_DB_ALIAS) -> int:

@@ -140,9 +140,6 @@ def retry_on_conflict(attempt_once: Callable[[], T]) -> T:
             time.sleep(conflict_backoff(attempt))
 
 
-_retrying = retry_on_conflict  # the name batches.py imports
-
-
 def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
     """Run ``body`` in a mutation transaction; join an open transaction as a savepoint."""
     if in_transaction(using):
