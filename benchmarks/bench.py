@@ -3,6 +3,7 @@
     python benchmarks/bench.py                      # SQLite, PostgreSQL and MariaDB, 3 runs each
     python benchmarks/bench.py --db postgres --runs 5
     python benchmarks/bench.py --smoke              # tiny sizes: checks the benchmark works (CI)
+    python benchmarks/bench.py --db postgres --scale 1000000   # drain beside 1M finished + 1M future jobs
 
 Every figure is printed as the median of the runs with the range [min-max], beside two baselines
 measured in the same run on the same database: a bare ``Model.objects.create`` of the same job row
@@ -99,6 +100,17 @@ def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
         for i in range(sizes["bulk"]):
             scheduler.run_after(3600, noop_mutation, {"i": i})
     results["enqueue_in_one_txn_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
+    started = time.perf_counter()
+    ScheduledFunction.objects.bulk_create(
+        [ScheduledFunction(name=noop_mutation.name, kind="mutation", args={"i": i}, scheduled_time=timezone.now(),
+                           state="canceled") for i in range(sizes["bulk"])], batch_size=1000)
+    results["bare_bulk_create_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
+    started = time.perf_counter()
+    scheduler.run_many(noop_mutation, [{"i": i} for i in range(sizes["bulk"])], delay=3600)
+    results["enqueue_run_many_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
+    started = time.perf_counter()
+    scheduler.batch(noop_mutation, [{"i": i} for i in range(sizes["bulk"])], delay=3600)
+    results["enqueue_batch_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
     ScheduledFunction.objects.all().delete()
     return results
 
@@ -133,10 +145,24 @@ def wait_for(predicate, timeout: float) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("the benchmark waited too long; is a worker failing? (see runworker output)")
-        time.sleep(0.01)
+        time.sleep(0.05)  # the rates come from the jobs' own timestamps, not from when this loop notices
 
 
-def measure_drain(db: str, kind: str, workers: int, n: int) -> dict[str, float]:
+def analyze() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute("ANALYZE TABLE scheduled_actions_job")
+            cursor.fetchall()
+        elif connection.vendor == "postgresql":
+            cursor.execute("VACUUM ANALYZE scheduled_actions_job")
+        else:
+            cursor.execute("ANALYZE")
+
+
+def measure_drain(db: str, kind: str, workers: int, n: int, plans: list[str] | None = None) -> dict[str, float]:
+    """Drain ``n`` no-op jobs with ``workers`` processes; ``plans`` gets the claim's plan, backlog queued."""
     from django.db import transaction
     from django.db.models import Max, Min
 
@@ -145,11 +171,17 @@ def measure_drain(db: str, kind: str, workers: int, n: int) -> dict[str, float]:
     from tests.app.functions import noop_action, noop_mutation
 
     fn = noop_mutation if kind == "mutation" else noop_action
-    ScheduledFunction.objects.all().delete()
+    ScheduledFunction.objects.exclude(name=FILLER).delete()
+    before = ScheduledFunction.objects.aggregate(last=Max("pk"))["last"] or 0
     with transaction.atomic():
         for i in range(n):
             scheduler.run_after(0, fn, {"i": i})
-    done = ScheduledFunction.objects.filter(state="success")
+    analyze()
+    if plans is not None:
+        plans.append(claim_plan())
+    # by primary key range: polled while the worker drains, it must cost next to nothing whatever the table
+    # holds (a count over the state read 2,000,000 rows per poll in the scale run, on the cores it measures)
+    done = ScheduledFunction.objects.filter(pk__gt=before, state="success")
     launched = time.time()
     procs = [start_worker(db) for _ in range(workers)]
     try:
@@ -166,29 +198,111 @@ def measure_drain(db: str, kind: str, workers: int, n: int) -> dict[str, float]:
 def measure_latency(db: str, n: int, per_second: float = 30.0) -> dict[str, float]:
     from django_scheduled_actions import scheduler
     from django_scheduled_actions.models import ScheduledFunction
-    from tests.app.functions import noop_action
+    from tests.app.functions import clock_action
 
     ScheduledFunction.objects.all().delete()
     proc = start_worker(db)
     try:
-        warm = scheduler.run_after(0, noop_action, {"i": -1})
+        warm = scheduler.run_after(0, clock_action, {"i": -1})
         wait_for(lambda: ScheduledFunction.objects.filter(pk=warm, state="success").exists(), 60)
         time.sleep(1.0)  # the worker is idle: the enqueues below find it asleep
         enqueued = {}
         start = time.perf_counter()
         for i in range(n):
             time.sleep(max(0.0, start + i / per_second - time.perf_counter()))
-            job_id = scheduler.run_after(0, noop_action, {"i": i})
+            job_id = scheduler.run_after(0, clock_action, {"i": i})
             enqueued[job_id] = time.time()
         wait_for(lambda: ScheduledFunction.objects.filter(pk__in=enqueued, state="success").count() == n, 60)
         rss = peak_rss_mb(proc)
     finally:
         stop([proc])
-    started = dict(ScheduledFunction.objects.filter(pk__in=enqueued).values_list("pk", "started_at"))
-    latencies = sorted((started[pk].timestamp() - t) * 1000 for pk, t in enqueued.items())
+    # from the enqueue's return to the body's start, as the body saw it: started_at is when the job was
+    # marked started, which on PostgreSQL an idle worker's claim does before the body runs
+    started = dict(ScheduledFunction.objects.filter(pk__in=enqueued).values_list("pk", "result"))
+    latencies = sorted((started[pk] - t) * 1000 for pk, t in enqueued.items())
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
     return {"latency_p50_ms": pick(0.50), "latency_p95_ms": pick(0.95), "latency_p99_ms": pick(0.99),
             "latency_max_ms": latencies[-1], "rss_idle_worker_mb": rss}
+
+
+# ---- scale: a table that already holds many finished jobs and many jobs scheduled for later ----
+
+FILLER = "benchmark.filler"
+
+
+def fill_table(rows: int) -> None:
+    """Add ``rows`` finished jobs and ``rows`` pending jobs scheduled a day ahead, one statement each."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        source, args = "FROM generate_series(1, %s)", "'{}'::jsonb"
+    else:  # SQLite and MariaDB: a recursive CTE counts
+        source, args = "FROM (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %s) " \
+                       "SELECT i FROM s) AS numbers", "'{}'"
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":  # recursion is capped at 1,000 rows by default
+            variable = "max_recursive_iterations" if connection.mysql_is_mariadb else "cte_max_recursion_depth"
+            cursor.execute(f"SET SESSION {variable} = %s", [rows + 1])
+        for state, scheduled, completed in (("success", now - timedelta(hours=1), now - timedelta(hours=1)),
+                                            ("pending", now + timedelta(days=1), None)):
+            cursor.execute(
+                "INSERT INTO scheduled_actions_job (name, kind, args, state, queue, priority, scheduled_time, "
+                "created_at, completed_time, attempts, max_attempts, error, worker_id, token, batch_counted) "
+                f"SELECT %s, 'mutation', {args}, %s, 'default', 0, %s, %s, %s, 0, 1, '', '', '', %s {source}",
+                [FILLER, state, scheduled, now, completed, False, rows])
+        if connection.vendor == "postgresql":  # as after a while in production: vacuumed, written out
+            cursor.execute("VACUUM scheduled_actions_job")
+            cursor.execute("CHECKPOINT")
+    analyze()
+
+
+def claim_plan() -> str:
+    """The claim query's plan, digits blanked (estimates change with the table's size, the shape must not)."""
+    import re
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from django_scheduled_actions import leases
+    from django_scheduled_actions.models import ScheduledFunction
+
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (COSTS OFF) " + leases.PG_CLAIM.format(conditions="", columns="id", priority="%s"),
+                           [now, 0, 64, 4, "bench", "plan", now + timedelta(minutes=1), now, 0])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    else:
+        plan = ScheduledFunction.objects.due(now).filter(priority=0).claim_order()[:64].explain()
+    return re.sub(r"\d+", "N", plan)
+
+
+def measure_scale(db: str, rows: int, drain: int, repeat: int = 3) -> dict[str, object]:
+    """Drain rate and the claim's plan with only the backlog in the table, then beside ``rows`` finished
+    and ``rows`` future jobs: the median of ``repeat`` drains each, after one drain that warms the full
+    table up (the fill leaves a checkpoint and autovacuum's work behind, which production spreads out)."""
+    from django_scheduled_actions.models import ScheduledFunction
+
+    def drains(plans: list[str]) -> float:
+        rates = [measure_drain(db, "mutation", 1, drain, plans)["steady_mutation_1w_per_s"] for _ in range(repeat)]
+        return statistics.median(rates)
+
+    ScheduledFunction.objects.all().delete()
+    empty_plans: list[str] = []
+    results: dict[str, object] = {"drain_empty_per_s": drains(empty_plans)}
+    started = time.perf_counter()
+    fill_table(rows)
+    results["fill_seconds"] = time.perf_counter() - started
+    measure_drain(db, "mutation", 1, drain)
+    full_plans: list[str] = []
+    results["drain_full_per_s"] = drains(full_plans)
+    results["plan_empty"], results["plan_full"] = empty_plans[0], full_plans[0]
+    return results
 
 
 def run_once(db: str, sizes: dict[str, int]) -> dict[str, float]:
@@ -206,7 +320,10 @@ LABELS = [
     ("select1_per_s", "baseline: SELECT 1 round trips/s"),
     ("bare_create_per_s", "baseline: bare Model.objects.create/s"),
     ("enqueue_per_s", "enqueue, one per transaction/s"),
-    ("enqueue_in_one_txn_per_s", "enqueue, many in one transaction/s"),
+    ("enqueue_in_one_txn_per_s", "enqueue, run_after many times in one transaction/s"),
+    ("bare_bulk_create_per_s", "baseline: bare bulk_create, 1,000 per statement/s"),
+    ("enqueue_run_many_per_s", "enqueue in bulk, scheduler.run_many/s"),
+    ("enqueue_batch_per_s", "enqueue in bulk, scheduler.batch (fan-out with fan-in)/s"),
     ("drain_mutation_1w_per_s", "drain no-op mutations, 1 worker/s"),
     ("drain_mutation_2w_per_s", "drain no-op mutations, 2 workers/s"),
     ("drain_action_1w_per_s", "drain no-op actions, 1 worker/s"),
@@ -240,17 +357,40 @@ def report(all_results: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def scale_report(all_results: dict[str, list[dict]], rows: int) -> str:
+    lines = [f"| drain of no-op mutations, 1 worker | empty table | beside {rows:,} finished + {rows:,} future jobs "
+             "| ratio | claim plan |", "|---|---|---|---|---|"]
+    for db, results in all_results.items():
+        ratios = [r["drain_full_per_s"] / r["drain_empty_per_s"] for r in results]
+        same = all(r["plan_empty"] == r["plan_full"] for r in results)
+        lines.append(f"| {db} (n={len(results)}) | {summarise([r['drain_empty_per_s'] for r in results])}/s "
+                     f"| {summarise([r['drain_full_per_s'] for r in results])}/s | {summarise(ratios)} "
+                     f"| {'unchanged' if same else 'CHANGED'} |")
+    for db, results in all_results.items():
+        lines += ["", f"{db}: claim plan with the table full (filling took "
+                      f"{statistics.median(r['fill_seconds'] for r in results):.0f} s):", results[0]["plan_full"]]
+        if results[0]["plan_empty"] != results[0]["plan_full"]:
+            lines += [f"{db}: claim plan on the empty table:", results[0]["plan_empty"]]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", action="append", choices=list(DATABASES), help="database(s); default all three")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run: checks the benchmark works")
+    parser.add_argument("--scale", type=int, metavar="ROWS",
+                        help="instead: drain rate and claim plan on an empty table, then with ROWS finished and "
+                             "ROWS future jobs in it (the issue's scale check uses 1000000)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = SIZES["smoke" if args.smoke else "full"]
     if args.child:  # one run against one database, results as one line of JSON
         setup_django(args.child)
-        print(json.dumps(run_once(args.child, sizes)))
+        if args.scale:
+            print(json.dumps(measure_scale(args.child, args.scale, sizes["drain"])))
+        else:
+            print(json.dumps(run_once(args.child, sizes)))
         return 0
     runs = 1 if args.smoke else args.runs
     all_results: dict[str, list[dict[str, float]]] = {}
@@ -259,10 +399,11 @@ def main() -> int:
         for i in range(runs):
             print(f"{db}: run {i + 1}/{runs}", file=sys.stderr, flush=True)
             recreate_database(db)
-            cmd = [sys.executable, __file__, "--child", db] + (["--smoke"] if args.smoke else [])
+            cmd = [sys.executable, __file__, "--child", db] + (["--smoke"] if args.smoke else []) + (
+                ["--scale", str(args.scale)] if args.scale else [])
             out = subprocess.run(cmd, env=env_for(db), cwd=ROOT, check=True, capture_output=True, text=True)
             all_results[db].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(report(all_results))
+    print(scale_report(all_results, args.scale) if args.scale else report(all_results))
     return 0
 
 

@@ -35,13 +35,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.utils import timezone
 
 from . import guards
-from .conf import app_settings
-from .exceptions import ArgumentValidationError, FunctionNotFound
+from .exceptions import FunctionNotFound
 from .models import FINAL_STATES, Batch, ScheduledFunction, State
-from .registry import Function, registry
+from .registry import registry
 from .signals import job_scheduled
 from .transactions import in_transaction, outermost, retry_on_conflict
-from .validation import dumps
 
 if TYPE_CHECKING:
     from .scheduling import Scheduler
@@ -60,10 +58,10 @@ def schedule_batch(scheduler: Scheduler, fn: Any, items: Iterable[dict[str, Any]
                    on_complete: Any, on_complete_args: dict[str, Any] | None, queue: str | None,
                    priority: int | None) -> int:
     """Validate everything, then write the batch and its items atomically; returns the batch id."""
-    from .scheduling import _priority, _queue, check_schedulable
+    from .scheduling import _priority, _queue, check_schedulable, checked_args
 
     fn = check_schedulable(fn)
-    rows = [_item_args(fn, args) for args in items]
+    rows = [checked_args(fn, args, index)[0] for index, args in enumerate(items)]
     finish_args = _on_complete_args(on_complete, on_complete_args)
     now = timezone.now()
     template = {"name": fn.name, "kind": fn.kind, "scheduled_time": when, "created_at": now,
@@ -85,15 +83,6 @@ def schedule_batch(scheduler: Scheduler, fn: Any, items: Iterable[dict[str, Any]
         if canceled or not rows:
             _finish(Batch.objects.using(using).get(pk=batch.pk), using, scheduler)
     return batch.pk
-
-
-def _item_args(fn: Function, args: Any) -> dict[str, Any]:
-    json_args = fn.validator.to_json({} if args is None else args)
-    size = len(dumps(json_args).encode())
-    if size > app_settings.MAX_ARGS_BYTES:
-        raise ArgumentValidationError(fn.name, f"arguments are {size} bytes serialised, over "
-                                      f"SCHEDULED_ACTIONS_MAX_ARGS_BYTES={app_settings.MAX_ARGS_BYTES}")
-    return json_args
 
 
 def _on_complete_args(on_complete: Any, extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ class ArgumentValidationError(ScheduledActionsError, ValueError):
     def __init__(self, function: str, message: str, argument: str | None = None):
         self.function = function
         self.argument = argument
+        self.problem = message
         where = f"argument {argument!r} of {function}" if argument else function
         super().__init__(f"{where}: {message}")
 

@@ -12,43 +12,69 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
+from django.db.models.expressions import Col
 
 from . import batches, limits, signals
 from .exceptions import FunctionNotFound, WorkerLost
 from .models import ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
 from .registry import registry
 from .retry import RetryPolicy
-from .transactions import outermost, retry_on_conflict
+from .transactions import fetch_prepared, outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
 
 
 PG_CLAIM = """
-UPDATE scheduled_actions_job SET state = 'in_progress', worker_id = %s, token = %s, lease_expires_at = %s
-WHERE id IN (
-    SELECT id FROM scheduled_actions_job
-    WHERE state = 'pending' AND scheduled_time <= %s {conditions}
-    ORDER BY priority DESC, scheduled_time, id LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING ctid::text AS ctid, {columns}"""
+WITH top AS (SELECT MAX(priority) AS v FROM scheduled_actions_job WHERE state = 'pending'),
+picked AS (
+    SELECT id, kind, row_number() OVER (ORDER BY scheduled_time, id) AS n FROM (
+        SELECT id, kind, scheduled_time FROM scheduled_actions_job
+        WHERE state = 'pending' AND scheduled_time <= %s AND priority = {priority} {conditions}
+        ORDER BY priority DESC, scheduled_time, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due),
+starting AS (SELECT id FROM picked WHERE kind = 'action' AND n <= %s),
+claimed AS (
+    UPDATE scheduled_actions_job SET state = 'in_progress', worker_id = %s, token = %s, lease_expires_at = %s,
+        started_at = CASE WHEN id = ANY(ARRAY(SELECT id FROM starting)) THEN %s ELSE started_at END,
+        attempts = attempts + CASE WHEN id = ANY(ARRAY(SELECT id FROM starting)) THEN 1 ELSE 0 END
+    WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING ctid::text AS ctid, {columns})
+SELECT (SELECT MAX(priority) FROM scheduled_actions_job WHERE state = 'pending' AND priority < {priority}),
+       claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE"""
+# One statement claims at ``{priority}`` (the highest pending one: ``(SELECT v FROM top)``) and tells the
+# next lower priority that has pending jobs (first column; NULL: none), so a claim walks no further than
+# it must and an idle worker's claim of a new job is one round trip. The other columns are NULL when
+# nothing was claimed. The actions among the first ``start`` jobs (in claim order) are marked started as
+# well, as ``settle_actions`` would: the worker asks for that when as many of its threads are idle, and
+# each of these actions then runs at once on one of them, without a write of its own.
+# ``id = ANY(ARRAY(subquery))``, not ``id IN (subquery)``: the planner then looks the claimed rows up by
+# primary key whatever the table holds; with ``IN`` it may hash-join a scan of the whole table.
 
 
 def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: Iterable[str] | None = None,
-          using: str = DEFAULT_DB_ALIAS, token: str | None = None) -> tuple[str, list[ScheduledFunction]]:
+          using: str = DEFAULT_DB_ALIAS, token: str | None = None,
+          start: int = 0) -> tuple[str, list[ScheduledFunction]]:
     """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs.
 
-    On PostgreSQL one ``UPDATE ... RETURNING`` statement, which also returns each row's ``ctid``: a
-    mutation's completion finds its row by it without an index scan (see executor.py). A caller that
+    Per priority of pending jobs (see ``_claim_unlimited``); on PostgreSQL one ``UPDATE ... RETURNING``
+    statement per priority, which also returns each row's ``ctid``: a mutation's completion finds its
+    row by it without an index scan (see executor.py). A caller that
     passes ``token`` can ``release_claim(token)`` if the claim fails: its commit may still have happened.
+    On PostgreSQL, the actions among the first ``start`` jobs claimed are also marked started (their
+    ``started_at`` is set): the caller runs each at once (see ``PG_CLAIM``).
     """
     token = token or uuid.uuid4().hex
     limited = limits.active(queues)
     claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
     if len(claimed) < limit:
-        claimed += _claim_unlimited(limited, worker_id, token, limit - len(claimed), now, lease, queues, using)
+        claimed += _claim_unlimited(limited, worker_id, token, limit - len(claimed), now, lease, queues, using,
+                                    max(start - len(claimed), 0))
     if limited:
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
     for job in claimed:
@@ -57,12 +83,35 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
 
 
 def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
-                     lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
-    jobs = ScheduledFunction.objects.using(using)
+                     lease: timedelta, queues: Iterable[str] | None, using: str, start: int) -> list[ScheduledFunction]:
+    """Claim due jobs without a concurrency limit, one priority at a time, highest first.
+
+    Per priority, because the due index is ordered by priority, then time: with the priority fixed the
+    scan is a range that ends at the first job not due yet, whatever number of jobs wait for later (or
+    ran before: MySQL/MariaDB's indexes are not partial). Without it, a claim that finds fewer due jobs
+    than it asks for reads every future job of the table. PostgreSQL: each claim statement also names
+    the next priority down (see ``PG_CLAIM``); elsewhere one query finds the priorities of pending jobs
+    (usually one), then one claim per priority, highest first, until the claim is full."""
     if connections[using].vendor == "postgresql":
-        return _claim_postgresql(limited, worker_id, token, limit, now, lease, queues, using)
+        claimed, below = _claim_postgresql(None, limited, worker_id, token, limit, now, lease, queues, using, start)
+        while below is not None and len(claimed) < limit:
+            more, below = _claim_postgresql(below, limited, worker_id, token, limit - len(claimed), now, lease,
+                                            queues, using, max(start - len(claimed), 0))
+            claimed += more
+        return claimed
+    claimed = []
+    for priority in ScheduledFunction.objects.using(using).pending_priorities():
+        claimed += _claim_at(priority, limited, worker_id, token, limit - len(claimed), now, lease, queues, using)
+        if len(claimed) >= limit:
+            break
+    return claimed
+
+
+def _claim_at(priority: int, limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+              lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
+    jobs = ScheduledFunction.objects.using(using)
     with outermost(using, None):
-        due = limited.exclude_limited(jobs.due(now).in_queues(queues).claim_order())
+        due = limited.exclude_limited(jobs.due(now).filter(priority=priority).in_queues(queues).claim_order())
         if connections[using].features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         claimed = list(due.defer("result", "error")[:limit])
@@ -77,21 +126,58 @@ def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFA
     return limits.next_due_time(queues, now, using)
 
 
-def _claim_postgresql(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
-                      lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
-    columns = ", ".join(f.column for f in ScheduledFunction._meta.concrete_fields if f.name not in ("result", "error"))
-    params: list[object] = [worker_id, token, now + lease, now]
+def _claim_postgresql(priority: int | None, limited: limits.Limits, worker_id: str, token: str, limit: int,
+                      now: datetime, lease: timedelta, queues: Iterable[str] | None, using: str,
+                      start: int) -> tuple[list[ScheduledFunction], int | None]:
+    """Claim at ``priority`` (None: the highest pending), starting the actions among the first ``start``;
+    returns the jobs and the next lower priority with pending jobs, if any."""
+    fields, converters = _claimed_fields(connections[using])
+    params: list[object] = [now]
+    if priority is not None:
+        params.append(priority)
     conditions = []
     for clause, values in (("queue = ANY(%s)", queues), ("name <> ALL(%s)", limited.functions),
                            ("queue <> ALL(%s)", limited.queues)):
         if values:
             conditions.append(f"AND {clause}")
             params.append(list(values))
-    params.append(limit)
-    sql = PG_CLAIM.format(conditions=" ".join(conditions), columns=columns)
-    claimed = list(ScheduledFunction.objects.using(using).raw(sql, params))
+    params += [limit, start, worker_id, token, now + lease, now]
+    if priority is not None:
+        params.append(priority)
+    sql = PG_CLAIM.format(conditions=" ".join(conditions), columns=", ".join(f.column for f in fields),
+                          priority="(SELECT v FROM top)" if priority is None else "%s")
+    connection = connections[using]
+    rows = fetch_prepared(using, sql, params)
+    names = [f.attname for f in fields]
+    claimed = [_job(connection, using, names, converters, row[1:]) for row in rows if row[1] is not None]
+    for job in claimed:
+        if job.started_at is not None:
+            job.attempts -= 1  # as for any action, the executor counts the attempt when it runs the body
     claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
-    return claimed
+    return claimed, rows[0][0]
+
+
+def _claimed_fields(connection: BaseDatabaseWrapper) -> tuple[list[Field], list[tuple[int, Callable, Col]]]:
+    """The columns a claim returns (all but the result and the error) and the converters Django applies
+    to them when it reads them (JSON decoding, for instance)."""
+    fields = [f for f in ScheduledFunction._meta.concrete_fields if f.name not in ("result", "error")]
+    converters = []
+    for i, field in enumerate(fields):
+        col = field.get_col(ScheduledFunction._meta.db_table)
+        converters += [(i, convert, col) for convert in connection.ops.get_db_converters(col)
+                       + col.get_db_converters(connection)]
+    return fields, converters
+
+
+def _job(connection: BaseDatabaseWrapper, using: str, names: list[str], converters: list[tuple[int, Callable, Col]],
+         row: tuple) -> ScheduledFunction:
+    """A claimed row as a job (what ``QuerySet.raw`` does, without its per-row bookkeeping)."""
+    values = list(row[1:])
+    for i, convert, col in converters:
+        values[i] = convert(values[i], col, connection)
+    job = ScheduledFunction.from_db(using, names, values)
+    job.ctid = row[0]
+    return job
 
 
 def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str] | None, concurrency: int,
@@ -147,8 +233,7 @@ def recover_previous_incarnation(worker_id: str, now: datetime, using: str = DEF
 
 
 def _recover(lost: ScheduledFunctionQuerySet, now: datetime) -> int:
-    recovered = lost.filter(started_at__isnull=True).update(
-        state=State.PENDING, token="", worker_id="", lease_expires_at=None)
+    recovered = lost.filter(started_at__isnull=True).unclaim()
     for job in lost.filter(kind="action", started_at__isnull=False).defer("result", "args"):
         recovered += _recover_action(job, now, lost)
     return recovered
@@ -192,17 +277,22 @@ def release(job_id: int, token: str, error: str, now: datetime, using: str = DEF
     """Give up a claim whose outcome the worker could not record: back to pending if its body never
     committed (a mutation, or an action not started), else failed (an action may have run: at most once)."""
     jobs = ScheduledFunction.objects.using(using).filter(pk=job_id, token=token, state=State.IN_PROGRESS)
-    return (jobs.filter(started_at__isnull=True).update(state=State.PENDING, token="", worker_id="",
-                                                        lease_expires_at=None)
+    return (jobs.filter(started_at__isnull=True).unclaim()
             or jobs.update(state=State.FAILED, error=error, completed_time=now, lease_expires_at=None))
 
 
 def release_claim(token: str, using: str = DEFAULT_DB_ALIAS) -> int:
-    """Hand back what a claim that raised may have taken: the connection can fail after the server committed."""
-    return ScheduledFunction.objects.using(using).filter(
-        token=token, state=State.IN_PROGRESS, started_at__isnull=True).update(
-        state=State.PENDING, token="", worker_id="", lease_expires_at=None)
+    """Hand back what a claim that raised may have taken (the connection can fail after the server
+    committed): none of it reached a thread, so even the actions the claim marked started never ran."""
+    return ScheduledFunction.objects.using(using).filter(token=token, state=State.IN_PROGRESS).unclaim()
 
 
-def hand_back(token: str, job_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS) -> int:
-    return ScheduledFunction.objects.using(using).filter(started_at__isnull=True).hand_back(token, job_ids)
+def hand_back(token: str, jobs: Iterable[ScheduledFunction], using: str = DEFAULT_DB_ALIAS) -> int:
+    """Hand back claimed jobs that never ran, each only as its claim left it: not started, or marked started
+    by the claim itself (``started_at`` as the claim returned it), never one a thread started since."""
+    claimed_at: dict[datetime | None, list[int]] = {}
+    for job in jobs:
+        claimed_at.setdefault(job.started_at, []).append(job.pk)
+    rows = ScheduledFunction.objects.using(using)
+    return sum((rows.filter(started_at=started) if started else rows.filter(started_at__isnull=True))
+               .hand_back(token, ids) for started, ids in claimed_at.items())

@@ -8,6 +8,7 @@ commits at once. PostgreSQL workers are woken by a NOTIFY that the table's trigg
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ from .registry import Function
 from .signals import job_scheduled
 from .transactions import in_transaction, is_conflict
 from .validation import dumps
+
+BULK_CHUNK = 1000  # jobs per INSERT statement of run_many
 
 
 def check_schedulable(fn: Any) -> Function:
@@ -97,6 +100,29 @@ class Scheduler:
         when = timezone.now() + timedelta(seconds=min(max(_delay_seconds(delay), 0.0), 1e9))
         return schedule_batch(self, fn, items, when, on_complete, on_complete_args, queue, priority)
 
+    def run_many(self, fn: Function, items: Iterable[dict[str, Any]], *, delay: float | timedelta = 0,
+                 queue: str | None = None, priority: int | None = None) -> list[int]:
+        """Schedule ``fn`` once per item of ``items`` (arguments), ``delay`` seconds from now, in bulk:
+        every item is validated before anything is written, the jobs are written atomically (joining the
+        caller's transaction, as ``run_after`` does); returns their ids in the order of ``items``."""
+        fn = check_schedulable(fn)
+        texts = [checked_args(fn, args, index)[1] for index, args in enumerate(items)]
+        now = timezone.now()
+        template: dict[str, Any] = {
+            "name": fn.name, "kind": fn.kind, "created_at": now, "queue": _queue(queue, fn),
+            "scheduled_time": now + timedelta(seconds=min(max(_delay_seconds(delay), 0.0), 1e9)),
+            "priority": _priority(priority, fn), "max_attempts": fn.retry.max_attempts,
+            "parent_id": self.parent.id if self.parent else None}
+        jobs = ScheduledFunction.objects.using(self.using)
+        with guards.policy("allow"), transaction.atomic(using=self.using):
+            if self.parent is not None and self._parent_canceled():
+                template.update(state=State.CANCELED, completed_time=now)
+            ids = [pk for start in range(0, len(texts), BULK_CHUNK)
+                   for pk in jobs.insert_many(template, texts[start:start + BULK_CHUNK])]
+            if job_scheduled.has_listeners(ScheduledFunction):
+                transaction.on_commit(lambda: _announce_many(template, ids, texts, self.using), using=self.using)
+        return ids
+
     def cancel_batch(self, batch_id: int) -> int:
         """Cancel the batch's pending and running items (counted as canceled); returns how many."""
         from .batches import cancel_batch
@@ -113,12 +139,7 @@ class Scheduler:
     def _schedule(self, when: datetime, fn: Any, args: Any, key: str | None, queue: str | None,
                   priority: int | None, now: datetime) -> int:
         fn = check_schedulable(fn)
-        json_args = fn.validator.to_json({} if args is None else args)
-        size = len(dumps(json_args).encode())
-        if size > app_settings.MAX_ARGS_BYTES:
-            raise ArgumentValidationError(
-                fn.name, f"arguments are {size} bytes serialised, over SCHEDULED_ACTIONS_MAX_ARGS_BYTES="
-                f"{app_settings.MAX_ARGS_BYTES}")
+        json_args, _text = checked_args(fn, args)
         job = ScheduledFunction(
             name=fn.name, kind=fn.kind, args=json_args, scheduled_time=when, created_at=now,
             queue=_queue(queue, fn), priority=_priority(priority, fn), max_attempts=fn.retry.max_attempts,
@@ -169,6 +190,35 @@ class Scheduler:
                     raise
                 job.pk = None
         raise RuntimeError(f"could not settle idempotency key {key!r} after repeated conflicts")
+
+
+def _announce_many(template: dict[str, Any], ids: list[int], texts: list[str], using: str) -> None:
+    """``job_scheduled`` for each job of ``run_many`` (instances built as from a query: 3x cheaper)."""
+    proto = ScheduledFunction(**template)
+    names = [field.attname for field in ScheduledFunction._meta.concrete_fields]
+    values = [getattr(proto, name) for name in names]
+    pk_at, args_at = names.index("id"), names.index("args")
+    for pk, text in zip(ids, texts, strict=True):
+        values[pk_at], values[args_at] = pk, json.loads(text)
+        job_scheduled.send_robust(ScheduledFunction, job=ScheduledFunction.from_db(using, names, values))
+
+
+def checked_args(fn: Function, args: Any, index: int | None = None) -> tuple[dict[str, Any], str]:
+    """``args`` validated for ``fn`` (None: no arguments), as JSON and as its text, within
+    ``SCHEDULED_ACTIONS_MAX_ARGS_BYTES``. ``index``: the item's position, named in errors."""
+    try:
+        json_args = fn.validator.to_json({} if args is None else args)
+    except ArgumentValidationError as exc:
+        if index is None:
+            raise
+        raise ArgumentValidationError(fn.name, f"item {index}: {exc.problem}", exc.argument) from None
+    text = dumps(json_args)
+    size = len(text.encode())
+    if size > app_settings.MAX_ARGS_BYTES:
+        where = "arguments" if index is None else f"item {index}: arguments"
+        raise ArgumentValidationError(fn.name, f"{where} are {size} bytes serialised, over "
+                                      f"SCHEDULED_ACTIONS_MAX_ARGS_BYTES={app_settings.MAX_ARGS_BYTES}")
+    return json_args, text
 
 
 def _queue(queue: str | None, fn: Function) -> str:

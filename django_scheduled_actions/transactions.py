@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, connections, transaction
 
+from . import guards
 from .conf import app_settings
 
 logger = logging.getLogger("django_scheduled_actions")
@@ -86,7 +88,8 @@ def conflict_backoff(attempt: int) -> float:
 def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> Iterator[None]:
     """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first."""
     conn = connections[using]
-    conn.ensure_connection()
+    with guards.policy("allow"):  # opening runs setup statements (MySQL: SET SESSION ...), not the body's
+        conn.ensure_connection()
     vendor = conn.vendor
     if vendor == "sqlite":
         saved = conn.transaction_mode
@@ -120,6 +123,43 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
             with conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION " + ", ".join(clauses))
         yield
+
+
+_UNPREPARABLE: weakref.WeakSet = weakref.WeakSet()  # PostgreSQL connections where preparing failed
+
+
+def fetch_prepared(using: str, sql: str, params: list[Any]) -> list[tuple]:
+    """Run ``sql`` and return its rows; on PostgreSQL as a prepared statement, planned once per connection.
+
+    For the statements a worker runs per claim, planning costs more than running (a claim: ~1.9 ms
+    unprepared, ~1.3 ms prepared, here). Django leaves psycopg's automatic preparing off (connection
+    poolers); this prepares only what is passed here. On a connection where a prepared statement went
+    missing (SQLSTATE 26000 or 42P05: a pooler in transaction mode that does not keep them) it runs the
+    statement again unprepared and never prepares there again; inside a transaction, which that error
+    aborted, it raises instead (the mutation path then rolls back and runs each job alone)."""
+    connection = connections[using]
+    connection.ensure_connection()
+    raw = connection.connection
+    if connection.vendor == "postgresql" and PG_ISOLATION and raw not in _UNPREPARABLE:  # psycopg 3, not 2
+        import psycopg
+
+        if raw.prepare_threshold is None:  # psycopg then prepares nothing, even when asked
+            raw.prepare_threshold = 2**31 - 1  # only what is executed with prepare=True
+        try:
+            with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall()
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) not in ("26000", "42P05"):
+                raise
+            _UNPREPARABLE.add(raw)
+            logger.warning("prepared statements do not work on this connection (a pooler?); not using them "
+                           "error=%r", exc)
+            if connection.in_atomic_block:  # the transaction is aborted: the caller's rollback path takes over
+                raise
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def in_transaction(using: str) -> bool:

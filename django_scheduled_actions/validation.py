@@ -265,9 +265,12 @@ def _check_annotation(name: str, pname: str, tp: Any) -> None:
                     "UUID or Decimal")
 
 
+_ENCODER = DjangoJSONEncoder(allow_nan=False, separators=(",", ":"))  # keeps no state between calls
+
+
 def dumps(value: Any) -> str:
     """Serialise a value for storage; raises TypeError/ValueError on what JSON cannot hold."""
-    return json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def to_json_value(value: Any, what: str) -> Any:

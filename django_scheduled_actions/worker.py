@@ -1,7 +1,8 @@
 """The worker: claims due jobs in batches and runs them on a pool of threads.
 
 The main thread claims, dispatches, watches action deadlines, recovers lost workers' jobs and prunes
-old ones; executor threads run bodies; a recorder thread writes succeeded actions with group commit; a
+old ones; executor threads run bodies, each taking the jobs waiting behind the one it runs when they can
+share its write (executor.py); a ledger thread writes action successes and starts with group commit; a
 heartbeat thread renews the worker's row, which is the lease on every job it holds; a cron thread
 enqueues due cron runs; on PostgreSQL a listener thread wakes the loop on NOTIFY. Signals: the first
 SIGTERM/SIGINT stops claiming, hands unstarted claims back and lets running jobs finish within
@@ -28,7 +29,7 @@ from . import leases
 from .conf import app_settings
 from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
-from .executor import Executor, Recorder, persist
+from .executor import MUTATIONS_PER_COMMIT, Claimed, Executor, Ledger, Unrecorded, persist
 from .models import ScheduledFunction
 from .notify import Listener, supports_listen
 from .registry import registry
@@ -52,9 +53,9 @@ class ExecutorThread(threading.Thread):
         self.deadline: float | None = None
         self.abandoned = False
 
-    def watch(self, deadline: float | None) -> None:
+    def watch(self, deadline: float | None, job: ScheduledFunction | None) -> None:
         with self.lock:
-            self.deadline = deadline
+            self.deadline, self.job = deadline, job
 
     def is_abandoned(self) -> bool:
         with self.lock:
@@ -62,27 +63,38 @@ class ExecutorThread(threading.Thread):
 
     def run(self) -> None:
         worker = self.worker
+        item: Claimed | None = None
         try:
             while not self.is_abandoned():
-                item = worker.jobs.get()
+                if item is not None and worker.stopping.is_set():  # pulled before the stop, never started
+                    worker.hand_back([item])
+                    item = None
+                item = item or worker.jobs.get()
                 if item is None:
                     break
-                token, job = item
                 _drop_broken_connections()
-                with self.lock:
-                    self.job = job
-                try:
-                    worker.executor.run(job, token, self.watch, self.is_abandoned)
-                except Exception as exc:  # the executor's own bookkeeping failed (database gone too long)
-                    logger.exception("executor could not record job=%s; releasing it", job.pk)
-                    worker.orphans.append((job.pk, token, repr(exc)))
-                finally:
-                    with self.lock:
-                        self.job, self.deadline = None, None
-                    if not self.is_abandoned():
-                        worker.job_done()
+                item = self._run(item)
         finally:
             connections.close_all()
+
+    def _run(self, item: Claimed) -> Claimed | None:
+        """Run a claimed job (and the ones the executor pulls after it); returns a pulled job not yet run."""
+        worker = self.worker
+        token, job = item
+        try:
+            return worker.executor.run(job, token, self.watch, self.is_abandoned, worker.pull)
+        except Unrecorded as exc:  # the database stayed away: release these jobs once it is back
+            lost, error = exc.jobs, str(exc)
+        except Exception as exc:  # a bug in the executor's own bookkeeping: do not strand the job
+            logger.exception("executor failed on job=%s; releasing it", job.pk)
+            lost, error = [item], repr(exc)
+        finally:
+            self.watch(None, None)
+        for token, job in lost:
+            logger.error("could not record the outcome of job=%s; releasing it", job.pk)
+            worker.orphans.append((job.pk, token, error))
+            worker.job_done(job)
+        return None
 
     def time_out(self, now: float) -> ScheduledFunction | None:
         """Abandon this thread if its action is past its deadline; returns the job it gave up."""
@@ -114,16 +126,48 @@ class Heartbeat(threading.Thread):
         connections.close_all()
 
 
+class Wakeup:
+    """What wakes the main loop: set by other threads (a job done, a NOTIFY) and by signal handlers.
+
+    Not a ``threading.Event``: its ``set()`` takes the lock that the main thread holds inside ``wait()``
+    and ``clear()``, so a handler running at that moment (handlers run in the main thread) deadlocked
+    the worker. ``queue.SimpleQueue.put`` is reentrant (C, no Python-level lock)."""
+
+    def __init__(self) -> None:
+        self._signals: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def set(self) -> None:
+        self._signals.put(None)
+
+    def wait(self, timeout: float) -> bool:
+        """True if set before ``timeout`` seconds passed (or since the last ``clear``)."""
+        try:
+            self._signals.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        return True
+
+    def clear(self) -> None:
+        while True:
+            try:
+                self._signals.get_nowait()
+            except queue.Empty:
+                return
+
+
 class Worker:
     def __init__(self, *, concurrency: int = 4, queues: Sequence[str] | None = None, burst: bool = False,
                  max_jobs: int | None = None, poll_interval: float | None = None, worker_id: str | None = None,
                  using: str = DEFAULT_DB_ALIAS, grace: float = 30.0, clock: Callable[[], datetime] = timezone.now,
-                 crons: bool = True):
+                 crons: bool = True, action_group: int = 8):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if action_group < 1:
+            raise ValueError("action_group must be at least 1")
         self.concurrency = concurrency
-        self.prefetch = max(concurrency, 8)  # claimed jobs waiting for a thread, at most
-        self.capacity = concurrency + self.prefetch
+        self.prefetch = max(concurrency, 32)  # claimed jobs waiting for a thread, at most
+        # and what the threads hold: a transaction of mutations, or a group of started actions each
+        self.capacity = self.prefetch + concurrency * max(MUTATIONS_PER_COMMIT, action_group)
         self.queues = list(queues) if queues else None
         self.burst = burst
         self.crons = crons and not burst  # a burst drains what is due; it does not tick crons
@@ -134,11 +178,12 @@ class Worker:
         self.grace = grace
         self.clock = clock
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
-        self.executor = Executor(self.worker_id, using, clock)
-        self.recorder = Recorder(self.executor)
-        self.executor.recorder = self.recorder
-        self.jobs: queue.Queue[tuple[str, ScheduledFunction] | None] = queue.Queue()
-        self.wake = threading.Event()
+        self.executor = Executor(self.worker_id, using, clock, done=self.job_done, action_group=action_group)
+        self.ledger = Ledger(self.executor)
+        self.executor.ledger = self.ledger
+        self.jobs: queue.Queue[Claimed | None] = queue.Queue()
+        self.wake = Wakeup()
+        self.signalled: int | None = None  # the SIGTERM/SIGINT that asked the worker to stop
         self.maybe_due = True  # False after a claim came back short, until a NOTIFY, a timeout or a dry queue
         self.claim_delay = 0.0  # after a failed claim: retry soon, backing off while the database is away
         self.orphans: list[tuple[int, str, str]] = []  # jobs whose outcome could not be recorded
@@ -167,7 +212,7 @@ class Worker:
         self.register()
         leases.recover_previous_incarnation(self.worker_id, self.clock(), self.using)
         self.background = [Heartbeat(self)]
-        self.recorder.start()
+        self.ledger.start()
         if supports_listen(self.using) and not self.burst:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:
@@ -177,9 +222,11 @@ class Worker:
             thread.start()
         self.threads = [self._spawn_executor() for _ in range(self.concurrency)]
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and self.signalled is None:
                 if not self.step():
                     break
+            if self.signalled is not None:
+                logger.info("signal %s: finishing running jobs, then exiting", signal.Signals(self.signalled).name)
         finally:
             self._shut_down()
             for signum, handler in previous_handlers.items():
@@ -237,9 +284,11 @@ class Worker:
             return 0, 0
         _drop_broken_connections()
         token = uuid.uuid4().hex
+        # threads waiting for a job: the claim may mark that many actions started, each runs at once
+        idle = self.concurrency - self.inflight if self.jobs.qsize() == 0 else 0
         try:
             token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using,
-                                       token=token)
+                                       token=token, start=max(idle, 0))
         except (OperationalError, InterfaceError) as exc:
             self.failed_claims.append(token)  # the commit may have gone through before the connection failed
             self.claim_delay = min(max(self.claim_delay * 2, 0.05), self.poll_interval)
@@ -255,7 +304,19 @@ class Worker:
             self.jobs.put((token, job))
         return len(jobs), asked
 
-    def job_done(self) -> None:
+    def pull(self) -> Claimed | None:
+        """A claimed job waiting in the queue, without blocking (None if there is none or the worker stops)."""
+        if self.stopping.is_set():
+            return None
+        try:
+            item = self.jobs.get_nowait()
+        except queue.Empty:
+            return None
+        if item is None:  # a thread's stop sentinel: leave it for the thread loop
+            self.jobs.put(None)
+        return item
+
+    def job_done(self, job: ScheduledFunction | None = None) -> None:
         with self._count_lock:
             self.inflight -= 1
             self.completed_total += 1
@@ -337,9 +398,9 @@ class Worker:
             thread.join(max(deadline - time.monotonic(), 0))
         if any(t.is_alive() and t.job is not None for t in self.threads):
             logger.warning("grace period over with jobs still running; their leases will expire")
-        if self.recorder.is_alive():
-            self.recorder.stop()
-            self.recorder.join(max(deadline - time.monotonic(), 5.0))
+        if self.ledger.is_alive():
+            self.ledger.stop()
+            self.ledger.join(max(deadline - time.monotonic(), 5.0))
         self.finished.set()
         for thread in self.background:
             thread.join(5)
@@ -350,32 +411,40 @@ class Worker:
         connections.close_all()
 
     def _hand_back_unstarted(self) -> None:
-        unstarted: dict[str, list[int]] = {}
+        unstarted = []
         while True:
             try:
                 item = self.jobs.get_nowait()
             except queue.Empty:
                 break
             if item is not None:
-                token, job = item
-                unstarted.setdefault(token, []).append(job.pk)
-                with self._count_lock:
-                    self.inflight -= 1
-        for token, ids in unstarted.items():
-            persist(lambda t=token, i=ids: leases.hand_back(t, i, self.using), self.using, patience=5.0)
-        if unstarted:
-            logger.info("handed back unstarted jobs count=%d", sum(map(len, unstarted.values())))
+                unstarted.append(item)
+        self.hand_back(unstarted)
+
+    def hand_back(self, items: list[Claimed]) -> None:
+        """Return claimed jobs that never started to ``pending`` (shutting down)."""
+        claims: dict[str, list[ScheduledFunction]] = {}
+        for token, job in items:
+            claims.setdefault(token, []).append(job)
+        for token, jobs in claims.items():
+            persist(lambda t=token, j=jobs: leases.hand_back(t, j, self.using), self.using, patience=5.0)
+        with self._count_lock:
+            self.inflight -= len(items)
+        if items:
+            logger.info("handed back unstarted jobs count=%d", len(items))
 
     def _install_signal_handlers(self) -> dict[int, object]:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def handle(signum: int, frame: object) -> None:
-            if self.stopping.is_set():
+            # runs in the main thread between two of its bytecodes, maybe while that holds a lock: no
+            # Event.set() here (logging's locks are reentrant); the main loop stops when it sees the flag
+            if self.signalled is not None:
                 logger.warning("second signal: exiting at once")
                 os._exit(1)
-            logger.info("signal %s: finishing running jobs, then exiting", signal.Signals(signum).name)
-            self.stop()
+            self.signalled = signum
+            self.wake.set()
 
         return {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
 

@@ -28,7 +28,8 @@ def database_url() -> str:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]), "PYTHONUNBUFFERED": "1"}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]), "PYTHONUNBUFFERED": "1",
+           "PYTHONFAULTHANDLER": "1"}  # a worker that hangs is sent SIGABRT: its threads' stacks go to its log
     env.update(extra)
     return env
 
@@ -46,11 +47,13 @@ def vendor() -> str:
     return connection.vendor
 
 
-def wait_until(predicate, timeout: float = 10.0, message: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; fail with ``message`` after ``timeout`` seconds."""
+def wait_until(predicate, timeout: float = 10.0, message: str = "condition", describe=None) -> None:
+    """Poll ``predicate`` until it is true; fail with ``message`` after ``timeout`` seconds, and with what
+    ``describe()`` returns then (the state that kept the predicate false)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    found = f"\n{describe()}" if describe else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}{found}")

@@ -11,7 +11,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # a file, not :memory:, so worker subprocesses and threads share it
     DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default=str(BASE_DIR / "test.sqlite3"))  # noqa: F405
 SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
-LOGGING["loggers"]["django_scheduled_actions"]["level"] = "WARNING"  # noqa: F405
+# worker logs in process tests: WARNING keeps failure messages short; TEST_LOG_LEVEL=INFO when running one down
+LOGGING["loggers"]["django_scheduled_actions"]["level"] = env("TEST_LOG_LEVEL", default="WARNING")  # noqa: F405
 SCHEDULED_ACTIONS_LEASE_SECONDS = env.float("SCHEDULED_ACTIONS_LEASE_SECONDS", default=60)  # noqa: F405
 if find_spec("django.tasks") is not None:  # Django 6+: @task functions run on the worker
     TASKS = {"default": {"BACKEND": "django_scheduled_actions.backends.ScheduledActionsBackend",

@@ -23,3 +23,14 @@ def test_benchmark_smoke_run_prints_every_metric():
                   "enqueue->start p99, ms", "worker peak RSS (draining), MB", "baseline: bare Model.objects.create/s"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
         assert row.count("[") == 1, row  # one database, a median with its range
+
+
+def test_benchmark_scale_smoke_run_prints_both_rates_and_the_claim_plan():
+    db = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
+    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--smoke", "--scale", "3000", "--db", db], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith(f"| {db} (n=1) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1].endswith("/s") and cells[2].endswith("/s") and cells[4] in ("unchanged", "CHANGED"), row
+    assert "claim plan with the table full" in out.stdout

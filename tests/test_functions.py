@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 
 import django_scheduled_actions as sa
 from django_scheduled_actions import (
@@ -186,6 +187,30 @@ def test_action_orm_use_raises_with_guidance():
 def test_action_reaches_database_through_ctx():
     assert run_action(f.action_via_ctx, {"name": "via"}) == 1
     assert Counter.objects.get(name="via").value == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("call", [lambda: run_query(f.count, {"name": "fresh"}),
+                                  lambda: run_action(f.read_via_ctx, {"name": "fresh"})], ids=["query", "action"])
+def test_a_query_can_be_the_first_statement_of_a_new_connection(call):
+    """Opening a connection runs its setup statements (MySQL: SET SESSION TRANSACTION ISOLATION LEVEL):
+    not writes of the query's, nor an action's own database access. A worker thread's first job is
+    often an action that reads through ctx.run_query."""
+    Counter.objects.create(name="fresh", value=3)
+    outcome: list[object] = []
+
+    def in_a_new_thread() -> None:  # its own connection, not opened yet
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=in_a_new_thread)
+    thread.start()
+    thread.join()
+    assert outcome == [3]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -294,6 +294,16 @@ EXPECTED = {
 # charges: one order (the declined card is refused) and one payment, requested twice
 
 
+def demo_progress() -> str:
+    """What differs from ``EXPECTED``, and every job that has not succeeded."""
+    now = outcomes()
+    lines = [f"{key}: {now[key]!r}, expected {EXPECTED[key]!r}" for key in EXPECTED if now[key] != EXPECTED[key]]
+    lines += [f"job {job.pk} {job.name} {job.state} attempts={job.attempts} worker={job.worker_id!r} "
+              f"due={job.scheduled_time:%H:%M:%S.%f} error=...{job.error[-700:]!r}"
+              for job in ScheduledFunction.objects.exclude(state=State.SUCCESS).order_by("id")]
+    return "\n".join(lines)
+
+
 def test_the_demo_seed_runs_every_pattern_within_a_minute(provider):
     call_command("patterns_seed", stdout=open("/dev/null", "w"))  # noqa: SIM115
     assert run_due_jobs(advance=timedelta(minutes=1)) > 40
@@ -306,8 +316,8 @@ def test_the_demo_seed_with_a_real_worker(provider, tmp_path):
     worker = start_worker("--concurrency", "4", "--no-crons", log=tmp_path / "worker.log",
                           PATTERNS_PROVIDER_URL=provider.url)
     try:
-        wait_until(lambda: outcomes() == EXPECTED, timeout=90,
-                   message="every pattern of the demo to finish")
+        wait_until(lambda: outcomes() == EXPECTED, timeout=90, message="every pattern of the demo to finish",
+                   describe=demo_progress)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, (tmp_path / "worker.log").read_text()

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from django_scheduled_actions import ArgumentValidationError, run_action, run_mutation, scheduler
 from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction, State
+from django_scheduled_actions.testing import run_due_jobs
 from tests.app import functions as f
-from tests.app.models import Note
+from tests.app.models import Effect, Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects
@@ -194,6 +195,101 @@ def test_job_scheduled_is_sent_on_commit_only():
             scheduler.run_after(0, f.bump, {"name": "a"}, idempotency_key="once")
             assert seen == []
         assert seen == [job_id]
+    finally:
+        job_scheduled.disconnect(receiver)
+
+
+# --- run_many: bulk scheduling ---
+
+
+def test_run_many_writes_one_job_per_item_and_returns_their_ids_in_order():
+    before = timezone.now()
+    keys = [f"k{n}" for n in range(2500)]  # more than one INSERT's worth (BULK_CHUNK)
+    ids = scheduler.run_many(f.record, [{"key": key} for key in keys], delay=timedelta(minutes=1), priority=3)
+    assert len(ids) == len(set(ids)) == 2500
+    jobs = Jobs.in_bulk(ids)
+    assert [jobs[pk].args for pk in ids] == [{"key": key} for key in keys]
+    job = jobs[ids[0]]
+    assert (job.name, job.kind, job.state, job.queue, job.priority, job.attempts, job.max_attempts, job.parent_id) == (
+        f.record.name, "mutation", State.PENDING, "default", 3, 0, 1, None)
+    assert before + timedelta(minutes=1) <= job.scheduled_time <= timezone.now() + timedelta(minutes=1)
+    assert {(j.scheduled_time, j.created_at) for j in jobs.values()} == {(job.scheduled_time, job.created_at)}
+    assert scheduler.run_many(f.record, []) == []
+
+
+def test_run_many_jobs_run_once_each():
+    ids = scheduler.run_many(f.record, [{"key": f"k{n}"} for n in range(30)])
+    assert run_due_jobs() == 30
+    assert sorted(Effect.objects.values_list("job_id", flat=True)) == sorted(ids)
+    assert set(Jobs.filter(pk__in=ids).values_list("state", flat=True)) == {State.SUCCESS}
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    ([{"key": "a"}, {"key": "b"}, {"key": 3}], r"argument 'key' of .*record: item 2: expected str"),
+    ([{"key": "a"}, {"key": "b", "nope": "c"}], r"argument 'nope' of .*record: item 1: unexpected argument"),
+    ([{"key": "a"}, None], r"argument 'key' of .*record: item 1: missing required argument"),
+])
+def test_run_many_validates_every_item_first_and_names_the_bad_one(items, message):
+    with pytest.raises(ArgumentValidationError, match=message):
+        scheduler.run_many(f.record, items)
+    assert not Jobs.exists()
+
+
+def test_run_many_refuses_an_oversize_item_and_writes_nothing(settings):
+    settings.SCHEDULED_ACTIONS_MAX_ARGS_BYTES = 100
+    with pytest.raises(ArgumentValidationError, match=r"item 1: arguments are \d+ bytes serialised, over"):
+        scheduler.run_many(f.record, [{"key": "small"}, {"key": "x" * 200}])
+    assert not Jobs.exists()
+
+
+def test_run_many_commits_and_rolls_back_with_the_caller():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        scheduler.run_many(f.record, [{"key": "a"}, {"key": "b"}])
+        assert Jobs.count() == 2
+        raise RuntimeError
+    assert not Jobs.exists()
+    with transaction.atomic():
+        scheduler.run_many(f.record, [{"key": "a"}])
+        with pytest.raises(RuntimeError), transaction.atomic():
+            scheduler.run_many(f.record, [{"key": "dropped"}])
+            raise RuntimeError
+    assert list(Jobs.values_list("args", flat=True)) == [{"key": "a"}]
+
+
+def test_run_many_from_a_mutation_records_the_parent_and_a_canceled_parent_schedules_canceled_jobs():
+    parent = scheduler.run_after(0, f.record_many, {"keys": ["a", "b"], "delay": 60})
+    assert run_due_jobs() == 1
+    children = list(Jobs.exclude(pk=parent).order_by("id"))
+    assert [(c.args, c.parent_id, c.state) for c in children] == [
+        ({"key": "a"}, parent, State.PENDING), ({"key": "b"}, parent, State.PENDING)]
+
+    from django_scheduled_actions.context import JobInfo
+    from django_scheduled_actions.scheduling import Scheduler
+
+    Jobs.filter(pk=parent).update(state=State.CANCELED)
+    under_canceled = Scheduler(parent=JobInfo(parent, f.record_many.name, 1, timezone.now()))
+    ids = under_canceled.run_many(f.record, [{"key": "c"}])
+    assert Jobs.get(pk=ids[0]).state == State.CANCELED
+
+
+def test_run_many_sends_job_scheduled_for_each_job_on_commit_only():
+    from django_scheduled_actions.signals import job_scheduled
+
+    seen = []
+
+    def receiver(sender, job, **kwargs):
+        seen.append((job.pk, job.args, job.name, job.state))
+
+    job_scheduled.connect(receiver)
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            scheduler.run_many(f.record, [{"key": "a"}])
+            raise RuntimeError
+        with transaction.atomic():
+            ids = scheduler.run_many(f.record, [{"key": "a"}, {"key": "b"}])
+            assert seen == []
+        assert seen == [(ids[0], {"key": "a"}, f.record.name, State.PENDING),
+                        (ids[1], {"key": "b"}, f.record.name, State.PENDING)]
     finally:
         job_scheduled.disconnect(receiver)
 

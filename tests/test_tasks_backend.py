@@ -416,3 +416,24 @@ def test_task_names_resolve_for_jobs_only():
     assert (fn.name, fn.kind, fn.visibility) == ("django.tasks:tests.app.tasks.echo", "action", "internal")
     with pytest.raises(FunctionNotFound, match="not a task defined with @task"):
         registry.for_job("django.tasks:tests.app.tasks.time")
+
+
+class OwnBackend(ScheduledActionsBackend):
+    """A project's subclass of the backend: counts as this app's."""
+
+
+@pytest.mark.parametrize(("backends", "connected"), [
+    ({"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}, False),
+    ({"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+      "jobs": {"BACKEND": f"{__name__}.OwnBackend"}}, True),
+    ({"default": {"BACKEND": "no.such.Backend"}}, False),
+])
+def test_task_signals_are_only_wired_while_tasks_uses_this_backend(backends, connected):
+    """Without this app's backend in TASKS nothing listens to job_scheduled: run_many builds no job objects
+    for it, and run_after registers no commit hook."""
+    from django_scheduled_actions.signals import job_scheduled
+
+    assert job_scheduled.has_listeners(ScheduledFunction)  # tests.settings uses the backend
+    with override_settings(TASKS=backends):
+        assert job_scheduled.has_listeners(ScheduledFunction) is connected
+    assert job_scheduled.has_listeners(ScheduledFunction)

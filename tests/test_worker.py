@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -11,13 +13,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from django_scheduled_actions import run_mutation, scheduler
+from django_scheduled_actions import leases, run_mutation, scheduler
 from django_scheduled_actions.leases import claim, heartbeat, prune, recover_expired, register_worker, sign_off
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
-from django_scheduled_actions.worker import Worker
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
-from tests.conftest import wait_until
+from tests.conftest import subprocess_env, wait_until
+from tests.threads import WorkerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects
@@ -25,23 +27,6 @@ Jobs = ScheduledFunction.objects
 
 def burst(**options):
     call_command("runworker", burst=True, **options)
-
-
-class WorkerThread:
-    """A worker running in a thread of the test process, stopped at the end of the test."""
-
-    def __init__(self, **options):
-        self.worker = Worker(poll_interval=0.05, **options)
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc):
-        self.worker.stop()
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "worker thread did not stop"
 
 
 def test_mutation_job_succeeds_once_with_job_info():
@@ -144,6 +129,70 @@ def test_priority_orders_claims():
     assert [j.pk for j in jobs] == [high, mid, low]
 
 
+def test_claims_walk_down_the_priorities_that_have_due_jobs():
+    scheduler.run_after(60, f.bump, {"name": "x"}, priority=5)  # the highest, but not due
+    p3 = [scheduler.run_after(0, f.bump, {"name": "x"}, priority=3) for _ in range(2)]
+    p1 = [scheduler.run_after(0, f.bump, {"name": "x"}, priority=1) for _ in range(2)]
+    scheduler.run_after(0, f.bump, {"name": "x"}, priority=1, queue="other")
+    p0 = scheduler.run_after(0, f.bump, {"name": "x"}, priority=0)
+    now = timezone.now()
+    assert [j.pk for j in claim("w", 3, now, timedelta(seconds=60), ["default"])[1]] == [*p3, p1[0]]
+    assert [j.pk for j in claim("w", 10, now, timedelta(seconds=60), ["default"])[1]] == [p1[1], p0]
+    assert claim("w", 10, now, timedelta(seconds=60), ["default"])[1] == []
+
+
+def deallocate(statement_like: str) -> int:
+    """Drop this connection's prepared statements whose text is LIKE ``statement_like``, as a pooler's next
+    server connection would not have them; by name, since psycopg notices DEALLOCATE ALL and forgets them
+    itself. Returns how many."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement LIKE %s", [statement_like])
+        names = [name for (name,) in cursor.fetchall()]
+        for name in names:
+            cursor.execute(f'DEALLOCATE "{name}"')
+    return len(names)
+
+
+def test_claims_go_on_when_the_connection_loses_its_prepared_statements(vendor, caplog):
+    """PostgreSQL claims are prepared statements; behind a pooler in transaction mode the next server
+    connection does not have them (here: DEALLOCATE). The claim falls back to unprepared statements
+    on that connection, and says so once."""
+    if vendor != "postgresql":
+        pytest.skip("prepared statements are used on PostgreSQL only")
+    from django_scheduled_actions.transactions import _UNPREPARABLE
+
+    ids = [scheduler.run_after(0, f.bump, {"name": "x"}) for _ in range(3)]
+    claimed = [j.pk for j in claim("w", 1, timezone.now(), timedelta(seconds=60))[1]]
+    assert connection.connection not in _UNPREPARABLE
+    assert deallocate("%") >= 1
+    claimed += [j.pk for j in claim("w", 1, timezone.now(), timedelta(seconds=60))[1]]
+    claimed += [j.pk for j in claim("w", 1, timezone.now(), timedelta(seconds=60))[1]]
+    assert claimed == ids
+    assert connection.connection in _UNPREPARABLE
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("prepared statements do not work on this connection")
+    assert "does not exist" in warnings[0]
+
+
+def test_a_mutation_completes_once_when_its_prepared_completion_went_missing(vendor):
+    """Mutations complete through a prepared statement inside their transaction. If it went missing there
+    (a pooler), the error aborts the transaction: it rolls back, the job runs again alone and completes
+    once, and that connection prepares nothing more."""
+    if vendor != "postgresql":
+        pytest.skip("prepared statements are used on PostgreSQL only")
+    from django_scheduled_actions.testing import run_due_jobs
+    from django_scheduled_actions.transactions import _UNPREPARABLE
+
+    first = scheduler.run_after(0, f.record, {"key": "first"})
+    assert run_due_jobs() == 1
+    assert deallocate("UPDATE %'success'%") == 1
+    second = scheduler.run_after(0, f.record, {"key": "second"})
+    assert run_due_jobs() == 1
+    assert sorted(Effect.objects.values_list("job_id", "key")) == [(first, "first"), (second, "second")]
+    assert Jobs.get(pk=second).state == State.SUCCESS
+    assert connection.connection in _UNPREPARABLE
+
+
 def test_claims_skip_future_jobs_and_other_queues():
     scheduler.run_after(60, f.bump, {"name": "x"})
     scheduler.run_after(0, f.bump, {"name": "x"}, queue="other")
@@ -158,6 +207,43 @@ def test_a_job_is_claimed_once():
     assert claim("w2", 5, now, timedelta(seconds=60))[1] == []
     job = Jobs.get(pk=job_id)
     assert (job.state, job.worker_id, job.token) == (State.IN_PROGRESS, "w1", token)
+
+
+def claim_for_two_idle_threads(vendor):
+    """A claim of [mutation, action, action] made for two idle threads: on PostgreSQL it marks the first
+    action started (the mutation is the other of the first two jobs)."""
+    ids = [scheduler.run_after(0, f.bump, {"name": "x"}),  # claim order: scheduled time, then id
+           scheduler.run_after(0, f.noop_action, {}), scheduler.run_after(0, f.noop_action, {})]
+    now = timezone.now()
+    token, jobs = claim("w", 10, now, timedelta(seconds=60), start=2)
+    assert [j.pk for j in jobs] == ids
+    prestarted = [ids[1]] if vendor == "postgresql" else []
+    rows = {j.pk: (j.started_at, j.attempts) for j in Jobs.filter(pk__in=ids)}
+    assert rows == {pk: ((now, 1) if pk in prestarted else (None, 0)) for pk in ids}
+    # in memory, as any action about to start: its attempt is counted when its body runs
+    assert [(j.started_at, j.attempts) for j in jobs] == [(now if pk in prestarted else None, 0) for pk in ids]
+    return token, jobs
+
+
+def unclaimed(ids) -> bool:
+    return set(Jobs.filter(pk__in=ids).values_list("state", "started_at", "attempts", "token")) == {
+        (State.PENDING, None, 0, "")}
+
+
+def test_a_claim_for_idle_threads_starts_its_first_actions_and_handing_them_back_undoes_that(vendor):
+    token, jobs = claim_for_two_idle_threads(vendor)
+    ids = [j.pk for j in jobs]
+    # a job a thread started since is not the claim's to hand back: it may have run
+    Jobs.mark_started(ids[2], token, timezone.now() + timedelta(seconds=1))
+    assert leases.hand_back(token, jobs) == 2
+    assert unclaimed(ids[:2])
+    assert Jobs.get(pk=ids[2]).state == State.IN_PROGRESS
+
+
+def test_a_claim_that_raised_is_released_whole_even_the_actions_it_started(vendor):
+    token, jobs = claim_for_two_idle_threads(vendor)  # the worker never got these rows: none of them ran
+    assert leases.release_claim(token) == 3
+    assert unclaimed([j.pk for j in jobs])
 
 
 def test_expired_leases_are_recovered_by_kind():
@@ -300,6 +386,15 @@ def test_due_job_query_uses_the_partial_index(vendor):
         assert "sa_job_due_mysql_idx" in qs.explain() or "sa_job_due_idx" in qs.explain()
 
 
+def test_postgresql_vacuums_the_jobs_table_by_dead_rows_not_by_its_size(vendor):
+    if vendor != "postgresql":
+        pytest.skip("per-table autovacuum settings are PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'scheduled_actions_job'")
+        options = cursor.fetchone()[0]
+    assert sorted(options) == ["autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000"]
+
+
 def _kill_other_connections(vendor):
     with connection.cursor() as cursor:
         if vendor == "postgresql":
@@ -326,3 +421,44 @@ def test_worker_reconnects_after_its_connections_are_killed(vendor):
         wait_until(lambda: Jobs.filter(pk__in=later, state=State.SUCCESS).count() == 4, timeout=15,
                    message="jobs after the connections were killed")
     assert sorted(Effect.objects.values_list("key", flat=True)) == ["after-0", "after-1", "after-2", "before"]
+
+
+WAKE_UP_UNDER_SIGNALS = """
+import signal, time
+import django
+django.setup()
+from django_scheduled_actions.worker import Wakeup
+
+wake, fired, running = Wakeup(), 0, True
+
+def handler(signum, frame):  # as the worker's SIGTERM handler does, every 0.3 ms
+    global fired
+    fired += 1
+    wake.set()
+    if running:  # handlers run in this thread: once it is False, none re-arms the timer
+        signal.setitimer(signal.ITIMER_REAL, 0.0003)
+
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.0003)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:  # the main loop's own use: wait, then clear
+    wake.wait(0)
+    wake.clear()
+running = False
+signal.setitimer(signal.ITIMER_REAL, 0)
+signal.signal(signal.SIGALRM, signal.SIG_IGN)  # one already pending must not kill the process on exit
+print(fired)
+"""
+
+
+def test_a_signal_handler_can_wake_the_main_loop_whatever_the_loop_is_doing():
+    """Signal handlers run in the main thread between two of its bytecodes, perhaps inside the wake-up's
+    own ``wait()`` or ``clear()``: setting it there must not deadlock (with a ``threading.Event`` this
+    script hung in 3 runs of 3: a SIGTERM could leave the worker hanging for good)."""
+    try:
+        run = subprocess.run([sys.executable, "-c", WAKE_UP_UNDER_SIGNALS], env=subprocess_env(), timeout=30,
+                             capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the main loop deadlocked when a signal handler set its wake-up")
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) > 1000, "too few signals to have tried every point of the loop"

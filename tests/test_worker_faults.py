@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -19,9 +18,9 @@ from django.utils import timezone
 from django_scheduled_actions import leases, scheduler
 from django_scheduled_actions.leases import claim, register_worker
 from django_scheduled_actions.models import ScheduledFunction, State
-from django_scheduled_actions.worker import Worker
 from tests.app import functions as f
 from tests.conftest import wait_until
+from tests.threads import WorkerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,15 +37,9 @@ def test_a_claim_committed_but_unacknowledged_is_handed_back(monkeypatch):
         return result
 
     monkeypatch.setattr(leases, "claim", claim_then_lose_the_answer)
-    worker = Worker(poll_interval=0.05, crons=False)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with WorkerThread(crons=False):
         wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 8,
                    "the job of the unacknowledged claim to be handed back and run")
-    finally:
-        worker.stop()
-        thread.join(15)
     assert [j.pk for j in calls[0][1]] == [job_id]
 
 
@@ -58,12 +51,6 @@ def test_a_restart_under_the_same_worker_id_recovers_the_previous_claims():
     _token, claimed = claim("pod-0", 1, timezone.now(), lease)  # ... and then the process is killed
     assert [job.pk for job in claimed] == [job_id]
 
-    worker = Worker(worker_id="pod-0", poll_interval=0.05, crons=False)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with WorkerThread(worker_id="pod-0", crons=False):
         wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 8,
                    "the previous incarnation's claim to be recovered and run")
-    finally:
-        worker.stop()
-        thread.join(15)

@@ -17,10 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS
 from django.dispatch import Signal
 from django.tasks import task_backends
 from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils.module_loading import import_string
 
 from .. import signals
 from ..registry import registry
@@ -31,13 +34,36 @@ logger = logging.getLogger("django_scheduled_actions")
 
 
 def connect() -> None:
-    """Let the worker run task jobs and send Django's task signals. Safe to call more than once."""
-    from ..models import ScheduledFunction
-
+    """Let the worker run task jobs; send Django's task signals while ``TASKS`` names this app's backend
+    (otherwise no receiver is connected: scheduling a job costs nothing extra). Safe to call more than once."""
     registry.add_resolver(PREFIX, resolve)
+    setting_changed.connect(_tasks_changed, dispatch_uid="django_tasks.tasks_changed")
+    _follow_tasks_setting()
+
+
+def _follow_tasks_setting() -> None:
+    from ..models import ScheduledFunction
+    from .backend import ScheduledActionsBackend
+
+    def ours(path: str) -> bool:
+        try:
+            return issubclass(import_string(path), ScheduledActionsBackend)
+        except (ImportError, TypeError):  # a bad path is reported by Django's own checks
+            return False
+
+    used = any(ours(str(config.get("BACKEND", ""))) for config in getattr(settings, "TASKS", {}).values())
     for signal, receiver in ((signals.job_scheduled, on_job_scheduled), (signals.job_started, on_job_started),
                              (signals.job_succeeded, on_job_succeeded), (signals.job_failed, on_job_failed)):
-        signal.connect(receiver, sender=ScheduledFunction, dispatch_uid=f"django_tasks.{receiver.__name__}")
+        uid = f"django_tasks.{receiver.__name__}"
+        if used:
+            signal.connect(receiver, sender=ScheduledFunction, dispatch_uid=uid)
+        else:
+            signal.disconnect(sender=ScheduledFunction, dispatch_uid=uid)
+
+
+def _tasks_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "TASKS":
+        _follow_tasks_setting()
 
 
 def on_job_scheduled(sender: Any, job: Any, **kwargs: Any) -> None:

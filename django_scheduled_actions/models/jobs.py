@@ -17,6 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from ..transactions import fetch_prepared
 from .workers import WorkerProcess
 
 
@@ -37,6 +38,43 @@ class State(models.TextChoices):
 
 FINAL_STATES = (State.SUCCESS, State.FAILED, State.CANCELED)
 _PENDING_LITERAL = RawSQL("scheduled_actions_job.state = 'pending'", [], output_field=models.BooleanField())
+
+
+# The priorities of pending jobs, highest first, each found by one probe of the due index (the last
+# row of p is NULL).
+PENDING_PRIORITIES = """WITH RECURSIVE p(v) AS (
+    SELECT MAX(priority) FROM scheduled_actions_job WHERE state = 'pending'
+  UNION ALL
+    SELECT (SELECT MAX(priority) FROM scheduled_actions_job WHERE state = 'pending' AND priority < p.v)
+    FROM p WHERE p.v IS NOT NULL
+)
+SELECT v FROM p WHERE v IS NOT NULL"""
+
+# Not ``state = 'in_progress'``: the planner would prefer the small partial lease index, whose every
+# entry it then joins against (slow once many jobs are in progress); this leaves it the primary key.
+BY_PRIMARY_KEY = "j.state || '' = 'in_progress'"
+
+SETTLE_ACTIONS = f"""WITH done AS (
+    UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result, completed_time = %s,
+        lease_expires_at = NULL
+    FROM unnest(%s::bigint[], %s::text[], %s::jsonb[]) AS v(id, token, result)
+    WHERE j.id = v.id AND j.token = v.token AND {BY_PRIMARY_KEY} RETURNING j.id),
+began AS (
+    UPDATE scheduled_actions_job AS j SET started_at = %s, attempts = j.attempts + 1
+    FROM unnest(%s::bigint[], %s::text[]) AS s(id, token)
+    WHERE j.id = s.id AND j.token = s.token AND {BY_PRIMARY_KEY} RETURNING j.id)
+SELECT true, id FROM done UNION ALL SELECT false, id FROM began"""
+COMPLETE_MUTATIONS = """UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result,
+    completed_time = %s, lease_expires_at = NULL, started_at = v.started, attempts = j.attempts + 1
+FROM unnest(%s::tid[], %s::bigint[], %s::text[], %s::jsonb[], %s::timestamptz[]) AS v(ctid, id, token, result, started)
+WHERE j.ctid = v.ctid AND j.id + 0 = v.id AND j.token = v.token AND j.state || '' = 'in_progress'
+RETURNING j.id"""
+# Each one text whatever the number of jobs (arrays, not VALUES lists), so it is prepared once per connection.
+
+
+def _json(value: Any) -> str | None:
+    """A result as a PostgreSQL ``jsonb`` parameter (SQL NULL for ``None``, as the ORM writes it)."""
+    return None if value is None else json.dumps(value)
 
 
 class Kind(models.TextChoices):
@@ -71,9 +109,59 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         return self.filter(state__in=FINAL_STATES, completed_time__lt=when)
 
     def next_due_time(self, queues: Iterable[str] | None) -> datetime | None:
-        row = (self.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time")
-               .values_list("scheduled_time", flat=True).first())
-        return row
+        """The earliest scheduled time of a pending job: per priority, the first entry of the due index
+        at that priority (one probe each), not a scan of every pending job."""
+        pending = self.filter(state=State.PENDING).in_queues(queues)
+        times = [pending.filter(priority=priority).order_by("scheduled_time").values_list("scheduled_time", flat=True)
+                 .first() for priority in self.pending_priorities()]
+        return min((t for t in times if t is not None), default=None)
+
+    def pending_priorities(self) -> list[int]:
+        """The priorities pending jobs have, highest first: a walk down the due index, one probe each.
+
+        MySQL/MariaDB get one query per step: in a recursive query the bound ``priority < p.v`` is not a
+        constant when the plan is made, so they would read every pending job of the priority above."""
+        with connections[self.db].cursor() as cursor:
+            if connections[self.db].vendor != "mysql":
+                cursor.execute(PENDING_PRIORITIES)
+                return [row[0] for row in cursor.fetchall()]
+            priorities: list[int] = []
+            while True:
+                cursor.execute("SELECT priority FROM scheduled_actions_job WHERE state = 'pending' AND priority < %s "
+                               "ORDER BY priority DESC LIMIT 1", [priorities[-1] if priorities else 2**31])
+                row = cursor.fetchone()
+                if row is None:
+                    return priorities
+                priorities.append(row[0])
+
+    def insert_many(self, template: dict[str, Any], args: list[str]) -> list[int]:
+        """Insert one job per JSON text in ``args``, every other field from ``template``; returns the new
+        ids in the order of ``args``. PostgreSQL: one ``INSERT ... SELECT`` from one JSON array parameter
+        (the constant fields sent once, the trigger's NOTIFY once); elsewhere ``bulk_create``."""
+        connection = connections[self.db]
+        if not args:
+            return []
+        if connection.vendor != "postgresql":
+            if not connection.features.can_return_rows_from_bulk_insert:  # MySQL: ids are not returned
+                return [self.create(args=json.loads(text), **template).pk for text in args]
+            jobs = self.bulk_create([ScheduledFunction(args=json.loads(text), **template) for text in args])
+            return [job.pk for job in jobs]
+        proto = ScheduledFunction(**template)
+        columns, values, params = [], [], []
+        for field in ScheduledFunction._meta.concrete_fields:
+            if field.primary_key:
+                continue
+            columns.append(connection.ops.quote_name(field.column))
+            if field.name == "args":
+                values.append("u.a")
+            else:
+                values.append(f"CAST(%s AS {field.db_type(connection)})")
+                params.append(field.get_db_prep_save(getattr(proto, field.attname), connection))
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {ScheduledFunction._meta.db_table} ({', '.join(columns)}) "
+                           f"SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
+                           "AS u(a, n) ORDER BY u.n RETURNING id", [*params, f"[{','.join(args)}]"])
+            return sorted(row[0] for row in cursor.fetchall())  # ids are drawn in the ORDER BY's order
 
     # --- transitions: each one conditional UPDATE, returning how many rows changed ---
 
@@ -101,8 +189,13 @@ class ScheduledFunctionQuerySet(models.QuerySet):
 
     def mark_succeeded(self, job_id: int, token: str, result: Any, now: datetime, *,
                        started_at: datetime | None = None, count_attempt: bool = False) -> int:
-        values: dict[str, Any] = {"state": State.SUCCESS, "result": result, "completed_time": now,
-                                  "lease_expires_at": None}
+        return self._finish(job_id, token, {"state": State.SUCCESS, "result": result}, now, started_at, count_attempt)
+
+    def _finish(self, job_id: int, token: str, values: dict[str, Any], now: datetime, started_at: datetime | None,
+                count_attempt: bool) -> int:
+        """A claimed job's final state (``values``), completed ``now``; ``started_at`` if given (a mutation's
+        start is written with its completion)."""
+        values = {**values, "completed_time": now, "lease_expires_at": None}
         if started_at is not None:
             values["started_at"] = started_at
         return self.update_claimed(job_id, token, values, count_attempt=count_attempt)
@@ -121,27 +214,39 @@ class ScheduledFunctionQuerySet(models.QuerySet):
                 "UPDATE scheduled_actions_job SET state = 'success', result = %s::jsonb, completed_time = %s, "
                 "lease_expires_at = NULL, started_at = %s, attempts = attempts + 1 "
                 "WHERE ctid = %s::tid AND id = %s AND token = %s AND state = 'in_progress'",
-                [None if result is None else json.dumps(result), now, started_at, ctid, job_id, token])
+                [_json(result), now, started_at, ctid, job_id, token])
             return cursor.rowcount
 
-    def mark_many_succeeded(self, outcomes: list[tuple[int, str, Any]], now: datetime) -> set[int]:
-        """``mark_succeeded`` of many actions ``(job id, token, result)`` in one statement (PostgreSQL) or one
-        transaction: one commit for all. Returns the ids still claimed, now ``success``."""
+    def complete_mutations(self, rows: list[tuple[str | None, int, str, Any, datetime]], now: datetime) -> int:
+        """``mark_succeeded`` of the mutations ``(ctid, job id, token, result, started_at)`` that ran in the
+        caller's transaction, in one statement on PostgreSQL (by ``ctid``, see ``mark_succeeded_at``).
+        Returns how many of them this worker still held: fewer than ``len(rows)`` means a claim was lost.
+
+        ``id + 0`` and ``state || ''`` keep the planner off the primary key and the partial lease index
+        (whose pages a serializable scan would lock): a TID scan per row is the only plan left."""
+        connection = connections[self.db]
+        if connection.vendor != "postgresql" or any(row[0] is None for row in rows):
+            return sum(bool(self.mark_succeeded(job_id, token, result, now, started_at=started, count_attempt=True))
+                       for _ctid, job_id, token, result, started in rows)
+        return len(fetch_prepared(self.db, COMPLETE_MUTATIONS, [now, *(list(column) for column in zip(*(
+            (ctid, job_id, token, _json(result), started) for ctid, job_id, token, result, started in rows),
+            strict=True))]))
+
+    def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
+                       now: datetime) -> tuple[set[int], set[int]]:
+        """Mark succeeded actions ``(job id, token, result)`` and mark started the next ones ``(job id,
+        token)``, in one commit (one statement on PostgreSQL). Returns the ids of each still claimed."""
         connection = connections[self.db]
         if connection.vendor != "postgresql":
             with transaction.atomic(using=self.db):
-                return {job_id for job_id, token, result in outcomes
-                        if self.mark_succeeded(job_id, token, result, now)}
-        values = ", ".join(["(%s::bigint, %s, %s::jsonb)"] * len(outcomes))
-        params: list[Any] = [now]
-        for job_id, token, result in outcomes:
-            params += [job_id, token, None if result is None else json.dumps(result)]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result, completed_time = %s, "
-                f"lease_expires_at = NULL FROM (VALUES {values}) AS v(id, token, result) "
-                "WHERE j.id = v.id AND j.token = v.token AND j.state = 'in_progress' RETURNING j.id", params)
-            return {row[0] for row in cursor.fetchall()}
+                done = {job_id for job_id, token, result in outcomes if self.mark_succeeded(job_id, token, result, now)}
+                return done, {job_id for job_id, token in starts if self.mark_started(job_id, token, now)}
+        if not outcomes and not starts:
+            return set(), set()
+        rows = fetch_prepared(self.db, SETTLE_ACTIONS, [
+            now, [o[0] for o in outcomes], [o[1] for o in outcomes], [_json(o[2]) for o in outcomes],
+            now, [s[0] for s in starts], [s[1] for s in starts]])
+        return {job_id for done, job_id in rows if done}, {job_id for done, job_id in rows if not done}
 
     def keep_late_result(self, job_id: int, result: Any) -> int:
         """A canceled action that finished anyway keeps its result; its state stays canceled."""
@@ -149,21 +254,28 @@ class ScheduledFunctionQuerySet(models.QuerySet):
 
     def mark_failed(self, job_id: int, token: str, error: str, now: datetime, *,
                     started_at: datetime | None = None, count_attempt: bool = False) -> int:
-        values: dict[str, Any] = {"state": State.FAILED, "error": error, "completed_time": now,
-                                  "lease_expires_at": None}
-        if started_at is not None:
-            values["started_at"] = started_at
-        return self.update_claimed(job_id, token, values, count_attempt=count_attempt)
+        return self._finish(job_id, token, {"state": State.FAILED, "error": error}, now, started_at, count_attempt)
 
     def retry_later(self, job_id: int, token: str, error: str, run_at: datetime) -> int:
         return self.update_claimed(job_id, token, {
             "state": State.PENDING, "error": error, "scheduled_time": run_at, "token": "", "worker_id": "",
             "lease_expires_at": None, "started_at": None})
 
+    def undo_start(self, job_id: int, token: str) -> int:
+        """Return an action marked started whose body never ran to ``pending`` (its attempt uncounted)."""
+        return self.claimed(job_id, token).unclaim()
+
     def hand_back(self, token: str, job_ids: Iterable[int]) -> int:
-        """Return claimed jobs whose body never started to ``pending`` (shutdown, lost worker)."""
-        return self.filter(pk__in=list(job_ids), token=token, state=State.IN_PROGRESS).update(
-            state=State.PENDING, token="", worker_id="", lease_expires_at=None)
+        """Return claimed jobs whose body never ran to ``pending`` (shutdown, lost connection)."""
+        return self.filter(pk__in=list(job_ids), token=token, state=State.IN_PROGRESS).unclaim()
+
+    def unclaim(self) -> int:
+        """Back to ``pending`` and unclaimed, for claimed jobs whose body never ran: an action marked
+        started (by its claim or a thread) has that undone, its attempt uncounted."""
+        uncounted = models.Case(models.When(started_at__isnull=False, then=models.F("attempts") - 1),
+                                default=models.F("attempts"), output_field=models.PositiveIntegerField())
+        return self.update(state=State.PENDING, token="", worker_id="", lease_expires_at=None, started_at=None,
+                           attempts=uncounted)
 
     def cancel(self, now: datetime | None = None) -> int:
         """Cancel pending and in-progress jobs; finished ones are left as they are.
@@ -279,15 +391,16 @@ class ScheduledFunction(models.Model):
     token = models.CharField(max_length=32, blank=True, default="", help_text=_("identifies the current claim"))
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
-                               help_text=_("the job that scheduled this one"))
+                               db_index=False, help_text=_("the job that scheduled this one"))  # sa_job_parent_idx
     cron = models.ForeignKey("CronJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
-                             help_text=_("the cron that fired this job"))
+                             db_index=False, help_text=_("the cron that fired this job"))  # sa_job_cron_tick_unique
     cron_tick = models.DateTimeField(null=True, blank=True, help_text=_("the cron tick this job runs for"))
     batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
-                              db_index=False, help_text=_("the batch this job is an item of"))  # sa_job_batch_idx
+                              db_index=False, help_text=_("the batch this job is an item of"))  # sa_job_batch_items_idx
     batch_counted = models.BooleanField(default=False, editable=False,
                                         help_text=_("its final state is counted in its batch's progress"))
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+                                 db_index=False,  # sa_job_retry_of_unique
                                  help_text=_("the failed or canceled job this one retries"))
 
     objects = ScheduledFunctionQuerySet.as_manager()
@@ -296,14 +409,20 @@ class ScheduledFunction(models.Model):
         db_table = "scheduled_actions_job"
         verbose_name = _("scheduled function")
         # Partial indexes for the claim and the lease recovery; MySQL/MariaDB have no partial indexes
-        # and get composite ones led by state from migration 0002 (see check() below).
+        # and get composite ones led by state from migration 0002 (see check() below). Every index is
+        # written by each of a job's three updates (claim, start, completion: none is a HOT update), so
+        # the others are partial where most rows have nothing to index, and no foreign key gets a
+        # second index beside the unique constraint that already starts with it.
         indexes = [
             models.Index(fields=["-priority", "scheduled_time", "id"], name="sa_job_due_idx",
                          condition=Q(state="pending")),
             models.Index(fields=["lease_expires_at"], name="sa_job_lease_idx", condition=Q(state="in_progress")),
-            models.Index(fields=["completed_time"], name="sa_job_finished_idx"),
+            models.Index(fields=["completed_time"], name="sa_job_finished_idx",
+                         condition=Q(completed_time__isnull=False)),
             models.Index(fields=["name", "state"], name="sa_job_name_idx"),
-            models.Index(fields=["batch", "batch_counted", "state"], name="sa_job_batch_idx"),
+            models.Index(fields=["batch", "batch_counted", "state"], name="sa_job_batch_items_idx",
+                         condition=Q(batch__isnull=False)),
+            models.Index(fields=["parent"], name="sa_job_parent_idx", condition=Q(parent__isnull=False)),
         ]
         constraints = [models.UniqueConstraint(fields=["cron", "cron_tick"], name="sa_job_cron_tick_unique"),
                        models.UniqueConstraint(fields=["retry_of"], name="sa_job_retry_of_unique")]

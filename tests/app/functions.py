@@ -55,6 +55,12 @@ def record(ctx, key: str) -> dict:
 
 
 @internal_mutation
+def record_many(ctx, keys: list[str], delay: float = 0) -> list[int]:
+    """Schedules ``record`` once per key, in bulk, from inside a mutation."""
+    return ctx.scheduler.run_many(record, [{"key": key} for key in keys], delay=delay)
+
+
+@internal_mutation
 def write_then_fail(ctx, text: str) -> None:
     Note.objects.create(text=text)
     raise ValueError(f"failing after writing {text!r}")
@@ -88,6 +94,11 @@ def action_via_ctx(ctx, name: str) -> int:
 
 
 @internal_action
+def read_via_ctx(ctx, name: str) -> int:
+    return ctx.run_query(count, {"name": name})
+
+
+@internal_action
 def noop_action(ctx, i: int = 0) -> int:
     return i
 
@@ -95,6 +106,12 @@ def noop_action(ctx, i: int = 0) -> int:
 @internal_mutation
 def noop_mutation(ctx, i: int = 0) -> int:
     return i
+
+
+@internal_action
+def clock_action(ctx, i: int = 0) -> float:
+    """A no-op action whose result is when its body ran (the benchmark's enqueue->start probe)."""
+    return time.time()
 
 
 @internal_action(retry=RetryPolicy(max_attempts=3, initial_backoff=0.0, jitter=False))

@@ -32,6 +32,10 @@ class Command(BaseCommand):
         parser.add_argument("--grace", type=positive_float, default=30.0,
                             help="seconds running jobs get to finish after SIGTERM/SIGINT (default 30)")
         parser.add_argument("--database", default="default", help="database alias (default 'default')")
+        parser.add_argument("--action-group", type=positive_int, default=8,
+                            help="quick actions (under 5 ms each) started together in one write, at most "
+                                 "(default 8; 1 starts each action alone: a kill -9 then leaves at most one "
+                                 "started action per thread that never ran)")
         parser.add_argument("--no-crons", action="store_true",
                             help="do not sync or tick cron jobs in this worker (--burst never does)")
 
@@ -40,7 +44,7 @@ class Command(BaseCommand):
             worker = Worker(concurrency=options["concurrency"], queues=options["queues"], burst=options["burst"],
                             max_jobs=options["max_jobs"], poll_interval=options["poll_interval"],
                             worker_id=options["worker_id"], using=options["database"], grace=options["grace"],
-                            crons=not options["no_crons"])
+                            crons=not options["no_crons"], action_group=options["action_group"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         worker.run()
