@@ -365,11 +365,11 @@ class Executor:
                starts: list[Claimed]) -> tuple[set[int], BaseException | None]:
         """One commit for ``outcomes`` and ``starts``, then announce the outcomes. Returns the ids of the
         started jobs, and the error if the database stayed away."""
-        jobs = Jobs.using(self.using)
+        jobs, now = Jobs.using(self.using), self.clock()  # one time for every try: what makes a repeat match
         try:
             done, started = persist(lambda: jobs.settle_actions(
                 [(job.pk, token, result) for job, token, result in outcomes],
-                [(job.pk, token) for token, job in starts], self.clock()), self.using)
+                [(job.pk, token) for token, job in starts], now), self.using)
         except Exception as exc:
             logger.exception("could not record succeeded actions jobs=%s", [job.pk for job, _, _ in outcomes])
             return set(), exc

@@ -128,7 +128,7 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
 _UNPREPARABLE: weakref.WeakSet = weakref.WeakSet()  # PostgreSQL connections where preparing failed
 
 
-def fetch_prepared(using: str, sql: str, params: list[Any]) -> list[tuple]:
+def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple]:
     """Run ``sql`` and return its rows; on PostgreSQL as a prepared statement, planned once per connection.
 
     For the statements a worker runs per claim, planning costs more than running (a claim: ~1.9 ms

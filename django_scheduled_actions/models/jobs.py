@@ -55,21 +55,28 @@ SELECT v FROM p WHERE v IS NOT NULL"""
 BY_PRIMARY_KEY = "j.state || '' = 'in_progress'"
 
 SETTLE_ACTIONS = f"""WITH done AS (
-    UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result, completed_time = %s,
+    UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result, completed_time = %(now)s,
         lease_expires_at = NULL
-    FROM unnest(%s::bigint[], %s::text[], %s::jsonb[]) AS v(id, token, result)
-    WHERE j.id = v.id AND j.token = v.token AND {BY_PRIMARY_KEY} RETURNING j.id),
+    FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::text[], %(results)s::jsonb[]) AS v(id, token, result)
+    WHERE j.id = v.id AND j.token = v.token AND ({BY_PRIMARY_KEY} OR j.completed_time = %(now)s) RETURNING j.id),
 began AS (
-    UPDATE scheduled_actions_job AS j SET started_at = %s, attempts = j.attempts + 1
-    FROM unnest(%s::bigint[], %s::text[]) AS s(id, token)
+    UPDATE scheduled_actions_job AS j SET started_at = %(now)s,
+        attempts = j.attempts + CASE WHEN j.started_at = %(now)s THEN 0 ELSE 1 END
+    FROM unnest(%(start_ids)s::bigint[], %(start_tokens)s::text[]) AS s(id, token)
     WHERE j.id = s.id AND j.token = s.token AND {BY_PRIMARY_KEY} RETURNING j.id)
 SELECT true, id FROM done UNION ALL SELECT false, id FROM began"""
+# Idempotent like ``update_claimed``: a repeat whose first commit landed unacknowledged changes nothing.
 COMPLETE_MUTATIONS = """UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result,
     completed_time = %s, lease_expires_at = NULL, started_at = v.started, attempts = j.attempts + 1
 FROM unnest(%s::tid[], %s::bigint[], %s::text[], %s::jsonb[], %s::timestamptz[]) AS v(ctid, id, token, result, started)
 WHERE j.ctid = v.ctid AND j.id + 0 = v.id AND j.token = v.token AND j.state || '' = 'in_progress'
 RETURNING j.id"""
 # Each one text whatever the number of jobs (arrays, not VALUES lists), so it is prepared once per connection.
+
+
+def _prep(name: str, value: Any, connection: Any) -> Any:
+    """``value`` as a query parameter for the job field ``name``."""
+    return ScheduledFunction._meta.get_field(name).get_db_prep_save(value, connection)
 
 
 def _json(value: Any) -> str | None:
@@ -170,18 +177,27 @@ class ScheduledFunctionQuerySet(models.QuerySet):
 
     def update_claimed(self, job_id: int, token: str, values: dict[str, Any], *, count_attempt: bool = False) -> int:
         """One ``UPDATE`` of a job this claim (``token``) still holds, written in SQL: the worker's hot
-        path, where compiling an ORM update costs more than the round trip (``values``: field -> value)."""
+        path, where compiling an ORM update costs more than the round trip (``values``: field -> value).
+
+        Idempotent: ``persist`` repeats a write whose connection dropped, and a commit can land without
+        its acknowledgement. A row that already holds this write's time (``completed_time``, else
+        ``started_at``: exact to the microsecond, and under this claim's token) matches again, and its
+        attempt is not counted a second time."""
         connection = connections[self.db]
+        stamp = next((name for name in ("completed_time", "started_at") if name in values), None)
+        stamped = [_prep(stamp, values[stamp], connection)] if stamp else []
         sets, params = [], []
+        if count_attempt:  # first: MySQL assigns left to right, and must test the row as it was
+            sets.append(f"attempts = attempts + CASE WHEN {stamp} = %s THEN 0 ELSE 1 END" if stamp
+                        else "attempts = attempts + 1")
+            params += stamped
         for name, value in values.items():
-            field = ScheduledFunction._meta.get_field(name)
-            sets.append(f"{connection.ops.quote_name(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
-        if count_attempt:
-            sets.append("attempts = attempts + 1")
+            sets.append(f"{connection.ops.quote_name(ScheduledFunction._meta.get_field(name).column)} = %s")
+            params.append(_prep(name, value, connection))
+        held = f"(state = 'in_progress' OR {stamp} = %s)" if stamp else "state = 'in_progress'"
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE scheduled_actions_job SET {', '.join(sets)} "
-                           "WHERE id = %s AND token = %s AND state = 'in_progress'", [*params, job_id, token])
+                           f"WHERE id = %s AND token = %s AND {held}", [*params, job_id, token, *stamped])
             return cursor.rowcount
 
     def mark_started(self, job_id: int, token: str, now: datetime) -> int:
@@ -243,9 +259,10 @@ class ScheduledFunctionQuerySet(models.QuerySet):
                 return done, {job_id for job_id, token in starts if self.mark_started(job_id, token, now)}
         if not outcomes and not starts:
             return set(), set()
-        rows = fetch_prepared(self.db, SETTLE_ACTIONS, [
-            now, [o[0] for o in outcomes], [o[1] for o in outcomes], [_json(o[2]) for o in outcomes],
-            now, [s[0] for s in starts], [s[1] for s in starts]])
+        rows = fetch_prepared(self.db, SETTLE_ACTIONS, {
+            "now": now, "done_ids": [o[0] for o in outcomes], "done_tokens": [o[1] for o in outcomes],
+            "results": [_json(o[2]) for o in outcomes], "start_ids": [s[0] for s in starts],
+            "start_tokens": [s[1] for s in starts]})
         return {job_id for done, job_id in rows if done}, {job_id for done, job_id in rows if not done}
 
     def keep_late_result(self, job_id: int, result: Any) -> int:
