@@ -58,7 +58,8 @@ SETTLE_ACTIONS = f"""WITH done AS (
     UPDATE scheduled_actions_job AS j SET state = 'success', result = v.result, completed_time = %(now)s,
         lease_expires_at = NULL
     FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::text[], %(results)s::jsonb[]) AS v(id, token, result)
-    WHERE j.id = v.id AND j.token = v.token AND ({BY_PRIMARY_KEY} OR j.completed_time = %(now)s) RETURNING j.id),
+    WHERE j.id = v.id AND j.token = v.token
+        AND ({BY_PRIMARY_KEY} OR (j.state || '' = 'success' AND j.completed_time = %(now)s)) RETURNING j.id),
 began AS (
     UPDATE scheduled_actions_job AS j SET started_at = %(now)s,
         attempts = j.attempts + CASE WHEN j.started_at = %(now)s THEN 0 ELSE 1 END
@@ -180,24 +181,28 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         path, where compiling an ORM update costs more than the round trip (``values``: field -> value).
 
         Idempotent: ``persist`` repeats a write whose connection dropped, and a commit can land without
-        its acknowledgement. A row that already holds this write's time (``completed_time``, else
-        ``started_at``: exact to the microsecond, and under this claim's token) matches again, and its
-        attempt is not counted a second time."""
+        its acknowledgement. A row under this token that already holds what the write leaves (its time,
+        ``completed_time`` else ``started_at``, exact to the microsecond; and its state) matches again,
+        and its attempt is not counted a second time."""
         connection = connections[self.db]
         stamp = next((name for name in ("completed_time", "started_at") if name in values), None)
-        stamped = [_prep(stamp, values[stamp], connection)] if stamp else []
+        written, written_params = [], []  # the row as this write leaves it
+        for name in (stamp, "state") if stamp else ():
+            if name in values:
+                written.append(f"{name} = %s")
+                written_params.append(_prep(name, values[name], connection))
         sets, params = [], []
         if count_attempt:  # first: MySQL assigns left to right, and must test the row as it was
-            sets.append(f"attempts = attempts + CASE WHEN {stamp} = %s THEN 0 ELSE 1 END" if stamp
+            sets.append(f"attempts = attempts + CASE WHEN {' AND '.join(written)} THEN 0 ELSE 1 END" if written
                         else "attempts = attempts + 1")
-            params += stamped
+            params += written_params
         for name, value in values.items():
             sets.append(f"{connection.ops.quote_name(ScheduledFunction._meta.get_field(name).column)} = %s")
             params.append(_prep(name, value, connection))
-        held = f"(state = 'in_progress' OR {stamp} = %s)" if stamp else "state = 'in_progress'"
+        held = f"(state = 'in_progress' OR ({' AND '.join(written)}))" if written else "state = 'in_progress'"
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE scheduled_actions_job SET {', '.join(sets)} "
-                           f"WHERE id = %s AND token = %s AND {held}", [*params, job_id, token, *stamped])
+                           f"WHERE id = %s AND token = %s AND {held}", [*params, job_id, token, *written_params])
             return cursor.rowcount
 
     def mark_started(self, job_id: int, token: str, now: datetime) -> int:
