@@ -184,8 +184,11 @@ class Executor:
 
     def _after_rollback(self, taken: list[Runnable], failing: int | None,
                         exc: BaseException) -> None:
-        own_failure = (failing is not None and not isinstance(exc, ClaimLost)
-                       and not (isinstance(exc, DatabaseError) and (is_conflict(exc) or is_connection_error(exc))))
+        lost_connection = isinstance(exc, DatabaseError) and is_connection_error(exc)
+        own_failure = (failing is not None and not isinstance(exc, ClaimLost) and not lost_connection
+                       and not (isinstance(exc, DatabaseError) and is_conflict(exc)))
+        if lost_connection:  # each job runs again alone, on a new connection
+            connections[self.using].close()
         unrecorded: list[Claimed] = []
         for i, (fn, job, token) in enumerate(taken):
             try:

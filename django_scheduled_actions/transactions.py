@@ -88,6 +88,9 @@ def conflict_backoff(attempt: int) -> float:
 def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> Iterator[None]:
     """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first."""
     conn = connections[using]
+    raw = conn.connection
+    if conn.vendor == "postgresql" and raw is not None and raw.closed and not conn.in_atomic_block:
+        conn.close()  # broken underneath (a connection killed while Django set it up stays assigned): reopen
     with guards.policy("allow"):  # opening runs setup statements (MySQL: SET SESSION ...), not the body's
         conn.ensure_connection()
     vendor = conn.vendor
@@ -106,14 +109,18 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         # psycopg then opens the transaction with "BEGIN ISOLATION LEVEL ..." itself: one round trip less
         raw = conn.connection
         saved_level, saved_read_only = raw.isolation_level, raw.read_only
-        raw.isolation_level = PG_ISOLATION[isolation] if isolation else saved_level
-        raw.read_only = True if read_only else saved_read_only
+        with conn.wrap_database_errors:  # a lost connection is Django's OperationalError, as everywhere else
+            raw.isolation_level = PG_ISOLATION[isolation] if isolation else saved_level
+            raw.read_only = True if read_only else saved_read_only
         try:
             with transaction.atomic(using=using):
                 yield
         finally:
             if raw is conn.connection and not raw.closed:
-                raw.isolation_level, raw.read_only = saved_level, saved_read_only
+                try:
+                    raw.isolation_level, raw.read_only = saved_level, saved_read_only
+                except Exception:  # broke meanwhile: never hide the body's outcome; the next use reopens
+                    conn.close()
         return
     with transaction.atomic(using=using):
         clauses = [f"ISOLATION LEVEL {isolation.upper()}"] if isolation else []

@@ -5,6 +5,8 @@
 - a bookkeeping write (an action's start, its success, a failure) whose commit landed but whose answer was
   lost is repeated by the worker: the repeat must match the row it already wrote, count no second attempt
   and still report the job's outcome (signals, batches);
+- a mutation whose connection the server kills mid-body is handed back and runs again, whatever the
+  isolation handling then meets on the dead connection;
 - a worker restarted under the same ``--worker-id`` (a StatefulSet pod, a systemd unit with a fixed name)
   must not keep its previous incarnation's claims alive: they are recovered like any lost worker's.
 """
@@ -82,6 +84,53 @@ def test_an_action_whose_writes_landed_unacknowledged_counts_one_attempt_and_one
     job = ScheduledFunction.objects.get(pk=job_id)
     assert (job.state, job.attempts, heard) == (outcome, 1, [job_id])
     assert any(repeated), "no write was repeated: the test exercised nothing"
+
+
+@pytest.mark.parametrize("isolation", ["serializable", None])
+@pytest.mark.parametrize("others", [0, 3], ids=["alone", "in-a-shared-transaction"])
+def test_mutations_whose_connection_was_killed_mid_body_run_again(isolation, others, settings):
+    from django.db import connection
+
+    from tests.app.models import Effect
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no server to kill a connection")
+    settings.SCHEDULED_ACTIONS_MUTATION_ISOLATION = isolation
+    key = f"killed-{isolation}-{others}"
+    job_ids = [scheduler.run_after(0, f.record, {"key": f"{key}-{i}"}) for i in range(others)]
+    job_ids.append(scheduler.run_after(0, f.lose_connection_once, {"key": key}))
+    with WorkerThread(crons=False):
+        wait_until(lambda: not ScheduledFunction.objects.filter(
+            pk__in=job_ids, state__in=(State.PENDING, State.IN_PROGRESS)).exists(), 8, "the mutations to finish")
+    jobs = ScheduledFunction.objects.filter(pk__in=job_ids).order_by("pk")
+    assert [(job.state, job.attempts, job.error) for job in jobs] == [(State.SUCCESS, 1, "")] * len(job_ids)
+    assert Effect.objects.filter(key=key).count() == 1
+
+
+def test_a_transaction_on_a_connection_lost_underneath_reopens_it_or_reports_it_lost():
+    """A connection the server killed while Django was setting it up stays assigned to Django: the next
+    mutation's transaction must not turn that into a failure of its job (the chaos suite saw psycopg's own
+    "the connection is lost" escape Django's error wrapping and fail a mutation)."""
+    from django.db import DatabaseError, connection
+
+    from django_scheduled_actions.transactions import is_connection_error, outermost
+    from tests.app.models import Effect
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no server to kill a connection")
+    f.kill_connection(connection)
+    raw = connection.connection
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error, as in Django's connection setup
+        raw.execute("SELECT 1") if connection.vendor == "postgresql" else raw.query("SELECT 1")
+    try:
+        with outermost("default", "serializable"):
+            count = Effect.objects.count()
+    except DatabaseError as exc:
+        assert is_connection_error(exc), f"{exc!r} is not seen as a lost connection: the job would fail"
+        connection.close()
+    else:
+        assert count == 0
+        assert connection.vendor == "postgresql", "only PostgreSQL reopens it itself"
 
 
 @override_settings(SCHEDULED_ACTIONS_LEASE_SECONDS=1)

@@ -246,3 +246,36 @@ def _order_args(order: Order) -> dict:
 
 schedule_on_save(Order, process_order, args=_order_args, when=lambda order, created: created)
 schedule_on_delete(Order, order_deleted, args=lambda order: {"order_id": order.pk}, delay=30)
+
+
+_CONNECTION_KILLED: set[str] = set()
+
+
+def kill_connection(connection) -> None:
+    """Have the server kill ``connection`` (PostgreSQL or MySQL/MariaDB), from a second connection."""
+    from django.db import connections
+
+    own_id = "SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT CONNECTION_ID()"
+    with connection.cursor() as cursor:
+        cursor.execute(own_id)
+        (pid,) = cursor.fetchone()
+    killer = connections.create_connection(connection.alias)
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)" if connection.vendor == "postgresql"
+                           else "KILL CONNECTION %s", [pid])
+    finally:
+        killer.close()
+
+
+@internal_mutation
+def lose_connection_once(ctx, key: str) -> None:
+    """Writes an Effect; in its first run the server then kills the connection the body runs on, so the
+    body's next statement fails as in a server restart."""
+    from django.db import connection
+
+    Effect.objects.create(key=key)
+    if key not in _CONNECTION_KILLED:
+        _CONNECTION_KILLED.add(key)
+        kill_connection(connection)
+        Effect.objects.count()
