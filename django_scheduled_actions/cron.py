@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
 MIN_INTERVAL = timedelta(seconds=1)
@@ -126,6 +124,8 @@ class Cron:
     every_hour: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from croniter import CroniterBadDateError, croniter  # here: a worker without crons never loads it (1 MB)
+
         object.__setattr__(self, "tz", zone(self.timezone))
         expression = _normalise(self.expression)
         object.__setattr__(self, "expression", expression)
@@ -180,6 +180,8 @@ class Cron:
 
     def iter_after(self, dt: datetime) -> Iterator[datetime]:
         """The ticks strictly after ``dt``, in order, as aware UTC datetimes."""
+        from croniter import croniter
+
         start = _aware(dt).astimezone(UTC).replace(tzinfo=None)
         walls = croniter(self.expression, start + min(self._offsets_near(start)) - SECOND)
         pending: list[datetime] = []
@@ -248,6 +250,8 @@ def _normalise(expression: object) -> str:
         raise InvalidExpression(
             f"cron expression {expression!r} must have five fields (minute hour day-of-month month "
             "day-of-week) or be one of " + ", ".join(sorted(MACROS)))
+    from croniter import croniter
+
     if not croniter.is_valid(text):
         raise InvalidExpression(f"invalid cron expression {expression!r}")
     return text
