@@ -246,6 +246,30 @@ def test_a_claim_that_raised_is_released_whole_even_the_actions_it_started(vendo
     assert unclaimed([j.pk for j in jobs])
 
 
+def test_a_worker_of_slow_jobs_claims_no_more_than_it_can_start_soon():
+    """Claimed jobs wait in a worker for a free thread; with slow jobs that is work other workers could do.
+    A worker of two threads holds at most its two running jobs and two waiting ones."""
+    job_ids = [scheduler.run_after(0, f.slow_action, {"seconds": 0.1, "name": f"s{i}"}) for i in range(16)]
+    held = []
+    with WorkerThread(concurrency=2, crons=False) as worker:
+        deadline = time.monotonic() + 30
+        while Jobs.filter(pk__in=job_ids).exclude(state=State.SUCCESS).exists() and time.monotonic() < deadline:
+            held.append(Jobs.filter(pk__in=job_ids, state=State.IN_PROGRESS).count())
+            time.sleep(0.02)
+    assert not Jobs.filter(pk__in=job_ids).exclude(state=State.SUCCESS).exists()
+    assert 0 < max(held) <= 4, held
+    assert worker.prefetch == 2
+
+
+def test_a_worker_of_quick_jobs_claims_more_at_a_time():
+    """... and with quick jobs it lets more wait, so that its threads do not wait for the next claim."""
+    scheduler.run_many(f.noop_action, [{"i": i} for i in range(1500)])
+    with WorkerThread(concurrency=2, crons=False) as worker:
+        wait_until(lambda: not Jobs.exclude(state=State.SUCCESS).exists(), 60, "the quick jobs to be done")
+        grown = worker.prefetch
+    assert grown > 2 * 2, grown
+
+
 def test_expired_leases_are_recovered_by_kind():
     mutation = scheduler.run_after(0, f.bump, {"name": "x"})
     unstarted = scheduler.run_after(0, f.noop_action, {})
