@@ -286,13 +286,13 @@ class Worker:
         return max(free, 0)
 
     def _adapt_prefetch(self, mono: float) -> None:
-        """Size the waiting jobs to the rate at which jobs finished over the last quarter second or more:
+        """Size the waiting jobs to the rate at which jobs finished over the last tenth of a second or more:
         quick jobs get claims big enough that the threads do not wait for the next one (no-op actions on
         PostgreSQL: 128 waiting drained 15-20% faster than 32), slow ones stay unclaimed for other workers
         instead of queueing here (a worker of 4 threads claimed up to 96 jobs whatever their length: 24 s of
         work in one-second jobs; now 8)."""
         since, count = self._rate_mark
-        if mono - since < 0.25:
+        if mono - since < 0.1:
             return
         self._rate_mark = (mono, self.completed_total)
         rate = (self.completed_total - count) / (mono - since)
