@@ -246,6 +246,24 @@ def test_a_claim_that_raised_is_released_whole_even_the_actions_it_started(vendo
     assert unclaimed([j.pk for j in jobs])
 
 
+def test_the_next_due_time_is_the_earliest_pending_job_of_any_priority_in_the_queues():
+    now = timezone.now()
+    assert Jobs.next_due_time(None) is None
+    plan = [(30, 5, "default"), (20, -3, "default"), (10, 0, "other"), (40, 5, "other"), (50, 9, "default")]
+    for seconds, priority, queue in plan:
+        scheduler.run_after(seconds, f.noop_action, {}, priority=priority, queue=queue)
+    done = scheduler.run_after(5, f.noop_action, {}, priority=1)
+    Jobs.filter(pk=done).update(state=State.SUCCESS)  # finished jobs do not count
+
+    def expected(queues):
+        times = [j.scheduled_time for j in Jobs.filter(state=State.PENDING) if not queues or j.queue in queues]
+        return min(times, default=None)
+
+    for queues in (None, ["default"], ["other"], ["default", "other"], ["nowhere"]):
+        assert Jobs.next_due_time(queues) == expected(queues), queues
+    assert abs((Jobs.next_due_time(None) - now).total_seconds() - 10) < 2
+
+
 def test_a_worker_of_slow_jobs_claims_no_more_than_it_can_start_soon():
     """Claimed jobs wait in a worker for a free thread; with slow jobs that is work other workers could do.
     A worker of two threads holds at most its two running jobs and two waiting ones."""
