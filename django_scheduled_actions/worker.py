@@ -295,9 +295,8 @@ class Worker:
         if mono - since < 0.1:
             return
         self._rate_mark = (mono, self.completed_total)
-        rate = (self.completed_total - count) / (mono - since)
-        if rate > 0:  # nothing finished (idle, or one long job): keep the size
-            self.prefetch = min(max(int(rate * PREFETCH_SECONDS), self.concurrency), PREFETCH_MAX)
+        rate = (self.completed_total - count) / (mono - since)  # 0 when idle or in long jobs: one per thread
+        self.prefetch = min(max(int(rate * PREFETCH_SECONDS), self.concurrency), PREFETCH_MAX)
 
     def _claim_and_dispatch(self) -> tuple[int, int]:
         asked = self._claim_size()
