@@ -10,6 +10,7 @@ from .exceptions import (
     JobTimeout,
     NonRetryableError,
     QueryWriteError,
+    ReturnValidationError,
     Unauthenticated,
     WorkerLost,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "NonRetryableError",
     "QueryWriteError",
     "RetryPolicy",
+    "ReturnValidationError",
     "Saga",
     "SagaRolledBack",
     "Unauthenticated",

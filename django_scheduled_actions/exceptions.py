@@ -16,6 +16,19 @@ class ArgumentValidationError(ScheduledActionsError, ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class ReturnValidationError(ScheduledActionsError, TypeError):
+    """A function returned a value that does not match its return annotation (Convex's ``returns:``).
+
+    Raised before the value is stored or answered: a mutation's transaction rolls back with it.
+    """
+
+    def __init__(self, function: str, message: str, path: str = "result"):
+        self.function = function
+        self.path = path
+        self.problem = message
+        super().__init__(f"{function} returned a value that does not match its annotation: {path}: {message}")
+
+
 class ActionDatabaseAccessError(ScheduledActionsError, RuntimeError):
     """An action body touched the database directly instead of through ctx.run_query / ctx.run_mutation."""
 

@@ -17,7 +17,6 @@ from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
 from .exceptions import QueryWriteError
 from .registry import Function
 from .transactions import run_in_mutation_transaction, run_in_query_transaction
-from .validation import to_json_value
 
 
 def _check_kind(fn: Any, kind: str, runner: str) -> Function:
@@ -44,13 +43,14 @@ def run_query(fn: Function, args: dict[str, Any] | None = None, *, using: str = 
 
     with guards.policy("query"):
         result = run_in_query_transaction(lambda: fn.fn(QueryCtx(job, using, auth), **kwargs), using)
-    return to_json_value(result, f"the result of {fn.name}")
+    return fn.validator.result_to_json(result)
 
 
 def call_mutation_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
                        auth: Auth | None = None) -> Any:
-    """The body of a mutation, inside its transaction; its result is checked to be JSON."""
-    return to_json_value(fn.fn(MutationCtx(job, using, auth), **kwargs), f"the result of {fn.name}")
+    """The body of a mutation, inside its transaction; its result is checked against its return annotation
+    there, so a mismatch rolls the transaction back."""
+    return fn.validator.result_to_json(fn.fn(MutationCtx(job, using, auth), **kwargs))
 
 
 def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
@@ -75,7 +75,7 @@ def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobI
     mode: guards.Policy = "action" if app_settings.STRICT_ACTIONS else "allow"
     with guards.policy(mode):
         result = fn.fn(ActionCtx(job, using, auth), **kwargs)
-    return to_json_value(result, f"the result of {fn.name}")
+    return fn.validator.result_to_json(result)
 
 
 def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,

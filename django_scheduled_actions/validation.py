@@ -1,9 +1,11 @@
-"""Argument validation from a function's signature and type annotations.
+"""Argument and return validation from a function's signature and type annotations.
 
 ``Validator.to_json(args)`` checks a dict of arguments *before* anything runs or is stored and returns
 the JSON form that is stored; ``Validator.to_python(json_args)`` turns stored JSON back into the
-Python values the function receives. Supported annotations: int, float, str, bool, None, list[T],
-dict[str, T], X | None, Literal[...], datetime, date, UUID, Decimal, Any (and no annotation).
+Python values the function receives; ``Validator.result_to_json(value)`` checks a returned value
+against the return annotation (Convex's ``returns:``) and returns the JSON form that is stored.
+Supported annotations: int, float, str, bool, None, list[T], dict[str, T], X | None, Literal[...],
+datetime, date, UUID, Decimal, Any (and no annotation: checks nothing beyond JSON).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .exceptions import ArgumentValidationError
+from .exceptions import ArgumentValidationError, ReturnValidationError
 
 
 class _Mismatch(Exception):
@@ -39,6 +41,8 @@ def _describe(value: Any) -> str:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is not None:  # list[int], Literal['a'], not their bare __name__
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -212,7 +216,11 @@ class Validator:
                 raise TypeError(f"{name}: parameter {p.name!r} must be a plain or keyword-only parameter")
             annotation = hints.get(p.name, Any)
             self.params[p.name] = (Converter(annotation), p.default)
-            _check_annotation(name, p.name, annotation)
+            _check_annotation(name, f"parameter {p.name!r}", annotation)
+        returns = hints.get("return", Any)
+        _check_annotation(name, "the return annotation", returns)
+        # None: nothing to check beyond JSON (no annotation, or Any), as Convex without ``returns:``
+        self.returns: Converter | None = None if returns is Any else Converter(returns)
 
     def _walk(self, args: Any, *, to_json: bool, from_json: bool) -> dict[str, Any]:
         if not isinstance(args, dict):
@@ -243,8 +251,30 @@ class Validator:
         """Decode stored JSON arguments into the values the function receives."""
         return self._walk(json_args, to_json=False, from_json=True)
 
+    def result_to_json(self, value: Any) -> Any:
+        """Check a returned value against the return annotation; return the JSON form that is stored.
 
-def _check_annotation(name: str, pname: str, tp: Any) -> None:
+        Raises ``ReturnValidationError`` naming the path (``result[2]['id']``) on a mismatch, and
+        ``TypeError`` for a value JSON cannot hold where nothing is annotated.
+        """
+        if value is None:  # the common no-result case: valid for -> None, X | None, Any and no annotation
+            if self.returns is None or _accepts_none(self.returns.annotation):
+                return None
+        if self.returns is not None:
+            try:
+                value = self.returns.to_json(value, "result")
+            except _Mismatch as exc:
+                raise ReturnValidationError(self.name, exc.message, exc.path) from None
+        return to_json_value(value, f"the result of {self.name}")
+
+
+def _accepts_none(tp: Any) -> bool:
+    if tp is None or tp is type(None):
+        return True
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _check_annotation(name: str, where: str, tp: Any) -> None:
     """Fail at decoration time (start-up) on annotations that cannot be validated."""
     origin = typing.get_origin(tp)
     if tp is Any or tp is None or tp is type(None) or origin is typing.Literal or tp in SCALARS:
@@ -253,14 +283,14 @@ def _check_annotation(name: str, pname: str, tp: Any) -> None:
         return
     if origin in (typing.Union, types.UnionType, list):
         for arg in typing.get_args(tp):
-            _check_annotation(name, pname, arg)
+            _check_annotation(name, where, arg)
         return
     if origin is dict:
         key_tp, item = typing.get_args(tp)
         if key_tp is str:
-            _check_annotation(name, pname, item)
+            _check_annotation(name, where, item)
             return
-    raise TypeError(f"{name}: parameter {pname!r} has an unsupported annotation {tp!r}; use int, float, "
+    raise TypeError(f"{name}: {where} has an unsupported annotation {tp!r}; use int, float, "
                     "str, bool, None, list[T], dict[str, T], X | None, Literal[...], datetime, date, "
                     "UUID or Decimal")
 
