@@ -21,6 +21,7 @@ class JobInfo:
     name: str
     attempt: int
     scheduled_time: datetime
+    kind: str | None = None  # "mutation" | "action"; a mutation job completes in its body's transaction
 
 
 class QueryCtx:

@@ -153,7 +153,8 @@ class Executor:
         rows: list[tuple[str | None, int, str, Any, Any]] = []
         leftover: Claimed | None = None
         failing: int | None = None  # the job whose body raised, if one did
-        limit = time.monotonic() + MUTATION_BATCH_SECONDS
+        opened = time.monotonic()  # before the transaction's snapshot: only claims committed by now join
+        limit = opened + MUTATION_BATCH_SECONDS
         try:
             with guards.policy("allow"), outermost(self.using, app_settings.MUTATION_ISOLATION):
                 while True:
@@ -161,13 +162,13 @@ class Executor:
                     started = self.clock()
                     send(signals.job_started, job, worker_id=self.worker_id)
                     failing = len(rows)
-                    info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time)
+                    info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time, "mutation")
                     result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
                     failing = None
                     rows.append((getattr(job, "ctid", None), job.pk, token, result, started))
                     if len(rows) >= MUTATIONS_PER_COMMIT or time.monotonic() > limit:
                         break
-                    following, leftover = self._take_next(pull, "mutation")
+                    following, leftover = self._take_next(pull, "mutation", claimed_before=opened)
                     if following is None:
                         break
                     taken.append(following)
@@ -203,13 +204,20 @@ class Executor:
         if unrecorded:
             raise Unrecorded(unrecorded, exc)
 
-    def _take_next(self, pull: Pull, kind: str) -> tuple[Runnable | None, Claimed | None]:
+    def _take_next(self, pull: Pull, kind: str,
+                   claimed_before: float | None = None) -> tuple[Runnable | None, Claimed | None]:
         """The next waiting job, if there is one: ``(runnable, None)`` if it is a ``kind`` that can run
-        (its function known), else ``(None, job)``, for the caller to hand back (unknown names fail there)."""
+        (its function known), else ``(None, job)``, for the caller to hand back (unknown names fail there).
+
+        ``claimed_before``: a job whose claim committed later is handed back too. A transaction whose
+        snapshot was taken before that claim committed does not see the job as claimed (PostgreSQL's
+        repeatable read and serializable): its completion would match no row, and roll the group back."""
         following = pull()
         if following is None:
             return None, None
         token, job = following
+        if claimed_before is not None and getattr(job, "claim_committed", claimed_before) > claimed_before:
+            return None, following
         try:
             fn = registry.for_job(job.name)
         except FunctionNotFound:
@@ -219,7 +227,7 @@ class Executor:
     def run_mutation(self, fn: Function, job: ScheduledFunction, token: str, *, announce: bool = True) -> None:
         """One mutation alone in its transaction, retried on conflicts."""
         started = self.clock()
-        info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time)
+        info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time, "mutation")
         if announce:
             send(signals.job_started, job, worker_id=self.worker_id)
 
@@ -332,7 +340,7 @@ class Executor:
         """Run a started action's body: ``(result,)`` on success; None once a failure is recorded, or if
         the worker abandoned the body (timed out; the worker recorded that)."""
         job.attempts += 1
-        info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time)
+        info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time, "action")
         send(signals.job_started, job, worker_id=self.worker_id)
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         watch(time.monotonic() + timeout, job)

@@ -11,6 +11,7 @@ the limits' rows; the usual query then fills the rest of the claim with jobs tha
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -77,8 +78,10 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
                                     max(start - len(claimed), 0))
     if limited:
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
+    committed = time.monotonic()  # the claim's statements have committed: a snapshot taken after sees it
     for job in claimed:
         job.state, job.worker_id, job.token = State.IN_PROGRESS, worker_id, token
+        job.claim_committed = committed
     return token, claimed
 
 

@@ -25,7 +25,7 @@ from .idempotency import check_key
 from .models import IdempotencyKey, ScheduledFunction, State
 from .registry import Function
 from .signals import job_scheduled
-from .transactions import in_transaction, is_conflict
+from .transactions import in_transaction, is_conflict, retry_on_conflict
 from .validation import dumps
 
 BULK_CHUNK = 1000  # jobs per INSERT statement of run_many
@@ -115,7 +115,7 @@ class Scheduler:
             "parent_id": self.parent.id if self.parent else None}
         jobs = ScheduledFunction.objects.using(self.using)
         with guards.policy("allow"), transaction.atomic(using=self.using):
-            if self.parent is not None and self._parent_canceled():
+            if self._parent_canceled():
                 template.update(state=State.CANCELED, completed_time=now)
             ids = [pk for start in range(0, len(texts), BULK_CHUNK)
                    for pk in jobs.insert_many(template, texts[start:start + BULK_CHUNK])]
@@ -133,8 +133,14 @@ class Scheduler:
         """A pending job never runs; a running action finishes but stays canceled; finished: no-op."""
         if isinstance(job_id, bool) or not isinstance(job_id, int):
             raise TypeError(f"cancel() takes a job id (int), got {job_id!r}")
+        def once() -> None:
+            with transaction.atomic(using=self.using):
+                ScheduledFunction.objects.using(self.using).filter(pk=job_id).cancel()
+
         with guards.policy("allow"):
-            ScheduledFunction.objects.using(self.using).filter(pk=job_id).cancel()
+            # alone, a deadlock with the job's own mutation (MariaDB: its child's foreign key check
+            # share-locks this row) is retried; inside the caller's transaction it is the caller's
+            once() if in_transaction(self.using) else retry_on_conflict(once)
 
     def _schedule(self, when: datetime, fn: Any, args: Any, key: str | None, queue: str | None,
                   priority: int | None, now: datetime) -> int:
@@ -146,7 +152,7 @@ class Scheduler:
             parent_id=self.parent.id if self.parent else None,
         )
         with guards.policy("allow"):
-            if self.parent is not None and self._parent_canceled():
+            if self._parent_canceled():
                 job.state = State.CANCELED
                 job.completed_time = now
             if key is None:
@@ -160,7 +166,14 @@ class Scheduler:
         return job.pk
 
     def _parent_canceled(self) -> bool:
-        assert self.parent is not None
+        """Whether the job scheduling this one was canceled: its children are then created canceled.
+
+        A mutation job is not read: it completes in the transaction that schedules (a cancel landing
+        first makes that completion fail and rolls the children back with it), and the read would cost
+        a serializable transaction a predicate lock on the primary key's newest page, where every
+        concurrent insert of a job lands: each scheduling mutation would conflict with all the others."""
+        if self.parent is None or self.parent.kind == "mutation":
+            return False
         return ScheduledFunction.objects.using(self.using).filter(
             pk=self.parent.id, state=State.CANCELED).exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import date, datetime
 from decimal import Decimal
@@ -279,3 +280,16 @@ def lose_connection_once(ctx, key: str) -> None:
         _CONNECTION_KILLED.add(key)
         kill_connection(connection)
         Effect.objects.count()
+
+
+BODY_RUNS: dict[str, int] = {}  # body runs per key (mutations retried after a conflict run again)
+_BODY_RUNS_LOCK = threading.Lock()
+
+
+@internal_mutation
+def insert_and_schedule(ctx, key: str) -> int:
+    """The guide's core pattern: write a row, schedule the next job (far ahead: only the writes matter)."""
+    with _BODY_RUNS_LOCK:
+        BODY_RUNS[key] = BODY_RUNS.get(key, 0) + 1
+    Note.objects.create(text=key)
+    return ctx.scheduler.run_after(3600, bump, {"name": key})
