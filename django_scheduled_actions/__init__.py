@@ -4,6 +4,7 @@ from .auth import Auth
 from .crons import cron_jobs
 from .exceptions import (
     ActionDatabaseAccessError,
+    ActionInTransactionError,
     ArgumentValidationError,
     FunctionNotFound,
     IdempotencyKeyInProgress,
@@ -18,6 +19,7 @@ from .retry import RetryPolicy
 
 __all__ = [
     "ActionDatabaseAccessError",
+    "ActionInTransactionError",
     "ArgumentValidationError",
     "Auth",
     "FunctionNotFound",

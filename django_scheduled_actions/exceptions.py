@@ -20,6 +20,11 @@ class ActionDatabaseAccessError(ScheduledActionsError, RuntimeError):
     """An action body touched the database directly instead of through ctx.run_query / ctx.run_mutation."""
 
 
+class ActionInTransactionError(ScheduledActionsError, RuntimeError):
+    """An action was called inside a mutation or an open transaction, where a rollback or a conflict retry
+    would undo its writes or repeat its external calls; schedule it instead, or call it outside."""
+
+
 class QueryWriteError(ScheduledActionsError, RuntimeError):
     """A query tried to write; queries are read-only and the write was refused."""
 

@@ -14,9 +14,9 @@ from . import guards, idempotency
 from .auth import Auth
 from .conf import app_settings
 from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
-from .exceptions import QueryWriteError
+from .exceptions import ActionInTransactionError, QueryWriteError
 from .registry import Function
-from .transactions import run_in_mutation_transaction, run_in_query_transaction
+from .transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
 from .validation import to_json_value
 
 
@@ -82,12 +82,22 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
                using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
     """Run an action here and now, outside any transaction, and return its result.
 
+    Called inside a mutation or an open transaction it raises ``ActionInTransactionError``: a rollback
+    would undo the writes of its ``ctx.run_mutation`` calls (which would join that transaction) but not
+    its external calls, and a conflict retry of the mutation would repeat them.
+
     With ``idempotency_key``, a repeat returns the stored result; while the first call still runs, a
     repeat raises ``IdempotencyKeyInProgress``.
     """
     fn = _check_kind(fn, "action", "run_action")
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the action {fn.name}")
+    if in_callers_transaction(using):
+        raise ActionInTransactionError(
+            f"cannot run the action {fn.name} inside a mutation or an open transaction (transaction.atomic(), "
+            "ATOMIC_REQUESTS): a rollback or a conflict retry would undo its writes or repeat its external "
+            f"calls. Schedule it instead, ctx.scheduler.run_after(0, {fn.name.rpartition(':')[2]}, args) "
+            "(it runs once the transaction commits), or call it after the transaction.")
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:

@@ -194,6 +194,14 @@ def in_transaction(using: str) -> bool:
     return connections[using].in_atomic_block
 
 
+def in_callers_transaction(using: str) -> bool:
+    """True inside a transaction that the caller opened (a mutation's, ``transaction.atomic()``). The
+    blocks Django's ``TestCase`` wraps each test in do not count, as for ``atomic(durable=True)``."""
+    connection = connections[using]
+    blocks = connection.atomic_blocks
+    return connection.in_atomic_block and not (blocks and getattr(blocks[-1], "_from_testcase", False))
+
+
 def retry_on_conflict(attempt_once: Callable[[], T], *, unique_retries: int = 0) -> T:
     """Run ``attempt_once`` (one whole transaction) again after a conflict, with a short random backoff;
     also after a unique violation that may be a lost race (``is_unique_race``), at most ``unique_retries``
