@@ -49,6 +49,11 @@ class IdempotencyKeyInProgress(ScheduledActionsError, RuntimeError):
     """A call with this idempotency key is still running; retry later for its stored result."""
 
 
+class IdempotencyKeyReused(ScheduledActionsError, ValueError):
+    """This idempotency key is held by another call (other arguments, or another function); nothing ran.
+    Over HTTP this is a 422. Send a new key for a new call."""
+
+
 class Unauthenticated(ScheduledActionsError):
     """The function needs a signed-in caller (``ctx.auth.require_user()``); over HTTP this is a 401.
 

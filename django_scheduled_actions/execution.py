@@ -57,7 +57,8 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
                  using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
     """Run a mutation in one serializable transaction (a savepoint inside an open one).
 
-    With ``idempotency_key``, a repeat while the key is held returns the first call's stored result.
+    With ``idempotency_key``, a repeat while the key is held returns the first call's stored result; a
+    repeat with other arguments raises ``IdempotencyKeyReused``.
     """
     fn = _check_kind(fn, "mutation", "run_mutation")
     if guards.current() == "query":
@@ -65,7 +66,8 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_mutation_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
-        return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body)
+        return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body,
+                                             idempotency.fingerprint(fn, kwargs))
     with guards.policy("allow"):
         return run_in_mutation_transaction(body, using)
 
@@ -87,7 +89,7 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
     its external calls, and a conflict retry of the mutation would repeat them.
 
     With ``idempotency_key``, a repeat returns the stored result; while the first call still runs, a
-    repeat raises ``IdempotencyKeyInProgress``.
+    repeat raises ``IdempotencyKeyInProgress``; a repeat with other arguments ``IdempotencyKeyReused``.
     """
     fn = _check_kind(fn, "action", "run_action")
     if guards.current() == "query":
@@ -102,5 +104,6 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
     body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
-        return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body)
+        return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body,
+                                           idempotency.fingerprint(fn, kwargs))
     return body()
