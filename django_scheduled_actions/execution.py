@@ -98,8 +98,8 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
         raise ActionInTransactionError(
             f"cannot run the action {fn.name} inside a mutation or an open transaction (transaction.atomic(), "
             "ATOMIC_REQUESTS): a rollback or a conflict retry would undo its writes or repeat its external "
-            f"calls. Schedule it instead, ctx.scheduler.run_after(0, {fn.name.rpartition(':')[2]}, args) "
-            "(it runs once the transaction commits), or call it after the transaction.")
+            "calls. Schedule it instead, with ctx.scheduler.run_after(0, the_action, args) (it runs once the "
+            "transaction commits), or call it after the transaction.")
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
