@@ -4,9 +4,11 @@ from .auth import Auth
 from .crons import cron_jobs
 from .exceptions import (
     ActionDatabaseAccessError,
+    ActionInTransactionError,
     ArgumentValidationError,
     FunctionNotFound,
     IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
     JobTimeout,
     NonRetryableError,
     QueryWriteError,
@@ -19,10 +21,12 @@ from .retry import RetryPolicy
 
 __all__ = [
     "ActionDatabaseAccessError",
+    "ActionInTransactionError",
     "ArgumentValidationError",
     "Auth",
     "FunctionNotFound",
     "IdempotencyKeyInProgress",
+    "IdempotencyKeyReused",
     "JobTimeout",
     "NonRetryableError",
     "QueryWriteError",

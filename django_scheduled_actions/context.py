@@ -52,11 +52,13 @@ class MutationCtx(QueryCtx):
 
         return run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
 
-
-class ActionCtx(MutationCtx):
-    kind = "action"
-
     def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        """Run an action: from an action. In a mutation this raises ``ActionInTransactionError`` (the
+        mutation's transaction is open); schedule the action with ``ctx.scheduler`` instead."""
         from .execution import run_action
 
         return run_action(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+
+
+class ActionCtx(MutationCtx):
+    kind = "action"

@@ -33,6 +33,11 @@ class ActionDatabaseAccessError(ScheduledActionsError, RuntimeError):
     """An action body touched the database directly instead of through ctx.run_query / ctx.run_mutation."""
 
 
+class ActionInTransactionError(ScheduledActionsError, RuntimeError):
+    """An action was called inside a mutation or an open transaction, where a rollback or a conflict retry
+    would undo its writes or repeat its external calls; schedule it instead, or call it outside."""
+
+
 class QueryWriteError(ScheduledActionsError, RuntimeError):
     """A query tried to write; queries are read-only and the write was refused."""
 
@@ -55,6 +60,11 @@ class WorkerLost(ScheduledActionsError):
 
 class IdempotencyKeyInProgress(ScheduledActionsError, RuntimeError):
     """A call with this idempotency key is still running; retry later for its stored result."""
+
+
+class IdempotencyKeyReused(ScheduledActionsError, ValueError):
+    """This idempotency key is held by another call (other arguments, or another function); nothing ran.
+    Over HTTP this is a 422. Send a new key for a new call."""
 
 
 class Unauthenticated(ScheduledActionsError):

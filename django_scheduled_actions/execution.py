@@ -14,9 +14,9 @@ from . import guards, idempotency
 from .auth import Auth
 from .conf import app_settings
 from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
-from .exceptions import QueryWriteError
+from .exceptions import ActionInTransactionError, QueryWriteError
 from .registry import Function
-from .transactions import run_in_mutation_transaction, run_in_query_transaction
+from .transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
 
 
 def _check_kind(fn: Any, kind: str, runner: str) -> Function:
@@ -57,7 +57,8 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
                  using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
     """Run a mutation in one serializable transaction (a savepoint inside an open one).
 
-    With ``idempotency_key``, a repeat while the key is held returns the first call's stored result.
+    With ``idempotency_key``, a repeat while the key is held returns the first call's stored result; a
+    repeat with other arguments raises ``IdempotencyKeyReused``.
     """
     fn = _check_kind(fn, "mutation", "run_mutation")
     if guards.current() == "query":
@@ -65,7 +66,8 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_mutation_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
-        return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body)
+        return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body,
+                                             idempotency.fingerprint(fn, kwargs))
     with guards.policy("allow"):
         return run_in_mutation_transaction(body, using)
 
@@ -82,15 +84,26 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
                using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
     """Run an action here and now, outside any transaction, and return its result.
 
+    Called inside a mutation or an open transaction it raises ``ActionInTransactionError``: a rollback
+    would undo the writes of its ``ctx.run_mutation`` calls (which would join that transaction) but not
+    its external calls, and a conflict retry of the mutation would repeat them.
+
     With ``idempotency_key``, a repeat returns the stored result; while the first call still runs, a
-    repeat raises ``IdempotencyKeyInProgress``.
+    repeat raises ``IdempotencyKeyInProgress``; a repeat with other arguments ``IdempotencyKeyReused``.
     """
     fn = _check_kind(fn, "action", "run_action")
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the action {fn.name}")
+    if in_callers_transaction(using):
+        raise ActionInTransactionError(
+            f"cannot run the action {fn.name} inside a mutation or an open transaction (transaction.atomic(), "
+            "ATOMIC_REQUESTS): a rollback or a conflict retry would undo its writes or repeat its external "
+            "calls. Schedule it instead, with ctx.scheduler.run_after(0, the_action, args) (it runs once the "
+            "transaction commits), or call it after the transaction.")
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
-        return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body)
+        return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body,
+                                           idempotency.fingerprint(fn, kwargs))
     return body()

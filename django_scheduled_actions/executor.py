@@ -5,8 +5,9 @@
   the whole transaction rolls back. Mutations that are waiting when one finishes join its transaction
   (up to ``MUTATIONS_PER_COMMIT`` jobs or ``MUTATION_BATCH_SECONDS``): one commit for several jobs. If
   anything goes wrong in such a transaction (a body raises, a conflict, a lost claim) it rolls back as
-  a whole and each of its jobs runs again alone (a body that raised is recorded failed, not re-run);
-  nothing of a rolled-back body stays.
+  a whole and each of its jobs runs again alone (a body that raised is recorded failed, not re-run,
+  unless what it raised was a conflict or a lost unique-key race: then it runs again alone too, with the
+  retries of ``run_in_mutation_transaction``); nothing of a rolled-back body stays.
 - An **action** is marked started (``started_at``, ``attempts + 1``) in a commit before the body runs
   (at most once); failures are retried by its ``RetryPolicy`` or fail the job. An executor thread's
   successes and the start of its next actions are one write, and the ``Ledger`` makes the writes of all
@@ -41,7 +42,7 @@ from .execution import call_action_body, call_mutation_body
 from .models import ScheduledFunction
 from .registry import Function, registry
 from .retry import RetryPolicy
-from .transactions import is_conflict, is_connection_error, outermost, run_in_mutation_transaction
+from .transactions import is_conflict, is_connection_error, is_unique_race, outermost, run_in_mutation_transaction
 
 logger = logging.getLogger("django_scheduled_actions")
 Jobs = ScheduledFunction.objects
@@ -186,8 +187,8 @@ class Executor:
     def _after_rollback(self, taken: list[Runnable], failing: int | None,
                         exc: BaseException) -> None:
         lost_connection = isinstance(exc, DatabaseError) and is_connection_error(exc)
-        own_failure = (failing is not None and not isinstance(exc, ClaimLost) and not lost_connection
-                       and not (isinstance(exc, DatabaseError) and is_conflict(exc)))
+        retryable = isinstance(exc, DatabaseError) and (is_conflict(exc) or is_unique_race(exc))
+        own_failure = failing is not None and not isinstance(exc, ClaimLost) and not lost_connection and not retryable
         if lost_connection:  # each job runs again alone, on a new connection
             connections[self.using].close()
         unrecorded: list[Claimed] = []

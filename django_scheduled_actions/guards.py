@@ -4,10 +4,18 @@ A thread-local policy stack says who is running: ``action`` (no direct database 
 ``query`` (reads only) or ``allow`` (``ctx.run_query`` / ``ctx.run_mutation`` / the scheduler, called
 from inside an action). An execute wrapper installed on the thread's connections checks each
 statement against the innermost policy.
+
+A thread started while a policy holds (an action's ``threading.Thread``, the threads of a
+``ThreadPoolExecutor`` it creates) inherits that policy as it was at ``Thread.start()``, until it
+pushes its own (``ctx.run_query`` from that thread works as in the action): ``Thread.start`` is wrapped
+once, when the first policy is entered, and from then on every connection gets the execute wrapper as
+it connects. Not covered: threads started before (a pool made at import time), ``_thread`` used
+directly, and raw driver connections made by hand (``psycopg.connect()``), which Django never sees.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterator
@@ -15,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from django.db import connections
+from django.db.backends.signals import connection_created
 
 from .exceptions import ActionDatabaseAccessError, QueryWriteError
 
@@ -34,8 +43,11 @@ def _stack() -> list[Policy]:
 
 
 def current() -> Policy | None:
-    stack = _stack()
-    return stack[-1] if stack else None
+    """The innermost policy of this thread, else the one it inherited when it was started."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    return getattr(threading.current_thread(), INHERITED, None)
 
 
 def is_read(sql: str) -> bool:
@@ -45,25 +57,52 @@ def is_read(sql: str) -> bool:
 
 
 def _check(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
-    stack = getattr(_local, "stack", None)
-    if stack:
-        policy = stack[-1]
-        if policy == "action":
-            raise ActionDatabaseAccessError(
-                "Actions have no direct database access (ORM or cursor). Read through "
-                "ctx.run_query(some_query, {...}) and write through ctx.run_mutation(some_mutation, {...}); "
-                f"refused SQL: {str(sql)[:120]}"
-            )
-        if policy == "query" and not is_read(str(sql)):
-            raise QueryWriteError(f"Queries are read-only; use a mutation to write. Refused SQL: {str(sql)[:120]}")
+    policy = current()
+    if policy == "action":
+        raise ActionDatabaseAccessError(
+            "Actions have no direct database access (ORM or cursor), nor have the threads they start. Read "
+            "through ctx.run_query(some_query, {...}) and write through ctx.run_mutation(some_mutation, {...}); "
+            f"refused SQL: {str(sql)[:120]}"
+        )
+    if policy == "query" and not is_read(str(sql)):
+        raise QueryWriteError(f"Queries are read-only; use a mutation to write. Refused SQL: {str(sql)[:120]}")
     return execute(sql, params, many, context)
 
 
+INHERITED = "_scheduled_actions_policy"  # the attribute of a Thread: the policy of the thread that started it
+_installed = threading.Lock()
+
+
+def _wrap(connection: Any) -> None:
+    if _check not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_check)
+
+
+def _wrap_new_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _wrap(connection)
+
+
+def _inheriting_start(start: Any) -> Any:
+    @functools.wraps(start)
+    def start_with_policy(self: threading.Thread) -> None:
+        setattr(self, INHERITED, current())
+        start(self)
+
+    start_with_policy.scheduled_actions = True  # type: ignore[attr-defined]
+    return start_with_policy
+
+
 def _install() -> None:
+    """The execute wrapper on this thread's connections; once per process, on every connection made from
+    now on, and the policy passed on to the threads started from now on."""
     for alias in connections:
-        wrappers = connections[alias].execute_wrappers
-        if _check not in wrappers:
-            wrappers.append(_check)
+        _wrap(connections[alias])
+    if getattr(threading.Thread.start, "scheduled_actions", False):
+        return
+    with _installed:
+        if not getattr(threading.Thread.start, "scheduled_actions", False):
+            connection_created.connect(_wrap_new_connection, dispatch_uid="scheduled_actions_guard")
+            threading.Thread.start = _inheriting_start(threading.Thread.start)  # type: ignore[method-assign]
 
 
 @contextmanager

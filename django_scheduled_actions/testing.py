@@ -4,7 +4,8 @@
   ``TestCase`` transactions; ``advance=timedelta(...)`` runs what is due by then (a fake clock).
 - ``assert_scheduled(fn, args)`` / ``assert_not_scheduled(fn, args)`` check what was scheduled.
 - ``run_scheduled_immediately()`` runs each job as soon as its scheduling transaction commits
-  (like an "eager" mode), delayed ones included unless ``include_delayed=False``.
+  (like an "eager" mode), delayed ones included unless ``include_delayed=False``; under ``TestCase``,
+  when ``captureOnCommitCallbacks(execute=True)`` runs the callbacks, inside the block or around it.
 
 Jobs run inline: action timeouts are not enforced here (the worker enforces them).
 """
@@ -12,12 +13,12 @@ Jobs run inline: action timeouts are not enforced here (the worker enforces them
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from .executor import Executor
@@ -93,19 +94,50 @@ def assert_not_scheduled(fn: Function, args: dict[str, Any] | None = None, *,
 
 @contextmanager
 def run_scheduled_immediately(*, include_delayed: bool = True, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """Run each job scheduled inside the block as soon as its transaction commits.
+    """Run each job scheduled inside the block as soon as its transaction commits, and the jobs those
+    jobs schedule.
 
     Under ``TestCase`` (one transaction per test) nothing commits: wrap the code in
-    ``self.captureOnCommitCallbacks(execute=True)`` or call ``run_due_jobs()`` instead.
+    ``self.captureOnCommitCallbacks(execute=True)``, inside this block or around it, or call
+    ``run_due_jobs()`` instead. A transaction still open when the block ends runs the block's jobs
+    when it commits (or its callbacks are run by ``captureOnCommitCallbacks``).
     """
 
     def run(sender: Any, job: ScheduledFunction, **kwargs: Any) -> None:
         if job.state == State.PENDING and (include_delayed or job.scheduled_time <= timezone.now()):
             run_job(job.pk, using)
 
+    connection = connections[using]
+    registered = len(connection.run_on_commit)
     uid = f"scheduled_actions_testing_{uuid.uuid4().hex}"
     job_scheduled.connect(run, weak=False, dispatch_uid=uid)
     try:
         yield
     finally:
         job_scheduled.disconnect(dispatch_uid=uid)
+        _stay_eager(connection, registered, run)
+
+
+def _stay_eager(connection: Any, registered: int, receiver: Callable[..., None]) -> None:
+    """Make the commit callbacks registered since the ``registered``-th, which have not run yet (the
+    transaction is still open), run with ``receiver`` connected: they announce the jobs scheduled in the
+    block (``job_scheduled``), which then run whenever they are announced. Callbacks stay in place, so
+    ``captureOnCommitCallbacks`` around the block finds them."""
+    callbacks = connection.run_on_commit  # (savepoint ids, callback, robust), as Django keeps them
+    for i in range(registered, len(callbacks)):
+        savepoints, callback, robust = callbacks[i]
+        callbacks[i] = (savepoints, _with_receiver(connection, callback, receiver), robust)
+
+
+def _with_receiver(connection: Any, callback: Callable[[], Any], receiver: Callable[..., None]) -> Callable[[], Any]:
+    def eager() -> Any:
+        registered = len(connection.run_on_commit)
+        uid = f"scheduled_actions_testing_{uuid.uuid4().hex}"
+        job_scheduled.connect(receiver, weak=False, dispatch_uid=uid)
+        try:
+            return callback()
+        finally:
+            job_scheduled.disconnect(dispatch_uid=uid)
+            _stay_eager(connection, registered, receiver)  # the jobs scheduled by the jobs it ran
+
+    return eager

@@ -3,7 +3,9 @@
 Vendor differences live here and nowhere else:
 
 - PostgreSQL: ``SET TRANSACTION ISOLATION LEVEL ...`` as the first statement of the transaction;
-  serialisation failures (40001) and deadlocks (40P01) are retried.
+  serialisation failures (40001) and deadlocks (40P01) are retried, and so, a few times, is a serializable
+  mutation's unique violation (23505): its snapshot cannot see a row that a concurrent transaction
+  committed after it began, so "read, found nothing, insert" loses such a race with that error.
 - MySQL / MariaDB: ``SET TRANSACTION ISOLATION LEVEL ...`` before the transaction's first statement;
   deadlocks (1213) and lock wait timeouts (1205) are retried.
 - SQLite: one writer at a time, taken at the start (``BEGIN IMMEDIATE``); "database is busy/locked"
@@ -29,15 +31,22 @@ logger = logging.getLogger("django_scheduled_actions")
 T = TypeVar("T")
 
 MAX_CONFLICT_RETRIES = 40
+MAX_UNIQUE_RETRIES = 3  # unique violations retried per mutation call; one still there then is the application's
 PG_RETRYABLE = {"40001", "40P01"}
+PG_UNIQUE_VIOLATION = "23505"
 MYSQL_RETRYABLE = {1213, 1205}
 SQLITE_RETRYABLE = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+
+
+def _sqlstate(cause: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error (psycopg 3, psycopg2), None for other databases."""
+    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
 
 
 def is_conflict(exc: BaseException) -> bool:
     """True for serialisation failures, deadlocks and lock timeouts: the transaction may be retried."""
     cause = exc.__cause__ or exc
-    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    sqlstate = _sqlstate(cause)
     if sqlstate is not None:
         return sqlstate in PG_RETRYABLE
     code = getattr(cause, "sqlite_errorcode", None)
@@ -46,6 +55,18 @@ def is_conflict(exc: BaseException) -> bool:
     args = getattr(cause, "args", ())
     module = type(cause).__module__
     return bool(args) and module.startswith("MySQLdb") and args[0] in MYSQL_RETRYABLE
+
+
+def is_unique_race(exc: BaseException) -> bool:
+    """True for a unique violation on PostgreSQL while mutations are serializable: possibly a key that a
+    concurrent transaction committed after this one's snapshot was taken, which a repeat would see.
+
+    Only mutation transactions retry it (``run_in_mutation_transaction``, at most ``MAX_UNIQUE_RETRIES``
+    times), at the outermost level: a savepoint's caller may be catching ``IntegrityError`` itself.
+    MySQL/MariaDB's serializable reads lock what they read, so the same race is a deadlock there (1213,
+    retried as a conflict); SQLite has one writer, so the race cannot happen."""
+    return (app_settings.MUTATION_ISOLATION == "serializable"
+            and _sqlstate(exc.__cause__ or exc) == PG_UNIQUE_VIOLATION)
 
 
 PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
@@ -173,22 +194,35 @@ def in_transaction(using: str) -> bool:
     return connections[using].in_atomic_block
 
 
-def retry_on_conflict(attempt_once: Callable[[], T]) -> T:
-    """Run ``attempt_once`` (one whole transaction) again after a conflict, with a short random backoff."""
+def in_callers_transaction(using: str) -> bool:
+    """True inside a transaction that the caller opened (a mutation's, ``transaction.atomic()``). The
+    blocks Django's ``TestCase`` wraps each test in do not count, as for ``atomic(durable=True)``."""
+    connection = connections[using]
+    blocks = connection.atomic_blocks
+    return connection.in_atomic_block and not (blocks and getattr(blocks[-1], "_from_testcase", False))
+
+
+def retry_on_conflict(attempt_once: Callable[[], T], *, unique_retries: int = 0) -> T:
+    """Run ``attempt_once`` (one whole transaction) again after a conflict, with a short random backoff;
+    also after a unique violation that may be a lost race (``is_unique_race``), at most ``unique_retries``
+    times."""
     attempt = 0
     while True:
         try:
             return attempt_once()
         except DatabaseError as exc:
-            if not is_conflict(exc) or attempt >= MAX_CONFLICT_RETRIES:
+            lost_race = unique_retries > 0 and is_unique_race(exc)
+            if not (lost_race or is_conflict(exc)) or attempt >= MAX_CONFLICT_RETRIES:
                 raise
+            unique_retries -= lost_race
             attempt += 1
             logger.debug("transaction conflict, retrying attempt=%d error=%s", attempt, exc)
             time.sleep(conflict_backoff(attempt))
 
 
 def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
-    """Run ``body`` in a mutation transaction; join an open transaction as a savepoint."""
+    """Run ``body`` in a mutation transaction, retried on conflicts and lost unique-key races; join an
+    open transaction as a savepoint (never retried: the transaction is the caller's)."""
     if in_transaction(using):
         with transaction.atomic(using=using):
             return body()
@@ -197,7 +231,7 @@ def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
         with outermost(using, app_settings.MUTATION_ISOLATION):
             return body()
 
-    return retry_on_conflict(once)
+    return retry_on_conflict(once, unique_retries=MAX_UNIQUE_RETRIES)
 
 
 def run_in_query_transaction(body: Callable[[], T], using: str) -> T:

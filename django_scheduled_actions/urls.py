@@ -11,5 +11,5 @@ from . import views
 app_name = "scheduled_actions"
 
 urlpatterns = [
-    path("<path:name>", views.call_function, name="call"),
+    path("<path:name>", views.endpoint, name="call"),
 ]

@@ -4,9 +4,12 @@ Queries may also be called with ``GET ?args=<JSON object>``. Every response is J
 ``{"status": "success", "value": ...}`` or ``{"status": "error", "error": {"code": ..., "message": ...}}``.
 Internal functions answer exactly as a name that is not registered at all: 404.
 
-The view is a plain Django view: CSRF middleware protects it, authentication middleware supplies
-``request.user`` (passed to the function as ``ctx.auth``), and it runs outside ``ATOMIC_REQUESTS``
-because each function owns its transaction.
+``call_function`` is a plain Django view: CSRF middleware protects it, authentication middleware
+supplies ``request.user`` (passed to the function as ``ctx.auth``), and it runs outside
+``ATOMIC_REQUESTS`` because each function owns its transaction. ``endpoint``, what the app's URLs
+mount, is the same view checking CSRF itself, with Django's middleware, so that a failure answers in
+JSON like every other error (403 ``csrf_failed``) while other URLs keep the project's
+``CSRF_FAILURE_VIEW``.
 """
 
 from __future__ import annotations
@@ -22,15 +25,26 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.signals import got_request_exception
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.cache import add_never_cache_headers
+from django.utils.decorators import decorator_from_middleware
+from django.utils.log import log_response
+from django.views.decorators.csrf import csrf_exempt
 
 from .auth import Auth
 from .conf import app_settings
-from .exceptions import ArgumentValidationError, FunctionNotFound, IdempotencyKeyInProgress, Unauthenticated
+from .exceptions import (
+    ArgumentValidationError,
+    FunctionNotFound,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    Unauthenticated,
+)
 from .execution import run_action, run_mutation, run_query
 from .registry import Function, registry
 
 logger = logging.getLogger("django_scheduled_actions")
+csrf_logger = logging.getLogger("django.security.csrf")
 
 RUNNERS = {"query": run_query, "mutation": run_mutation, "action": run_action}
 ALLOWED_METHODS = {"query": ("GET", "POST"), "mutation": ("POST",), "action": ("POST",)}
@@ -74,6 +88,20 @@ def call_function(request: HttpRequest, name: str) -> JsonResponse:
     except HttpError as exc:
         return exc.response()
     return run(request, fn, args, auth, key)
+
+
+class JsonCsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering a failure as the view answers errors, logged as Django logs one."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> JsonResponse:
+        response = HttpError(403, "csrf_failed", f"CSRF verification failed: {reason}").response()
+        log_response("Forbidden (%s): %s", reason, request.path, response=response, request=request,
+                     logger=csrf_logger)
+        return response
+
+
+endpoint = csrf_exempt(decorator_from_middleware(JsonCsrfCheck)(call_function))
+endpoint.__doc__ = """``call_function`` checking CSRF itself (the middleware leaves it alone): failures in JSON."""
 
 
 def public_function(name: str) -> Function:
@@ -169,6 +197,9 @@ def run(request: HttpRequest, fn: Function, args: dict[str, Any], auth: Auth, ke
     except IdempotencyKeyInProgress:
         return HttpError(409, "in_progress", "a call with this Idempotency-Key is still running; retry later",
                          headers={"Retry-After": "1"}).response()
+    except IdempotencyKeyReused:
+        return HttpError(422, "idempotency_key_reused", "this Idempotency-Key was used for a call with other "
+                         "arguments; send a new key for a new call").response()
     except Exception as exc:
         return server_error(request, fn, exc)
     return respond(200, {"status": "success", "value": value})

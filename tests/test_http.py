@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import resolve, reverse
 
-from django_scheduled_actions import Auth, Unauthenticated, run_query
+from django_scheduled_actions import Auth, Unauthenticated, run_query, views
 from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction, State
 from django_scheduled_actions.registry import registry
 from tests.app import functions as f
@@ -358,6 +358,30 @@ def test_session_posts_need_the_csrf_token_the_demo_page_uses(alice):
     assert value(client.get(url(h.whoami)))["username"] == "alice"  # safe methods need no token
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("token", [None, "forged" * 8], ids=["no token", "wrong token"])
+def test_a_csrf_failure_answers_the_documented_json(alice, token):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/demo/")  # sets the CSRF cookie
+    headers = {} if token is None else {"X-CSRFToken": token}
+    err = error(post(client, h.add_note, {"text": "forged"}, headers=headers), 403)
+    assert err["code"] == "csrf_failed" and "CSRF" in err["message"], err
+    assert not Note.objects.exists()
+
+
+@pytest.mark.django_db
+def test_other_urls_keep_djangos_csrf_failure_page():
+    refused = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x", "password": "y"})
+    assert refused.status_code == 403 and refused["Content-Type"].startswith("text/html")
+
+
+def test_the_view_checks_csrf_itself_so_the_middleware_is_not_disabled_for_it():
+    view = resolve(url(h.add_note)).func
+    assert view is views.endpoint and view.csrf_exempt, "the middleware leaves it to the view"
+    assert not getattr(views.call_function, "csrf_exempt", False), "mounted by hand, the middleware checks it"
+
+
 # --- Idempotency-Key ---
 
 
@@ -381,6 +405,19 @@ def test_idempotency_keys_are_per_caller_and_function(alice_client):
     assert value(post(alice_client, h.request_account_deletion, headers={"Idempotency-Key": "same"})) == job_id
     assert ScheduledFunction.objects.count() == 1
     assert sorted(Note.objects.values_list("text", flat=True)) == ["alice: a", "bob: b"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idempotency_key_reused_with_other_arguments_is_422_and_runs_nothing(alice_client, slow_action_events):
+    first = value(post(alice_client, h.add_note, {"text": "a"}, headers={"Idempotency-Key": "k1"}))
+    err = error(post(alice_client, h.add_note, {"text": "b"}, headers={"Idempotency-Key": "k1"}), 422)
+    assert err["code"] == "idempotency_key_reused" and "other arguments" in err["message"], err
+    assert list(Note.objects.values_list("text", flat=True)) == ["alice: a"]
+    assert value(post(alice_client, h.add_note, {"text": "a"}, headers={"Idempotency-Key": "k1"})) == first
+    h.RELEASE.set()
+    assert value(post(alice_client, h.slow_action, {"label": "x"}, headers={"Idempotency-Key": "k2"})) == "x"
+    err = error(post(alice_client, h.slow_action, {"label": "y"}, headers={"Idempotency-Key": "k2"}), 422)
+    assert err["code"] == "idempotency_key_reused"
 
 
 @pytest.mark.django_db

@@ -9,7 +9,13 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from django_scheduled_actions import IdempotencyKeyInProgress, run_action, run_mutation, scheduler
+from django_scheduled_actions import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    run_action,
+    run_mutation,
+    scheduler,
+)
 from django_scheduled_actions.leases import prune
 from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction
 from tests.app import functions as f
@@ -106,10 +112,28 @@ def test_repeat_while_the_action_runs_says_in_progress():
     started.wait()
     wait_until(lambda: IdempotencyKey.objects.filter(key="slow").exists(), message="the first call's key")
     with pytest.raises(IdempotencyKeyInProgress, match="still running"):
-        run_action(f.wait_for_release, {"name": "second", "seconds": 0}, idempotency_key="slow")
+        run_action(f.wait_for_release, {"name": "first", "seconds": 1.0}, idempotency_key="slow")
     thread.join(10)
     assert results == ["first"]
-    assert run_action(f.wait_for_release, {"name": "third", "seconds": 0}, idempotency_key="slow") == "first"
+    assert run_action(f.wait_for_release, {"name": "first", "seconds": 1.0}, idempotency_key="slow") == "first"
+
+
+def test_a_key_reused_with_other_arguments_raises_and_runs_nothing():
+    assert run_mutation(f.bump, {"name": "m"}, idempotency_key="m-1") == 1
+    with pytest.raises(IdempotencyKeyReused, match="'m-1' .* tests.app.functions:bump with other arguments"):
+        run_mutation(f.bump, {"name": "other"}, idempotency_key="m-1")
+    with pytest.raises(IdempotencyKeyReused):
+        run_mutation(f.bump, {"name": "m", "by": 1}, idempotency_key="m-1")  # as sent: a default given counts
+    assert list(Counter.objects.values_list("name", "value")) == [("m", 1)]
+    assert run_mutation(f.bump, {"name": "m"}, idempotency_key="m-1") == 1, "the same arguments: stored result"
+
+
+def test_an_action_key_reused_with_other_arguments_raises_and_runs_nothing():
+    assert run_action(f.charge_once, {"name": "a"}, idempotency_key="pay-1") == "charge-1"
+    with pytest.raises(IdempotencyKeyReused):
+        run_action(f.charge_once, {"name": "b"}, idempotency_key="pay-1")
+    assert list(Counter.objects.values_list("name", "value")) == [("a", 1)]
+    assert run_action(f.charge_once, {"name": "a"}, idempotency_key="pay-1") == "charge-1"
 
 
 def test_a_key_belongs_to_one_function():

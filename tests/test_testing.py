@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -70,3 +71,30 @@ def test_run_scheduled_immediately_can_leave_delayed_jobs():
     with run_scheduled_immediately(include_delayed=False):
         run_mutation(f.add_note_and_schedule, {"text": "later", "delay": 3600})
     assert_scheduled(f.record, {"key": "later"})
+
+
+@contextmanager
+def eager_inside_capture(capture):
+    with capture(execute=True), run_scheduled_immediately():
+        yield
+
+
+@contextmanager
+def capture_inside_eager(capture):
+    with run_scheduled_immediately(), capture(execute=True):
+        yield
+
+
+@pytest.mark.django_db  # a TestCase transaction: nothing commits, captureOnCommitCallbacks runs the callbacks
+@pytest.mark.parametrize("nesting", [capture_inside_eager, eager_inside_capture])
+def test_run_scheduled_immediately_runs_the_jobs_in_a_test_case_whatever_the_nesting(
+        nesting, django_capture_on_commit_callbacks):
+    with nesting(django_capture_on_commit_callbacks):
+        run_mutation(f.add_note_and_schedule, {"text": "now"})
+        scheduler.run_after(0, f.schedule_after_sleep, {"seconds": 0, "name": "child"})
+    assert list(Effect.objects.values_list("key", flat=True)) == ["now"]
+    assert Counter.objects.get(name="child").value == 1, "the job a job scheduled ran too"
+    assert not ScheduledFunction.objects.filter(state="pending").exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_mutation(f.add_note_and_schedule, {"text": "after"})
+    assert_scheduled(f.record, {"key": "after"})  # the mode ended with the block

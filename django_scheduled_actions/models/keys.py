@@ -26,6 +26,10 @@ class IdempotencyKey(models.Model):
     name = models.CharField(_("function"), max_length=255)
     job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
                             related_name="idempotency_keys")
+    args_fingerprint = models.CharField(  # noqa: DJ001 - NULL: not recorded (scheduler keys, older keys)
+        _("arguments' fingerprint"), max_length=64, null=True, blank=True,
+        help_text=_("SHA-256 of the call's arguments (run_mutation / run_action); a repeat with other arguments "
+                    "is refused. Empty for scheduler keys and keys written before it was recorded."))
     result = models.JSONField(null=True, blank=True)
     completed = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=_now)
