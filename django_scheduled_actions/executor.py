@@ -5,8 +5,10 @@
   the whole transaction rolls back. Mutations that are waiting when one finishes join its transaction
   (up to ``MUTATIONS_PER_COMMIT`` jobs or ``MUTATION_BATCH_SECONDS``): one commit for several jobs. If
   anything goes wrong in such a transaction (a body raises, a conflict, a lost claim) it rolls back as
-  a whole and each of its jobs runs again alone (a body that raised is recorded failed, not re-run);
-  nothing of a rolled-back body stays.
+  a whole and each of its jobs runs again alone (a body that raised is recorded failed, not re-run,
+  unless a job before it in the transaction had lost its claim: what it raised may come from that
+  body); nothing of a rolled-back body stays. Two claims of one job (the first lost to a recovery while
+  it waited in the worker's queue) never share a transaction.
 - An **action** is marked started (``started_at``, ``attempts + 1``) in a commit before the body runs
   (at most once); failures are retried by its ``RetryPolicy`` or fail the job. An executor thread's
   successes and the start of its next actions are one write, and the ``Ledger`` makes the writes of all
@@ -26,7 +28,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +40,7 @@ from .conf import app_settings
 from .context import JobInfo
 from .exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
 from .execution import call_action_body, call_mutation_body
-from .models import ScheduledFunction
+from .models import ScheduledFunction, State
 from .registry import Function, registry
 from .retry import RetryPolicy
 from .transactions import is_conflict, is_connection_error, outermost, run_in_mutation_transaction
@@ -167,7 +169,7 @@ class Executor:
                     rows.append((getattr(job, "ctid", None), job.pk, token, result, started))
                     if len(rows) >= MUTATIONS_PER_COMMIT or time.monotonic() > limit:
                         break
-                    following, leftover = self._take_next(pull, "mutation")
+                    following, leftover = self._take_next(pull, "mutation", {job.pk for _f, job, _t in taken})
                     if following is None:
                         break
                     taken.append(following)
@@ -186,7 +188,8 @@ class Executor:
                         exc: BaseException) -> None:
         lost_connection = isinstance(exc, DatabaseError) and is_connection_error(exc)
         own_failure = (failing is not None and not isinstance(exc, ClaimLost) and not lost_connection
-                       and not (isinstance(exc, DatabaseError) and is_conflict(exc)))
+                       and not (isinstance(exc, DatabaseError) and is_conflict(exc))
+                       and not self._after_a_lost_claim(taken[:failing]))
         if lost_connection:  # each job runs again alone, on a new connection
             connections[self.using].close()
         unrecorded: list[Claimed] = []
@@ -203,13 +206,30 @@ class Executor:
         if unrecorded:
             raise Unrecorded(unrecorded, exc)
 
-    def _take_next(self, pull: Pull, kind: str) -> tuple[Runnable | None, Claimed | None]:
+    def _after_a_lost_claim(self, before: list[Runnable]) -> bool:
+        """Whether a job whose body ran ``before`` the one that raised, in the transaction now rolled back,
+        had lost its claim: the failure may then be what that body did (a second claim of a job inserting
+        the same row), and is not recorded; the body runs again alone. True if the database cannot say."""
+        if not before:
+            return False
+        try:
+            held = set(Jobs.using(self.using).filter(pk__in=[job.pk for _fn, job, _token in before],
+                                                     state=State.IN_PROGRESS).values_list("pk", "token"))
+        except DatabaseError:
+            return True
+        return any((job.pk, token) not in held for _fn, job, token in before)
+
+    def _take_next(self, pull: Pull, kind: str, joined: Collection[int] = ()) -> tuple[Runnable | None, Claimed | None]:
         """The next waiting job, if there is one: ``(runnable, None)`` if it is a ``kind`` that can run
-        (its function known), else ``(None, job)``, for the caller to hand back (unknown names fail there)."""
+        (its function known) and not one of the ``joined`` jobs, else ``(None, job)``, for the caller to
+        hand back (unknown names fail there). A job already joined is a second claim of it (the first
+        lost, to a recovery, while it waited here): the two must never share a transaction."""
         following = pull()
         if following is None:
             return None, None
         token, job = following
+        if job.pk in joined:
+            return None, following
         try:
             fn = registry.for_job(job.name)
         except FunctionNotFound:
