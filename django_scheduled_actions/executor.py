@@ -35,7 +35,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import batches, guards, signals
+from . import batches, guards, sessions, signals
 from .conf import app_settings
 from .context import JobInfo
 from .exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
@@ -43,7 +43,7 @@ from .execution import call_action_body, call_mutation_body
 from .models import ScheduledFunction, State
 from .registry import Function, registry
 from .retry import RetryPolicy
-from .transactions import is_conflict, is_connection_error, outermost, run_in_mutation_transaction
+from .transactions import is_conflict, is_connection_error, is_lock_timeout, outermost, run_in_mutation_transaction
 
 logger = logging.getLogger("django_scheduled_actions")
 Jobs = ScheduledFunction.objects
@@ -270,8 +270,9 @@ class Executor:
         """After a mutation's transaction rolled back because of ``exc``: record what it means."""
         if isinstance(exc, ClaimLost):
             logger.info("mutation rolled back: job no longer claimed job=%s name=%s", job.pk, job.name)
-        elif isinstance(exc, OperationalError | InterfaceError) and is_connection_error(exc):
-            logger.warning("database connection lost during job=%s; handing it back", job.pk)
+        elif isinstance(exc, OperationalError | InterfaceError) and (is_connection_error(exc) or is_lock_timeout(exc)):
+            logger.warning("database connection lost or a lock not granted during job=%s; handing it back "
+                           "error=%r", job.pk, exc)
             connections[self.using].close()
             hand_back = lambda: Jobs.using(self.using).hand_back(token, [job.pk])  # noqa: E731
             self._guarded([(token, job)], persist, hand_back, self.using)
@@ -464,6 +465,7 @@ class Ledger(threading.Thread):
         self.requests.put(None)
 
     def run(self) -> None:
+        sessions.bound(self.executor.using)
         running = True
         while running:
             batch = [self.requests.get()]

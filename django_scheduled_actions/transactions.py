@@ -3,7 +3,7 @@
 Vendor differences live here and nowhere else:
 
 - PostgreSQL: ``SET TRANSACTION ISOLATION LEVEL ...`` as the first statement of the transaction;
-  serialisation failures (40001) and deadlocks (40P01) are retried.
+  serialisation failures (40001), deadlocks (40P01) and lock timeouts (55P03) are retried.
 - MySQL / MariaDB: ``SET TRANSACTION ISOLATION LEVEL ...`` before the transaction's first statement;
   deadlocks (1213) and lock wait timeouts (1205) are retried.
 - SQLite: one writer at a time, taken at the start (``BEGIN IMMEDIATE``); "database is busy/locked"
@@ -29,7 +29,8 @@ logger = logging.getLogger("django_scheduled_actions")
 T = TypeVar("T")
 
 MAX_CONFLICT_RETRIES = 40
-PG_RETRYABLE = {"40001", "40P01"}
+PG_RETRYABLE = {"40001", "40P01", "55P03"}
+PG_LOCK_TIMEOUT, MYSQL_LOCK_TIMEOUT = "55P03", 1205
 MYSQL_RETRYABLE = {1213, 1205}
 SQLITE_RETRYABLE = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 
@@ -46,6 +47,16 @@ def is_conflict(exc: BaseException) -> bool:
     args = getattr(cause, "args", ())
     module = type(cause).__module__
     return bool(args) and module.startswith("MySQLdb") and args[0] in MYSQL_RETRYABLE
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True when a statement gave up waiting for a lock (``lock_timeout``, ``innodb_lock_wait_timeout``, a
+    ``NOWAIT`` that found the row locked): another session's doing, never the job's own failure."""
+    cause = exc.__cause__ or exc
+    if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == PG_LOCK_TIMEOUT:
+        return True
+    args = getattr(cause, "args", ())
+    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] == MYSQL_LOCK_TIMEOUT
 
 
 PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now

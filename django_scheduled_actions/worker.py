@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import dbclock, leases
+from . import dbclock, leases, sessions
 from .conf import app_settings
 from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
@@ -68,6 +68,7 @@ class ExecutorThread(threading.Thread):
     def run(self) -> None:
         worker = self.worker
         item: Claimed | None = None
+        sessions.bound(worker.using)
         try:
             while not self.is_abandoned():
                 if item is not None and worker.stopping.is_set():  # pulled before the stop, never started
@@ -120,6 +121,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         worker = self.worker
         interval = worker.lease.total_seconds() / 3
+        sessions.bound(worker.using)
         while not worker.finished.wait(interval):
             try:
                 if not leases.heartbeat(worker.worker_id, worker.lease, worker.using):
@@ -213,6 +215,7 @@ class Worker:
         """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
         previous_handlers = self._install_signal_handlers()
         _keep_connections_open()
+        sessions.bound(self.using)
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
         self.register()
