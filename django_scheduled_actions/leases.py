@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.db.models.expressions import Col
@@ -25,7 +25,7 @@ from .exceptions import FunctionNotFound, WorkerLost
 from .models import ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
 from .registry import registry
 from .retry import RetryPolicy
-from .transactions import fetch_prepared, outermost, retry_on_conflict
+from .transactions import fetch_prepared, is_lock_timeout, outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
 
@@ -201,9 +201,27 @@ def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str
 
 def heartbeat(worker_id: str, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> int:
     """Renew the lease on every job the worker holds: one UPDATE of its own row, to the database's time
-    plus ``lease``."""
+    plus ``lease``; returns 0 if the row is gone. It never waits for the row: if another session holds
+    it (an admin save, a migration, a long report), the lease is renewed on the jobs' own rows instead
+    (those not locked: the worker's own transactions are completing them), which recovery honours too."""
     workers = WorkerProcess.objects.using(using).filter(worker_id=worker_id)
-    return workers.update(heartbeat_at=dbclock.DatabaseNow(), expires_at=dbclock.after(lease))
+    renew = {"heartbeat_at": dbclock.DatabaseNow(), "expires_at": dbclock.after(lease)}
+    if not connections[using].features.has_select_for_update_nowait:  # SQLite: no row locks
+        return workers.update(**renew)
+    try:
+        with outermost(using, None):
+            if not list(workers.select_for_update(nowait=True).values_list("pk", flat=True)):
+                return 0
+            return workers.update(**renew)
+    except DatabaseError as exc:
+        if not is_lock_timeout(exc):
+            raise
+    logger.warning("worker row locked by another session; lease renewed on its jobs worker=%s", worker_id)
+    jobs = ScheduledFunction.objects.using(using).held_by(worker_id)
+    with outermost(using, None):
+        ids = list(jobs.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        jobs.filter(pk__in=ids).update(lease_expires_at=dbclock.after(lease))
+    return 1
 
 
 def sign_off(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:

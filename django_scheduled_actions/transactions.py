@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 MAX_CONFLICT_RETRIES = 40
 PG_RETRYABLE = {"40001", "40P01", "55P03"}
-PG_LOCK_TIMEOUT, MYSQL_LOCK_TIMEOUT = "55P03", 1205
+PG_LOCK_TIMEOUT, MYSQL_LOCK_TIMEOUTS = "55P03", {1205, 3572}  # 3572: MySQL's NOWAIT
 MYSQL_RETRYABLE = {1213, 1205}
 SQLITE_RETRYABLE = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 
@@ -56,7 +56,7 @@ def is_lock_timeout(exc: BaseException) -> bool:
     if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == PG_LOCK_TIMEOUT:
         return True
     args = getattr(cause, "args", ())
-    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] == MYSQL_LOCK_TIMEOUT
+    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_LOCK_TIMEOUTS
 
 
 PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now

@@ -108,3 +108,38 @@ def test_a_lock_wait_that_times_out_in_a_workers_mutation_is_retried_not_failed(
     job = Jobs.get(pk=job_id)
     assert (job.state, job.attempts, job.error) == (State.SUCCESS, 1, "")
     assert Counter.objects.get(name="c").value == 0  # -1 from the holder, then the job's +1
+
+
+def test_a_heartbeat_never_waits_for_its_locked_row_and_keeps_the_jobs_leases():
+    """Reported: the worker's row locked by another session for three leases made a live worker lost."""
+    from datetime import timedelta
+
+    from django_scheduled_actions import dbclock
+    from django_scheduled_actions.leases import claim, heartbeat, recover_expired, register_worker
+    from django_scheduled_actions.models import WorkerProcess
+
+    job_id = scheduler.run_after(0, f.bump, {"name": "x"})
+    short = timedelta(seconds=2)
+    register_worker("locked", hostname="h", pid=1, queues=None, concurrency=1, now=dbclock.now(), lease=short)
+    claim("locked", 1, None, short)
+    locked, release, beats = threading.Event(), threading.Event(), []
+
+    def lock_row() -> None:
+        with transaction.atomic():
+            WorkerProcess.objects.select_for_update().get(worker_id="locked")
+            locked.set()
+            release.wait(30)
+        connection.close()
+
+    holder = threading.Thread(target=lock_row, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    beating = threading.Thread(target=lambda: beats.append(heartbeat("locked", timedelta(seconds=60))) or
+                               connection.close())
+    beating.start()
+    beating.join(10)  # without NOWAIT it waits for as long as the row is held
+    release.set()
+    holder.join(10)
+    assert beats == [1]
+    assert recover_expired(dbclock.now() + timedelta(seconds=10)) == 0  # the worker row expired, the job's lease not
+    assert Jobs.get(pk=job_id).state == State.IN_PROGRESS
