@@ -275,7 +275,7 @@ def claim_plan() -> str:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN (COSTS OFF) " + leases.PG_CLAIM.format(conditions="", columns="id", priority="%s"),
-                           [now, 0, 64, 4, "bench", "plan", now + timedelta(minutes=1), now, 0])
+                           [now, 0, 64, 4, "bench", "plan", timedelta(minutes=1), 0])
             plan = "\n".join(row[0] for row in cursor.fetchall())
     else:
         plan = ScheduledFunction.objects.due(now).filter(priority=0).claim_order()[:64].explain()

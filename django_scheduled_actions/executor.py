@@ -6,8 +6,11 @@
   (up to ``MUTATIONS_PER_COMMIT`` jobs or ``MUTATION_BATCH_SECONDS``): one commit for several jobs. If
   anything goes wrong in such a transaction (a body raises, a conflict, a lost claim) it rolls back as
   a whole and each of its jobs runs again alone (a body that raised is recorded failed, not re-run,
-  unless what it raised was a conflict or a lost unique-key race: then it runs again alone too, with the
-  retries of ``run_in_mutation_transaction``); nothing of a rolled-back body stays.
+  unless what it raised was a conflict or a lost unique-key race, or a job before it in the transaction
+  had lost its claim (what it raised may come from that body): then it runs again alone too, with the
+  retries of ``run_in_mutation_transaction``); nothing of a rolled-back body stays. Two claims of one
+  job (the first lost to a recovery while it waited in the worker's queue) never share a transaction,
+  and a job whose claim committed after the transaction's snapshot does not join it.
 - An **action** is marked started (``started_at``, ``attempts + 1``) in a commit before the body runs
   (at most once); failures are retried by its ``RetryPolicy`` or fail the job. An executor thread's
   successes and the start of its next actions are one write, and the ``Ledger`` makes the writes of all
@@ -27,22 +30,29 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import batches, guards, signals
+from . import batches, guards, sessions, signals
 from .conf import app_settings
 from .context import JobInfo
 from .exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
 from .execution import call_action_body, call_mutation_body
-from .models import ScheduledFunction
+from .models import ScheduledFunction, State
 from .registry import Function, registry
 from .retry import RetryPolicy
-from .transactions import is_conflict, is_connection_error, is_unique_race, outermost, run_in_mutation_transaction
+from .transactions import (
+    is_conflict,
+    is_connection_error,
+    is_lock_timeout,
+    is_unique_race,
+    outermost,
+    run_in_mutation_transaction,
+)
 
 logger = logging.getLogger("django_scheduled_actions")
 Jobs = ScheduledFunction.objects
@@ -169,7 +179,8 @@ class Executor:
                     rows.append((getattr(job, "ctid", None), job.pk, token, result, started))
                     if len(rows) >= MUTATIONS_PER_COMMIT or time.monotonic() > limit:
                         break
-                    following, leftover = self._take_next(pull, "mutation", claimed_before=opened)
+                    following, leftover = self._take_next(pull, "mutation", {job.pk for _f, job, _t in taken},
+                                                          claimed_before=opened)
                     if following is None:
                         break
                     taken.append(following)
@@ -188,7 +199,8 @@ class Executor:
                         exc: BaseException) -> None:
         lost_connection = isinstance(exc, DatabaseError) and is_connection_error(exc)
         retryable = isinstance(exc, DatabaseError) and (is_conflict(exc) or is_unique_race(exc))
-        own_failure = failing is not None and not isinstance(exc, ClaimLost) and not lost_connection and not retryable
+        own_failure = (failing is not None and not isinstance(exc, ClaimLost) and not lost_connection
+                       and not retryable and not self._after_a_lost_claim(taken[:failing]))
         if lost_connection:  # each job runs again alone, on a new connection
             connections[self.using].close()
         unrecorded: list[Claimed] = []
@@ -205,10 +217,25 @@ class Executor:
         if unrecorded:
             raise Unrecorded(unrecorded, exc)
 
-    def _take_next(self, pull: Pull, kind: str,
+    def _after_a_lost_claim(self, before: list[Runnable]) -> bool:
+        """Whether a job whose body ran ``before`` the one that raised, in the transaction now rolled back,
+        had lost its claim: the failure may then be what that body did (a second claim of a job inserting
+        the same row), and is not recorded; the body runs again alone. True if the database cannot say."""
+        if not before:
+            return False
+        try:
+            held = set(Jobs.using(self.using).filter(pk__in=[job.pk for _fn, job, _token in before],
+                                                     state=State.IN_PROGRESS).values_list("pk", "token"))
+        except DatabaseError:
+            return True
+        return any((job.pk, token) not in held for _fn, job, token in before)
+
+    def _take_next(self, pull: Pull, kind: str, joined: Collection[int] = (),
                    claimed_before: float | None = None) -> tuple[Runnable | None, Claimed | None]:
         """The next waiting job, if there is one: ``(runnable, None)`` if it is a ``kind`` that can run
-        (its function known), else ``(None, job)``, for the caller to hand back (unknown names fail there).
+        (its function known) and not one of the ``joined`` jobs, else ``(None, job)``, for the caller to
+        hand back (unknown names fail there). A job already joined is a second claim of it (the first
+        lost, to a recovery, while it waited here): the two must never share a transaction.
 
         ``claimed_before``: a job whose claim committed later is handed back too. A transaction whose
         snapshot was taken before that claim committed does not see the job as claimed (PostgreSQL's
@@ -217,7 +244,8 @@ class Executor:
         if following is None:
             return None, None
         token, job = following
-        if claimed_before is not None and getattr(job, "claim_committed", claimed_before) > claimed_before:
+        if job.pk in joined or (claimed_before is not None
+                                and getattr(job, "claim_committed", claimed_before) > claimed_before):
             return None, following
         try:
             fn = registry.for_job(job.name)
@@ -259,8 +287,9 @@ class Executor:
         """After a mutation's transaction rolled back because of ``exc``: record what it means."""
         if isinstance(exc, ClaimLost):
             logger.info("mutation rolled back: job no longer claimed job=%s name=%s", job.pk, job.name)
-        elif isinstance(exc, OperationalError | InterfaceError) and is_connection_error(exc):
-            logger.warning("database connection lost during job=%s; handing it back", job.pk)
+        elif isinstance(exc, OperationalError | InterfaceError) and (is_connection_error(exc) or is_lock_timeout(exc)):
+            logger.warning("database connection lost or a lock not granted during job=%s; handing it back "
+                           "error=%r", job.pk, exc)
             connections[self.using].close()
             hand_back = lambda: Jobs.using(self.using).hand_back(token, [job.pk])  # noqa: E731
             self._guarded([(token, job)], persist, hand_back, self.using)
@@ -453,6 +482,7 @@ class Ledger(threading.Thread):
         self.requests.put(None)
 
     def run(self) -> None:
+        sessions.bound(self.executor.using)
         running = True
         while running:
             batch = [self.requests.get()]

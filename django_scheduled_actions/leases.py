@@ -16,38 +16,42 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.db.models.expressions import Col
 
-from . import batches, limits, signals
+from . import batches, dbclock, limits, signals
 from .exceptions import FunctionNotFound, WorkerLost
 from .models import ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
 from .registry import registry
 from .retry import RetryPolicy
-from .transactions import fetch_prepared, outermost, retry_on_conflict
+from .transactions import fetch_prepared, is_lock_timeout, outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
 
 
 PG_CLAIM = """
-WITH top AS (SELECT MAX(priority) AS v FROM scheduled_actions_job WHERE state = 'pending'),
+WITH clock AS (SELECT COALESCE(%s::timestamptz, statement_timestamp()) AS due_by),
+top AS (SELECT MAX(priority) AS v FROM scheduled_actions_job WHERE state = 'pending'),
 picked AS (
     SELECT id, kind, row_number() OVER (ORDER BY scheduled_time, id) AS n FROM (
         SELECT id, kind, scheduled_time FROM scheduled_actions_job
-        WHERE state = 'pending' AND scheduled_time <= %s AND priority = {priority} {conditions}
+        WHERE state = 'pending' AND scheduled_time <= (SELECT due_by FROM clock) AND priority = {priority} {conditions}
         ORDER BY priority DESC, scheduled_time, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due),
 starting AS (SELECT id FROM picked WHERE kind = 'action' AND n <= %s),
 claimed AS (
-    UPDATE scheduled_actions_job SET state = 'in_progress', worker_id = %s, token = %s, lease_expires_at = %s,
-        started_at = CASE WHEN id = ANY(ARRAY(SELECT id FROM starting)) THEN %s ELSE started_at END,
+    UPDATE scheduled_actions_job SET state = 'in_progress', worker_id = %s, token = %s,
+        lease_expires_at = statement_timestamp() + %s::interval,
+        started_at = CASE WHEN id = ANY(ARRAY(SELECT id FROM starting)) THEN (SELECT due_by FROM clock)
+            ELSE started_at END,
         attempts = attempts + CASE WHEN id = ANY(ARRAY(SELECT id FROM starting)) THEN 1 ELSE 0 END
     WHERE id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING ctid::text AS ctid, {columns})
 SELECT (SELECT MAX(priority) FROM scheduled_actions_job WHERE state = 'pending' AND priority < {priority}),
        claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE"""
+# ``due_by``: the caller's ``now``, or (NULL) the database's clock; the lease is always the database's.
 # One statement claims at ``{priority}`` (the highest pending one: ``(SELECT v FROM top)``) and tells the
 # next lower priority that has pending jobs (first column; NULL: none), so a claim walks no further than
 # it must and an idle worker's claim of a new job is one round trip. The other columns are NULL when
@@ -58,11 +62,13 @@ FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE"""
 # primary key whatever the table holds; with ``IN`` it may hash-join a scan of the whole table.
 
 
-def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: Iterable[str] | None = None,
+def claim(worker_id: str, limit: int, now: datetime | None, lease: timedelta, queues: Iterable[str] | None = None,
           using: str = DEFAULT_DB_ALIAS, token: str | None = None,
           start: int = 0) -> tuple[str, list[ScheduledFunction]]:
     """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs.
 
+    Due by ``now``, or by the database's clock if it is None (what the worker passes); the claim's lease
+    is ``lease`` from the database's time, whatever ``now`` says (see ``dbclock``).
     Per priority of pending jobs (see ``_claim_unlimited``); on PostgreSQL one ``UPDATE ... RETURNING``
     statement per priority, which also returns each row's ``ctid``: a mutation's completion finds its
     row by it without an index scan (see executor.py). A caller that
@@ -85,7 +91,7 @@ def claim(worker_id: str, limit: int, now: datetime, lease: timedelta, queues: I
     return token, claimed
 
 
-def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime | None,
                      lease: timedelta, queues: Iterable[str] | None, using: str, start: int) -> list[ScheduledFunction]:
     """Claim due jobs without a concurrency limit, one priority at a time, highest first.
 
@@ -110,17 +116,18 @@ def _claim_unlimited(limited: limits.Limits, worker_id: str, token: str, limit: 
     return claimed
 
 
-def _claim_at(priority: int, limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime,
+def _claim_at(priority: int, limited: limits.Limits, worker_id: str, token: str, limit: int, now: datetime | None,
               lease: timedelta, queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
     jobs = ScheduledFunction.objects.using(using)
     with outermost(using, None):
-        due = limited.exclude_limited(jobs.due(now).filter(priority=priority).in_queues(queues).claim_order())
+        due = jobs.due(dbclock.due_by(now)).filter(priority=priority).in_queues(queues).claim_order()
+        due = limited.exclude_limited(due)
         if connections[using].features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         claimed = list(due.defer("result", "error")[:limit])
         if claimed:
             jobs.filter(pk__in=[j.pk for j in claimed]).update(
-                state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=now + lease)
+                state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease))
     return claimed
 
 
@@ -130,7 +137,7 @@ def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFA
 
 
 def _claim_postgresql(priority: int | None, limited: limits.Limits, worker_id: str, token: str, limit: int,
-                      now: datetime, lease: timedelta, queues: Iterable[str] | None, using: str,
+                      now: datetime | None, lease: timedelta, queues: Iterable[str] | None, using: str,
                       start: int) -> tuple[list[ScheduledFunction], int | None]:
     """Claim at ``priority`` (None: the highest pending), starting the actions among the first ``start``;
     returns the jobs and the next lower priority with pending jobs, if any."""
@@ -144,7 +151,7 @@ def _claim_postgresql(priority: int | None, limited: limits.Limits, worker_id: s
         if values:
             conditions.append(f"AND {clause}")
             params.append(list(values))
-    params += [limit, start, worker_id, token, now + lease, now]
+    params += [limit, start, worker_id, token, lease]
     if priority is not None:
         params.append(priority)
     sql = PG_CLAIM.format(conditions=" ".join(conditions), columns=", ".join(f.column for f in fields),
@@ -189,19 +196,40 @@ def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str
         with outermost(using, None):  # SQLite: take the write lock first, several workers start at once
             WorkerProcess.objects.using(using).update_or_create(worker_id=worker_id, defaults={
                 "hostname": hostname, "pid": pid, "queues": queues or [], "concurrency": concurrency,
-                "started_at": now, "heartbeat_at": now, "expires_at": now + lease, "stopped_at": None})
+                "started_at": now, "heartbeat_at": dbclock.DatabaseNow(), "expires_at": dbclock.after(lease),
+                "stopped_at": None})
 
     retry_on_conflict(once)
 
 
-def heartbeat(worker_id: str, now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> int:
-    """Renew the lease on every job the worker holds: one UPDATE of its own row."""
+def heartbeat(worker_id: str, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Renew the lease on every job the worker holds: one UPDATE of its own row, to the database's time
+    plus ``lease``; returns 0 if the row is gone. It never waits for the row: if another session holds
+    it (an admin save, a migration, a long report), the lease is renewed on the jobs' own rows instead
+    (those not locked: the worker's own transactions are completing them), which recovery honours too."""
     workers = WorkerProcess.objects.using(using).filter(worker_id=worker_id)
-    return workers.update(heartbeat_at=now, expires_at=now + lease)
+    renew = {"heartbeat_at": dbclock.DatabaseNow(), "expires_at": dbclock.after(lease)}
+    if not connections[using].features.has_select_for_update_nowait:  # SQLite: no row locks
+        return workers.update(**renew)
+    try:
+        with outermost(using, None):
+            if not list(workers.select_for_update(nowait=True).values_list("pk", flat=True)):
+                return 0
+            return workers.update(**renew)
+    except DatabaseError as exc:
+        if not is_lock_timeout(exc):
+            raise
+    logger.warning("worker row locked by another session; lease renewed on its jobs worker=%s", worker_id)
+    jobs = ScheduledFunction.objects.using(using).held_by(worker_id)
+    with outermost(using, None):
+        ids = list(jobs.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        jobs.filter(pk__in=ids).update(lease_expires_at=dbclock.after(lease))
+    return 1
 
 
 def sign_off(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
-    return WorkerProcess.objects.using(using).filter(worker_id=worker_id).update(stopped_at=now, expires_at=now)
+    return WorkerProcess.objects.using(using).filter(worker_id=worker_id).update(
+        stopped_at=now, expires_at=dbclock.DatabaseNow())
 
 
 def _retry_policy(name: str) -> RetryPolicy:
@@ -211,13 +239,17 @@ def _retry_policy(name: str) -> RetryPolicy:
         return RetryPolicy()
 
 
-def recover_expired(now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
+def recover_expired(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> int:
     """Recover the jobs of lost workers (claim lease over, no heartbeat). Returns how many were recovered.
+
+    Leases are judged at ``now``, by default the database's time (what the worker passes: its own clock
+    may be minutes off).
 
     Mutations (whose ``started_at`` is only written with their commit) and unstarted claims go back to
     ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy,
     or ``failed`` with "worker lost": never re-run beyond ``max_attempts``.
     """
+    now = now or dbclock.now(using)
     recovered = _recover(ScheduledFunction.objects.using(using).expired_leases(now), now)
     if recovered:
         logger.warning("recovered jobs of lost workers count=%d", recovered)
@@ -257,11 +289,12 @@ def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFuncti
     return changed
 
 
-def prune(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
+def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
     """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
-    batches and sagas finished before then."""
+    batches and sagas finished before then. ``now`` None: the database's time."""
     from .models import Batch, IdempotencyKey, Saga
 
+    now = now or dbclock.now(using)
     jobs = ScheduledFunction.objects.using(using)
     deleted = 0
     while True:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.db import connections
 from django.db.models import Count, Q
 
+from . import dbclock
 from .conf import app_settings
 from .models import ConcurrencyLimit, ScheduledFunction, State
 from .registry import registry
@@ -74,9 +75,10 @@ def active(queues: Iterable[str] | None = None) -> Limits:
     return Limits(functions, queue_limits)
 
 
-def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: datetime, lease: timedelta,
+def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: datetime | None, lease: timedelta,
                   queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
-    """Claim up to ``limit`` due limited jobs without exceeding any limit; one short transaction."""
+    """Claim up to ``limit`` due limited jobs without exceeding any limit; one short transaction. Due by
+    ``now`` (None: the database's clock), leased from the database's time."""
 
     def once() -> list[ScheduledFunction]:
         with outermost(using, None):
@@ -85,7 +87,7 @@ def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: d
             chosen = _choose(limits, free, limit, now, queues, using)
             if chosen:
                 ScheduledFunction.objects.using(using).filter(pk__in=[j.pk for j in chosen]).update(
-                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=now + lease)
+                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease))
             return chosen
 
     return retry_on_conflict(once)
@@ -110,13 +112,14 @@ def _free_slots(limits: Limits, using: str) -> dict[str, int]:
     return free
 
 
-def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime, queues: Iterable[str] | None,
+def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime | None, queues: Iterable[str] | None,
             using: str) -> list[ScheduledFunction]:
     """The due limited jobs to claim, highest priority first, each fitting every limit it falls under.
 
     Each round looks at up to ``free`` due jobs per limit with room; a job under two limits may fill one
     of them, so another round looks again until nothing more fits."""
-    due = ScheduledFunction.objects.using(using).due(now).in_queues(queues).claim_order().defer("result", "error")
+    due = ScheduledFunction.objects.using(using).due(dbclock.due_by(now)).in_queues(queues)
+    due = due.claim_order().defer("result", "error")
     if connections[using].features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True)
     chosen: list[ScheduledFunction] = []

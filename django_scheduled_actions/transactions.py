@@ -3,9 +3,10 @@
 Vendor differences live here and nowhere else:
 
 - PostgreSQL: ``SET TRANSACTION ISOLATION LEVEL ...`` as the first statement of the transaction;
-  serialisation failures (40001) and deadlocks (40P01) are retried, and so, a few times, is a serializable
-  mutation's unique violation (23505): its snapshot cannot see a row that a concurrent transaction
-  committed after it began, so "read, found nothing, insert" loses such a race with that error.
+  serialisation failures (40001), deadlocks (40P01) and lock timeouts (55P03) are retried, and so, a few
+  times, is a serializable mutation's unique violation (23505): its snapshot cannot see a row that a
+  concurrent transaction committed after it began, so "read, found nothing, insert" loses such a race
+  with that error.
 - MySQL / MariaDB: ``SET TRANSACTION ISOLATION LEVEL ...`` before the transaction's first statement;
   deadlocks (1213) and lock wait timeouts (1205) are retried.
 - SQLite: one writer at a time, taken at the start (``BEGIN IMMEDIATE``); "database is busy/locked"
@@ -32,8 +33,9 @@ T = TypeVar("T")
 
 MAX_CONFLICT_RETRIES = 40
 MAX_UNIQUE_RETRIES = 3  # unique violations retried per mutation call; one still there then is the application's
-PG_RETRYABLE = {"40001", "40P01"}
+PG_RETRYABLE = {"40001", "40P01", "55P03"}
 PG_UNIQUE_VIOLATION = "23505"
+PG_LOCK_TIMEOUT, MYSQL_LOCK_TIMEOUTS = "55P03", {1205, 3572}  # 3572: MySQL's NOWAIT
 MYSQL_RETRYABLE = {1213, 1205}
 SQLITE_RETRYABLE = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 
@@ -67,6 +69,16 @@ def is_unique_race(exc: BaseException) -> bool:
     retried as a conflict); SQLite has one writer, so the race cannot happen."""
     return (app_settings.MUTATION_ISOLATION == "serializable"
             and _sqlstate(exc.__cause__ or exc) == PG_UNIQUE_VIOLATION)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True when a statement gave up waiting for a lock (``lock_timeout``, ``innodb_lock_wait_timeout``, a
+    ``NOWAIT`` that found the row locked): another session's doing, never the job's own failure."""
+    cause = exc.__cause__ or exc
+    if _sqlstate(cause) == PG_LOCK_TIMEOUT:
+        return True
+    args = getattr(cause, "args", ())
+    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_LOCK_TIMEOUTS
 
 
 PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now

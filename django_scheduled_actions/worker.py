@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import leases
+from . import dbclock, leases, sessions
 from .conf import app_settings
 from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
@@ -68,6 +68,7 @@ class ExecutorThread(threading.Thread):
     def run(self) -> None:
         worker = self.worker
         item: Claimed | None = None
+        sessions.bound(worker.using)
         try:
             while not self.is_abandoned():
                 if item is not None and worker.stopping.is_set():  # pulled before the stop, never started
@@ -120,9 +121,10 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         worker = self.worker
         interval = worker.lease.total_seconds() / 3
+        sessions.bound(worker.using)
         while not worker.finished.wait(interval):
             try:
-                if not leases.heartbeat(worker.worker_id, worker.clock(), worker.lease, worker.using):
+                if not leases.heartbeat(worker.worker_id, worker.lease, worker.using):
                     worker.register()  # the row was pruned or deleted by hand: register again
             except (OperationalError, InterfaceError) as exc:
                 logger.warning("heartbeat failed, retrying error=%r", exc)
@@ -213,6 +215,7 @@ class Worker:
         """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
         previous_handlers = self._install_signal_handlers()
         _keep_connections_open()
+        sessions.bound(self.using)
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
                     self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
         self.register()
@@ -307,7 +310,7 @@ class Worker:
         # threads waiting for a job: the claim may mark that many actions started, each runs at once
         idle = self.concurrency - self.inflight if self.jobs.qsize() == 0 else 0
         try:
-            token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using,
+            token, jobs = leases.claim(self.worker_id, asked, None, self.lease, self.queues, self.using,
                                        token=token, start=max(idle, 0))
         except (OperationalError, InterfaceError) as exc:
             self.failed_claims.append(token)  # the commit may have gone through before the connection failed
@@ -348,13 +351,14 @@ class Worker:
 
     def _idle_timeout(self) -> float:
         timeout = self.poll_interval
-        try:
-            next_due = leases.next_due_time(self.queues, self.clock(), self.using)  # limited jobs waiting excepted
+        try:  # due times are judged on the database's clock, as the claim judges them
+            now = dbclock.now(self.using)
+            next_due = leases.next_due_time(self.queues, now, self.using)  # limited jobs waiting excepted
         except (OperationalError, InterfaceError):
             connections[self.using].close()
             return timeout
         if next_due is not None:
-            timeout = min(timeout, max((next_due - self.clock()).total_seconds(), 0.0))
+            timeout = min(timeout, max((next_due - now).total_seconds(), 0.0))
         deadlines = [t.deadline for t in self.threads if t.deadline is not None]
         if deadlines:
             timeout = min(timeout, max(min(deadlines) - time.monotonic(), 0.0))
@@ -391,10 +395,10 @@ class Worker:
                 self.orphans.pop(0)
             if mono >= self._next_recovery:
                 self._next_recovery = mono + min(self.lease.total_seconds() / 4, 5.0)
-                leases.recover_expired(self.clock(), self.using)
+                leases.recover_expired(None, self.using)  # on the database's clock
             if mono >= self._next_prune:
                 self._next_prune = mono + PRUNE_EVERY
-                leases.prune(self.clock(), app_settings.RETENTION, self.using)
+                leases.prune(None, app_settings.RETENTION, self.using)
         except (OperationalError, InterfaceError) as exc:
             logger.warning("maintenance failed (database unavailable?) error=%r", exc)
             connections[self.using].close()

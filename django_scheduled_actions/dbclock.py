@@ -1,0 +1,62 @@
+"""The database's clock, by which leases are judged (DESIGN section 11).
+
+Workers run on machines whose clocks drift or jump; the database is the one clock they share. Lease
+expiries (the workers' rows and the jobs' claims) are written as the database's time plus the lease,
+and recovery compares them with the database's time, so a worker whose clock runs minutes ahead takes
+no live worker's jobs, and one whose clock runs behind loses none of its own. Claims compare due times
+with the database's clock too (``scheduled_time`` is written by whoever schedules: its own clock).
+
+- PostgreSQL: ``statement_timestamp()`` (``now()`` would be the time its transaction began).
+- MySQL/MariaDB: ``UTC_TIMESTAMP(6)``: Django stores UTC there, and ``CURRENT_TIMESTAMP`` is in the
+  session's time zone, which Django does not set.
+- SQLite: its own clock, which is this machine's (SQLite has no server).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Now
+from django.utils import timezone
+
+SQL = {"postgresql": "statement_timestamp()", "mysql": "UTC_TIMESTAMP(6)",
+       "sqlite": "STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')"}
+
+
+class DatabaseNow(Now):
+    """The database's present time, as an ORM expression (``Now``, UTC on MySQL/MariaDB)."""
+
+    def as_mysql(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+        template = "UTC_TIMESTAMP(6)" if settings.USE_TZ else "CURRENT_TIMESTAMP(6)"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+
+def after(delta: timedelta) -> ExpressionWrapper:
+    """The database's time plus ``delta``: a lease's expiry, written by the database."""
+    return ExpressionWrapper(DatabaseNow() + delta, output_field=DateTimeField())
+
+
+def due_by(now: datetime | None) -> datetime | DatabaseNow:
+    """What a claim compares due times with: the caller's ``now``, else the database's present."""
+    return DatabaseNow() if now is None else now
+
+
+def now(using: str = DEFAULT_DB_ALIAS) -> datetime:
+    """The database's present time, read with one query."""
+    connection = connections[using]
+    sql = SQL[connection.vendor]
+    if connection.vendor == "mysql" and not settings.USE_TZ:
+        sql = "CURRENT_TIMESTAMP(6)"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {sql}")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite
+        value = datetime.fromisoformat(value)
+    if settings.USE_TZ and timezone.is_naive(value):
+        return value.replace(tzinfo=UTC)
+    if not settings.USE_TZ and timezone.is_aware(value):
+        return timezone.make_naive(value)
+    return value

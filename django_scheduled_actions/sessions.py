@@ -1,0 +1,66 @@
+"""Bounds on the worker's own database sessions: an abandoned transaction cannot hold the queue.
+
+A worker paused inside a transaction (SIGSTOP, a stalled VM, a debugger) keeps its row locks for as long
+as it is paused, and every other worker's writes to those rows queue behind them. So each session a
+worker thread opens is bounded by the database itself, at half a lease (at least one second), shorter
+than the lease after which other workers recover the paused worker's jobs:
+
+- PostgreSQL: ``idle_in_transaction_session_timeout`` (the server ends a session idle in a transaction
+  that long, releasing its locks) and ``lock_timeout`` (a statement waits no longer for a lock).
+- MariaDB: ``idle_transaction_timeout`` and ``innodb_lock_wait_timeout`` (whole seconds). MySQL has no
+  idle-in-transaction bound; it gets the lock wait bound only.
+- SQLite: one writer at a time, bounded by its busy timeout already.
+
+A lock wait that times out is retried like a conflict (``transactions.is_conflict``) and never fails a
+job (``transactions.is_lock_timeout``). Sessions of the process that are not the worker's (a web request
+in the same process, a test) are left alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from .conf import app_settings
+
+_local = threading.local()
+
+
+def bound(using: str) -> None:
+    """Bound this thread's connection to ``using``: the one open now, and each it opens from now on."""
+    _local.aliases = {*getattr(_local, "aliases", ()), using}
+    connection = connections[using]
+    if connection.connection is not None:
+        apply(connection)
+
+
+def timeout_seconds() -> float:
+    return max(float(app_settings.LEASE_SECONDS) / 2, 1.0)
+
+
+def apply(connection: Any) -> None:
+    """Set the session's bounds (see the module's docstring)."""
+    seconds = timeout_seconds()
+    if connection.vendor == "postgresql":
+        statements = [f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}",
+                      f"SET lock_timeout = {int(seconds * 1000)}"]
+    elif connection.vendor == "mysql":
+        statements = [f"SET SESSION innodb_lock_wait_timeout = {max(int(seconds), 1)}"]
+        if connection.mysql_is_mariadb:
+            statements.append(f"SET SESSION idle_transaction_timeout = {max(int(seconds), 1)}")
+    else:
+        return
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.alias in getattr(_local, "aliases", ()):
+        apply(connection)
+
+
+connection_created.connect(_on_connection_created, dispatch_uid="scheduled_actions_bounded_sessions")
