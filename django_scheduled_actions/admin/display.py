@@ -20,6 +20,8 @@ COLOURS = {
     State.FAILED: "#c62828",
     State.CANCELED: "#757575",
     "alive": "#2e7d32",
+    "late": "#b26a00",
+    "overdue": "#b26a00",
     "lost": "#c62828",
     "stopped": "#757575",
     "held": "#2e7d32",
