@@ -213,8 +213,9 @@ class Worker:
         """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
         previous_handlers = self._install_signal_handlers()
         _keep_connections_open()
-        logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
-                    self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
+        logger.info("worker starting worker_id=%s concurrency=%d queues=%s database=%s functions=%d",
+                    self.worker_id, self.concurrency, ",".join(self.queues or ["all"]), _database(self.using),
+                    len(registry.all()))
         self.register()
         leases.recover_previous_incarnation(self.worker_id, self.clock(), self.using)
         self.background = [Heartbeat(self)]
@@ -467,6 +468,15 @@ class Worker:
             self.wake.set()
 
         return {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _database(using: str) -> str:
+    """``alias (vendor name@host:port)`` for the start line: which database this worker serves, no credentials."""
+    connection = connections[using]
+    where = connection.settings_dict.get("HOST") or ""
+    if where and connection.settings_dict.get("PORT"):
+        where = f"{where}:{connection.settings_dict['PORT']}"
+    return f"{using} ({connection.vendor} {connection.settings_dict.get('NAME')}{'@' + where if where else ''})"
 
 
 def _keep_connections_open() -> None:
