@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import leases
+from . import deploys, leases
 from .conf import app_settings
 from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
@@ -184,7 +184,9 @@ class Worker:
         self.grace = grace
         self.clock = clock
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
-        self.executor = Executor(self.worker_id, using, clock, done=self.job_done, action_group=action_group)
+        self.repertoire = deploys.Repertoire(self.worker_id, using, clock)  # functions it knows, names it skips
+        self.executor = Executor(self.worker_id, using, clock, done=self.job_done, action_group=action_group,
+                                 leave=self.repertoire.leave)
         self.ledger = Ledger(self.executor)
         self.executor.ledger = self.ledger
         self.jobs: queue.Queue[Claimed | None] = queue.Queue()
@@ -244,6 +246,7 @@ class Worker:
     def register(self) -> None:
         leases.register_worker(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
                                concurrency=self.concurrency, now=self.clock(), lease=self.lease, using=self.using)
+        self.repertoire.publish()
 
     def step(self) -> bool:
         """One pass of the main loop: maintenance, claim, dispatch, wait. False when the worker is done."""
@@ -309,7 +312,7 @@ class Worker:
         idle = self.concurrency - self.inflight if self.jobs.qsize() == 0 else 0
         try:
             token, jobs = leases.claim(self.worker_id, asked, self.clock(), self.lease, self.queues, self.using,
-                                       token=token, start=max(idle, 0))
+                                       token=token, start=max(idle, 0), skip=self.repertoire.skip())
         except (OperationalError, InterfaceError) as exc:
             self.failed_claims.append(token)  # the commit may have gone through before the connection failed
             self.claim_delay = min(max(self.claim_delay * 2, 0.05), self.poll_interval)
@@ -350,7 +353,8 @@ class Worker:
     def _idle_timeout(self) -> float:
         timeout = self.poll_interval
         try:
-            next_due = leases.next_due_time(self.queues, self.clock(), self.using)  # limited jobs waiting excepted
+            next_due = leases.next_due_time(self.queues, self.clock(), self.using,  # limited jobs waiting excepted
+                                            self.repertoire.skip())
         except (OperationalError, InterfaceError):
             connections[self.using].close()
             return timeout
@@ -396,6 +400,7 @@ class Worker:
             if mono >= self._next_prune:
                 self._next_prune = mono + PRUNE_EVERY
                 leases.prune(self.clock(), app_settings.RETENTION, self.using)
+            self.repertoire.upkeep(mono)
         except (OperationalError, InterfaceError) as exc:
             logger.warning("maintenance failed (database unavailable?) error=%r", exc)
             connections[self.using].close()

@@ -22,6 +22,7 @@ COLOURS = {
     "alive": "#2e7d32",
     "late": "#b26a00",
     "overdue": "#b26a00",
+    "unrunnable": "#c62828",
     "lost": "#c62828",
     "stopped": "#757575",
     "held": "#2e7d32",

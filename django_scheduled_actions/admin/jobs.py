@@ -12,11 +12,22 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from ..deploys import Knowledge
 from ..models import IdempotencyKey, ScheduledFunction, State
 from . import display
 from .dashboard import dashboard_view
 
 SHOWN_IDS = 20  # ids listed in an action's message
+UNRUNNABLE = "no live worker knows this function"
+
+
+def mark_unrunnable(jobs: Iterable[ScheduledFunction]) -> None:
+    """Set ``unrunnable`` on each pending job whose function no live worker knows (see deploys.py): one
+    query of the workers table, whatever the number of jobs."""
+    now = timezone.now()
+    knowledge = Knowledge(now, now)
+    for job in jobs:
+        job.unrunnable = job.state == State.PENDING and knowledge.unrunnable(job.name, job.kind, job.queue)
 
 
 def job_url(pk: int) -> str:
@@ -88,6 +99,17 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
     def has_retry_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.retry_scheduledfunction")
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        mark_unrunnable(changelist.result_list)
+        return changelist
+
+    def get_object(self, request, object_id, from_field=None):
+        job = super().get_object(request, object_id, from_field)
+        if job is not None:
+            mark_unrunnable([job])
+        return job
+
     def get_urls(self):
         view = self.admin_site.admin_view(lambda request: dashboard_view(self, request))
         return [path("dashboard/", view, name=f"{self.opts.app_label}_dashboard"), *super().get_urls()]
@@ -96,6 +118,9 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
+        """The state, and on a pending job that no live worker can run, a badge saying so."""
+        if getattr(obj, "unrunnable", False):
+            return format_html("{} {}", display.state_badge(obj.state), display.badge("unrunnable", UNRUNNABLE))
         return display.state_badge(obj.state)
 
     @admin.display(description="scheduled", ordering="scheduled_time")
