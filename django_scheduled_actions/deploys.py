@@ -115,10 +115,14 @@ class Repertoire:
 
     def publish(self) -> None:
         """Write what this worker knows and met on its row."""
-        functions, unknown = known_functions(), sorted(self.skip())
-        WorkerProcess.objects.using(self.using).filter(worker_id=self.worker_id).update(functions=functions,
+        changes, unknown = self._changes(), sorted(self.skip())
+        WorkerProcess.objects.using(self.using).filter(worker_id=self.worker_id).update(functions=known_functions(),
                                                                                         unknown=unknown)
-        self._published = (len(functions), len(unknown))
+        self._published = changes  # after the write: one that failed is tried again by upkeep
+
+    def _changes(self) -> tuple[int, int]:
+        """What can change after start-up: tasks imported (registrations do not change), names met."""
+        return len(registry.resolved), len(self.unknown)
 
     def leave(self, item: Claimed) -> bool:
         """Hand back a claimed job whose function this worker cannot run, and claim no more of it. False
@@ -139,7 +143,7 @@ class Repertoire:
 
     def upkeep(self, mono: float) -> None:
         """From the main loop: publish what changed; now and then, fail the left jobs past the grace."""
-        if self._published != (len(known_functions()), len(self.unknown)):
+        if self._published != self._changes():  # two len() per pass of the main loop
             self.publish()
         if self.unknown and mono >= self._next_check:
             self._next_check = mono + min(self.grace() / 4, CHECK_EVERY)
