@@ -253,8 +253,9 @@ class Worker:
         mono = time.monotonic()
         self._check_deadlines(mono)
         self._maintenance(mono)
+        running = self.inflight  # jobs that may still schedule more (a retry) after this claim looked
         claimed, asked = self._claim_and_dispatch()
-        if self._done(claimed, asked):
+        if self._done(claimed, asked, running):
             return False
         # a full batch means more may be due: come back as soon as a thread frees up
         if self.claim_delay:
@@ -272,10 +273,12 @@ class Worker:
         self.maybe_due = True
         self.wake.set()
 
-    def _done(self, claimed: int, asked: int) -> bool:
+    def _done(self, claimed: int, asked: int, running: int) -> bool:
+        """A burst is done when a claim found nothing while no job was running: one that finished during
+        the claim may have scheduled a retry the claim did not see."""
         if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
             return self.inflight == 0
-        return self.burst and asked > 0 and claimed == 0 and self.inflight == 0
+        return self.burst and asked > 0 and claimed == 0 and running == 0 and self.inflight == 0
 
     # --- claiming ---
 
