@@ -21,7 +21,7 @@ PREFIX = "SCHEDULED_ACTIONS_"
 @dataclass(frozen=True)
 class Setting:
     default: Any
-    kind: str  # "seconds", "duration", "bool", "bytes", "isolation", "queue_limits"
+    kind: str  # "seconds", "seconds_or_zero", "duration", "bool", "bytes", "isolation", "queue_limits"
     help: str
 
 
@@ -36,6 +36,9 @@ SETTINGS: dict[str, Setting] = {
     "MUTATION_ISOLATION": Setting("serializable", "isolation", "isolation of mutations"),
     "QUEUE_CONCURRENCY": Setting({}, "queue_limits",
                                  "most jobs of a queue running at once across all workers, e.g. {\"emails\": 2}"),
+    "UNKNOWN_FUNCTION_GRACE": Setting(600.0, "seconds_or_zero",
+                                      "seconds a due job whose function no live worker knows waits for one that "
+                                      "does before it fails (0: fails at once)"),
 }
 
 ISOLATION_LEVELS = ("serializable", "read committed")
@@ -48,6 +51,10 @@ def validate(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return "must be a finite number of seconds"
         return None if value > 0 else "must be greater than 0"
+    if kind == "seconds_or_zero":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return "must be a finite number of seconds"
+        return None if value >= 0 else "must be 0 or more"
     if kind == "duration":
         if isinstance(value, timedelta):
             return None if value > timedelta(0) else "must be a positive duration"

@@ -110,11 +110,14 @@ def _nothing_waiting() -> Claimed | None:
 class Executor:
     """Runs claimed jobs for one worker. ``done(job)`` is called once for each job taken (from the
     queue or by ``pull``) whose outcome was written; ``watch(deadline, job)`` lets the worker time out
-    the action running on a thread."""
+    the action running on a thread; ``leave((token, job))`` may hand back a job whose function this
+    worker does not know, for a worker that does (True), instead of failing it (``deploys.py``)."""
 
     def __init__(self, worker_id: str, using: str = DEFAULT_DB_ALIAS, clock: Callable = timezone.now,
-                 done: Callable[[ScheduledFunction], None] = lambda job: None, action_group: int = 8):
+                 done: Callable[[ScheduledFunction], None] = lambda job: None, action_group: int = 8,
+                 leave: Callable[[Claimed], bool] | None = None):
         self.worker_id = worker_id
+        self.leave = leave
         self.action_group = action_group
         self.using = using
         self.clock = clock
@@ -134,18 +137,24 @@ class Executor:
         return self.run_actions(fn, job, token, watch, abandoned, pull)
 
     def _function(self, job: ScheduledFunction, token: str) -> Function | None:
-        """The job's function, or None after failing the job (unknown name, or registered as another kind)."""
+        """The job's function, or None after leaving the job to another worker or failing it (unknown name,
+        or registered as another kind)."""
         try:
             fn = registry.for_job(job.name)
             if fn.kind != job.kind:
                 raise FunctionNotFound(f"{job.name} is registered as a {fn.kind}, but the job is a {job.kind}")
         except FunctionNotFound as exc:
-            started = job.started_at is not None  # by the claim: that counted the attempt
-            self._guarded([(token, job)], self._fail, job, token, exc, count_attempt=not started,
-                          started_at=job.started_at if started else self.clock())
+            self._guarded([(token, job)], self._unknown, job, token, exc)
             self.done(job)
             return None
         return fn
+
+    def _unknown(self, job: ScheduledFunction, token: str, exc: FunctionNotFound) -> None:
+        """A job whose function this worker cannot run: handed back for a worker that can, else failed."""
+        if self.leave is not None and self.leave((token, job)):
+            return
+        started = job.started_at is not None  # by the claim: that counted the attempt
+        self._fail(job, token, exc, count_attempt=not started, started_at=job.started_at if started else self.clock())
 
     def _guarded(self, jobs: list[Claimed], write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """``write(*args, **kwargs)``, which settles ``jobs``; if the database stays away, raise

@@ -63,8 +63,8 @@ FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE"""
 
 
 def claim(worker_id: str, limit: int, now: datetime | None, lease: timedelta, queues: Iterable[str] | None = None,
-          using: str = DEFAULT_DB_ALIAS, token: str | None = None,
-          start: int = 0) -> tuple[str, list[ScheduledFunction]]:
+          using: str = DEFAULT_DB_ALIAS, token: str | None = None, start: int = 0,
+          skip: frozenset[str] = frozenset()) -> tuple[str, list[ScheduledFunction]]:
     """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs.
 
     Due by ``now``, or by the database's clock if it is None (what the worker passes); the claim's lease
@@ -74,10 +74,11 @@ def claim(worker_id: str, limit: int, now: datetime | None, lease: timedelta, qu
     row by it without an index scan (see executor.py). A caller that
     passes ``token`` can ``release_claim(token)`` if the claim fails: its commit may still have happened.
     On PostgreSQL, the actions among the first ``start`` jobs claimed are also marked started (their
-    ``started_at`` is set): the caller runs each at once (see ``PG_CLAIM``).
+    ``started_at`` is set): the caller runs each at once (see ``PG_CLAIM``). Jobs of the functions named in
+    ``skip`` are never claimed (the worker cannot run them, see deploys.py).
     """
     token = token or uuid.uuid4().hex
-    limited = limits.active(queues)
+    limited = limits.active(queues, skip)
     claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
     if len(claimed) < limit:
         claimed += _claim_unlimited(limited, worker_id, token, limit - len(claimed), now, lease, queues, using,
@@ -131,9 +132,10 @@ def _claim_at(priority: int, limited: limits.Limits, worker_id: str, token: str,
     return claimed
 
 
-def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFAULT_DB_ALIAS) -> datetime | None:
-    """When the next claim may find work (limited jobs waiting for a slot excepted)."""
-    return limits.next_due_time(queues, now, using)
+def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFAULT_DB_ALIAS,
+                  skip: frozenset[str] = frozenset()) -> datetime | None:
+    """When the next claim may find work (limited jobs waiting for a slot and skipped functions excepted)."""
+    return limits.next_due_time(queues, now, using, skip)
 
 
 def _claim_postgresql(priority: int | None, limited: limits.Limits, worker_id: str, token: str, limit: int,
@@ -146,7 +148,7 @@ def _claim_postgresql(priority: int | None, limited: limits.Limits, worker_id: s
     if priority is not None:
         params.append(priority)
     conditions = []
-    for clause, values in (("queue = ANY(%s)", queues), ("name <> ALL(%s)", limited.functions),
+    for clause, values in (("queue = ANY(%s)", queues), ("name <> ALL(%s)", limited.unclaimed_names()),
                            ("queue <> ALL(%s)", limited.queues)):
         if values:
             conditions.append(f"AND {clause}")

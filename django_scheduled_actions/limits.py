@@ -30,10 +30,12 @@ from .transactions import outermost, retry_on_conflict
 
 @dataclass(frozen=True)
 class Limits:
-    """The limits that apply to one claim: function name -> N, queue -> N."""
+    """The limits that apply to one claim: function name -> N, queue -> N; and ``skip``, the names of
+    functions the claiming worker cannot run, which it leaves for workers that can (``deploys.py``)."""
 
     functions: dict[str, int]
     queues: dict[str, int]
+    skip: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.functions or self.queues)
@@ -57,22 +59,29 @@ class Limits:
     def limited(self) -> Q:
         return Q(name__in=list(self.functions)) | Q(queue__in=list(self.queues))
 
+    def unclaimed_names(self) -> list[str]:
+        """The function names the usual claim query leaves out: limited ones and skipped ones."""
+        return [*self.functions, *sorted(self.skip - set(self.functions))]
+
+    def without_skipped(self, jobs):
+        return jobs.exclude(name__in=sorted(self.skip)) if self.skip else jobs
+
     def exclude_limited(self, jobs):
-        """``jobs`` without the limited ones: what the usual claim query may take."""
-        if self.functions:
-            jobs = jobs.exclude(name__in=list(self.functions))
+        """``jobs`` without the limited (and skipped) ones: what the usual claim query may take."""
+        if self.functions or self.skip:
+            jobs = jobs.exclude(name__in=self.unclaimed_names())
         if self.queues:
             jobs = jobs.exclude(queue__in=list(self.queues))
         return jobs
 
 
-def active(queues: Iterable[str] | None = None) -> Limits:
-    """The limits a worker serving ``queues`` (None: all) must respect now."""
+def active(queues: Iterable[str] | None = None, skip: frozenset[str] = frozenset()) -> Limits:
+    """The limits a worker serving ``queues`` (None: all) must respect now, skipping the functions ``skip``."""
     functions = {fn.name: fn.options.max_concurrency for fn in registry.all() if fn.options.max_concurrency}
     queue_limits = dict(app_settings.QUEUE_CONCURRENCY)
     if queues:
         queue_limits = {q: n for q, n in queue_limits.items() if q in set(queues)}
-    return Limits(functions, queue_limits)
+    return Limits(functions, queue_limits, skip)
 
 
 def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: datetime | None, lease: timedelta,
@@ -119,7 +128,7 @@ def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime | No
     Each round looks at up to ``free`` due jobs per limit with room; a job under two limits may fill one
     of them, so another round looks again until nothing more fits."""
     due = ScheduledFunction.objects.using(using).due(dbclock.due_by(now)).in_queues(queues)
-    due = due.claim_order().defer("result", "error")
+    due = limits.without_skipped(due.claim_order().defer("result", "error"))
     if connections[using].features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True)
     chosen: list[ScheduledFunction] = []
@@ -149,15 +158,16 @@ def _fitting(limits: Limits, free: dict[str, int], due, limit: int) -> list[Sche
     return fitting
 
 
-def next_due_time(queues: Iterable[str] | None, now: datetime, using: str) -> datetime | None:
+def next_due_time(queues: Iterable[str] | None, now: datetime, using: str,
+                  skip: frozenset[str] = frozenset()) -> datetime | None:
     """When a worker should look for work again: the next due unlimited job, or the next limited job
     not due yet. Limited jobs already due are waiting for a slot: a finishing job frees it, and the
     worker polls meanwhile, instead of spinning on a claim that returns nothing."""
     jobs = ScheduledFunction.objects.using(using)
-    limits = active(queues)
-    if not limits:
+    limits = active(queues, skip)
+    if not limits and not skip:
         return jobs.next_due_time(queues)
-    pending = jobs.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time")
+    pending = limits.without_skipped(jobs.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time"))
     times = [limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
              pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first()]
     return min((t for t in times if t is not None), default=None)

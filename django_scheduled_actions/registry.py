@@ -68,6 +68,7 @@ class Registry:
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
         self._resolvers: dict[str, Callable[[str], Function]] = {}
+        self.resolved: dict[str, str] = {}  # job names a resolver built a function for: name -> kind
         self._lock = threading.Lock()
 
     def register(self, function: Function) -> None:
@@ -98,7 +99,9 @@ class Registry:
         """
         for prefix, resolve in self._resolvers.items():
             if name.startswith(prefix):
-                return resolve(name[len(prefix):])
+                function = resolve(name[len(prefix):])
+                self.resolved[name] = function.kind  # what this worker publishes it knows (deploys.py)
+                return function
         return self.get(name)
 
     def all(self) -> list[Function]:

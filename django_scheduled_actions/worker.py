@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import dbclock, leases, sessions
+from . import dbclock, deploys, leases, sessions
 from .conf import app_settings
 from .cron_scheduler import CronLoop
 from .exceptions import JobTimeout
@@ -186,7 +186,9 @@ class Worker:
         self.grace = grace
         self.clock = clock
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
-        self.executor = Executor(self.worker_id, using, clock, done=self.job_done, action_group=action_group)
+        self.repertoire = deploys.Repertoire(self.worker_id, using, clock)  # functions it knows, names it skips
+        self.executor = Executor(self.worker_id, using, clock, done=self.job_done, action_group=action_group,
+                                 leave=self.repertoire.leave)
         self.ledger = Ledger(self.executor)
         self.executor.ledger = self.ledger
         self.jobs: queue.Queue[Claimed | None] = queue.Queue()
@@ -216,8 +218,9 @@ class Worker:
         previous_handlers = self._install_signal_handlers()
         _keep_connections_open()
         sessions.bound(self.using)
-        logger.info("worker starting worker_id=%s concurrency=%d queues=%s functions=%d",
-                    self.worker_id, self.concurrency, self.queues or "all", len(registry.all()))
+        logger.info("worker starting worker_id=%s concurrency=%d queues=%s database=%s functions=%d",
+                    self.worker_id, self.concurrency, ",".join(self.queues or ["all"]), _database(self.using),
+                    len(registry.all()))
         self.register()
         leases.recover_previous_incarnation(self.worker_id, self.clock(), self.using)
         self.background = [Heartbeat(self)]
@@ -246,14 +249,16 @@ class Worker:
     def register(self) -> None:
         leases.register_worker(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
                                concurrency=self.concurrency, now=self.clock(), lease=self.lease, using=self.using)
+        self.repertoire.publish()
 
     def step(self) -> bool:
         """One pass of the main loop: maintenance, claim, dispatch, wait. False when the worker is done."""
         mono = time.monotonic()
         self._check_deadlines(mono)
         self._maintenance(mono)
+        running = self.inflight  # jobs that may still schedule more (a retry) after this claim looked
         claimed, asked = self._claim_and_dispatch()
-        if self._done(claimed, asked):
+        if self._done(claimed, asked, running):
             return False
         # a full batch means more may be due: come back as soon as a thread frees up
         if self.claim_delay:
@@ -271,10 +276,12 @@ class Worker:
         self.maybe_due = True
         self.wake.set()
 
-    def _done(self, claimed: int, asked: int) -> bool:
+    def _done(self, claimed: int, asked: int, running: int) -> bool:
+        """A burst is done when a claim found nothing while no job was running: one that finished during
+        the claim may have scheduled a retry the claim did not see."""
         if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
             return self.inflight == 0
-        return self.burst and asked > 0 and claimed == 0 and self.inflight == 0
+        return self.burst and asked > 0 and claimed == 0 and running == 0 and self.inflight == 0
 
     # --- claiming ---
 
@@ -311,7 +318,7 @@ class Worker:
         idle = self.concurrency - self.inflight if self.jobs.qsize() == 0 else 0
         try:
             token, jobs = leases.claim(self.worker_id, asked, None, self.lease, self.queues, self.using,
-                                       token=token, start=max(idle, 0))
+                                       token=token, start=max(idle, 0), skip=self.repertoire.skip())
         except (OperationalError, InterfaceError) as exc:
             self.failed_claims.append(token)  # the commit may have gone through before the connection failed
             self.claim_delay = min(max(self.claim_delay * 2, 0.05), self.poll_interval)
@@ -353,7 +360,8 @@ class Worker:
         timeout = self.poll_interval
         try:  # due times are judged on the database's clock, as the claim judges them
             now = dbclock.now(self.using)
-            next_due = leases.next_due_time(self.queues, now, self.using)  # limited jobs waiting excepted
+            next_due = leases.next_due_time(self.queues, now, self.using,  # limited jobs waiting excepted
+                                            self.repertoire.skip())
         except (OperationalError, InterfaceError):
             connections[self.using].close()
             return timeout
@@ -399,6 +407,7 @@ class Worker:
             if mono >= self._next_prune:
                 self._next_prune = mono + PRUNE_EVERY
                 leases.prune(None, app_settings.RETENTION, self.using)
+            self.repertoire.upkeep(mono)
         except (OperationalError, InterfaceError) as exc:
             logger.warning("maintenance failed (database unavailable?) error=%r", exc)
             connections[self.using].close()
@@ -471,6 +480,15 @@ class Worker:
             self.wake.set()
 
         return {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _database(using: str) -> str:
+    """``alias (vendor name@host:port)`` for the start line: which database this worker serves, no credentials."""
+    connection = connections[using]
+    where = connection.settings_dict.get("HOST") or ""
+    if where and connection.settings_dict.get("PORT"):
+        where = f"{where}:{connection.settings_dict['PORT']}"
+    return f"{using} ({connection.vendor} {connection.settings_dict.get('NAME')}{'@' + where if where else ''})"
 
 
 def _keep_connections_open() -> None:

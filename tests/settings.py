@@ -5,6 +5,9 @@ from importlib.util import find_spec
 from testproject.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.app"]  # noqa: F405
+# TEST_OLD_RELEASE=1: a worker of the previous release, which lacks the functions of tests/release2 (rolling deploys)
+if not env.bool("TEST_OLD_RELEASE", default=False):  # noqa: F405
+    INSTALLED_APPS.append("tests.release2")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
@@ -14,6 +17,7 @@ SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
 # worker logs in process tests: WARNING keeps failure messages short; TEST_LOG_LEVEL=INFO when running one down
 LOGGING["loggers"]["django_scheduled_actions"]["level"] = env("TEST_LOG_LEVEL", default="WARNING")  # noqa: F405
 SCHEDULED_ACTIONS_LEASE_SECONDS = env.float("SCHEDULED_ACTIONS_LEASE_SECONDS", default=60)  # noqa: F405
+SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE = env.float("SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE", default=600)  # noqa: F405
 if find_spec("django.tasks") is not None:  # Django 6+: @task functions run on the worker
     TASKS = {"default": {"BACKEND": "django_scheduled_actions.backends.ScheduledActionsBackend",
                          "QUEUES": ["default", "tasks-other"]}}

@@ -66,6 +66,19 @@ def test_changelists_render(admin_client, model):
     assert response.status_code == 200
 
 
+def test_overdue_pending_jobs_are_marked_and_filtered(admin_client):
+    now = timezone.now()
+    overdue = make_job(scheduled_time=now - timedelta(minutes=3))
+    later = make_job(scheduled_time=now + timedelta(minutes=3))
+    done = make_job(state=State.SUCCESS, scheduled_time=now - timedelta(minutes=3), completed_time=now)
+    response = admin_client.get(CHANGELIST)
+    assert response.content.decode().count('class="sa-badge sa-badge-overdue"') == 1
+    filtered = admin_client.get(CHANGELIST, {"overdue": "yes"}).context["cl"].result_list
+    assert [job.pk for job in filtered] == [overdue.pk]
+    assert {job.pk for job in admin_client.get(CHANGELIST).context["cl"].result_list} == {overdue.pk, later.pk,
+                                                                                          done.pk}
+
+
 def test_changelist_shows_badges_and_relative_times(admin_client):
     now = timezone.now()
     make_job(scheduled_time=now + timedelta(minutes=5, seconds=30))

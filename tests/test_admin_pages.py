@@ -1,5 +1,5 @@
-"""The admin's other pages: workers (alive / lost / stopped, jobs running), crons (last run and its state,
-the enabled toggle) and the dashboard (aggregates only)."""
+"""The admin's other pages: workers (alive / late / lost / stopped, jobs running), crons (last run and its
+state, the enabled toggle) and the dashboard (aggregates only)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ DASHBOARD = reverse("admin:django_scheduled_actions_dashboard")
 JOBS = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
 
 
-def worker(worker_id: str, *, expires_in: float = 60, stopped: bool = False) -> WorkerProcess:
+def worker(worker_id: str, *, expires_in: float = 60, stopped: bool = False, beat_ago: float = 5) -> WorkerProcess:
     now = timezone.now()
     return WorkerProcess.objects.create(
         worker_id=worker_id, hostname="host", pid=123, concurrency=4, started_at=now - timedelta(hours=1),
-        heartbeat_at=now - timedelta(seconds=5), expires_at=now + timedelta(seconds=expires_in),
+        heartbeat_at=now - timedelta(seconds=beat_ago), expires_at=now + timedelta(seconds=expires_in),
         stopped_at=now if stopped else None)
 
 
@@ -68,6 +68,28 @@ def test_workers_show_alive_lost_and_stopped_with_their_running_jobs(admin_clien
         return {w.worker_id for w in admin_client.get(WORKERS, {"status": value}).context["cl"].result_list}
 
     assert (status("alive"), status("lost"), status("stopped")) == ({"w-alive"}, {"w-lost"}, {"w-stopped"})
+
+
+def test_a_worker_that_missed_two_heartbeats_is_late_before_its_lease_runs_out(admin_client):
+    # a 60 s lease is renewed every 20 s: 41 s after the last heartbeat two were missed (19 s of lease left)
+    worker("w-beating", beat_ago=39, expires_in=21)
+    worker("w-late", beat_ago=41, expires_in=19)
+    worker("w-short-lease-late", beat_ago=5, expires_in=1)  # a 6 s lease (2 s heartbeats): 5 s is late
+    worker("w-lost", beat_ago=70, expires_in=-10)
+    page = admin_client.get(WORKERS).content.decode()
+    rows = {w.worker_id: w for w in admin_client.get(WORKERS).context["cl"].result_list}
+    now = timezone.now()
+    assert {name: row.status(now) for name, row in rows.items()} == {
+        "w-beating": "alive", "w-late": "late", "w-short-lease-late": "late", "w-lost": "lost"}
+    assert page.count("sa-badge-late") == 2 and "late (missed two heartbeats)" in page
+
+    def status(value: str) -> set[str]:
+        return {w.worker_id for w in admin_client.get(WORKERS, {"status": value}).context["cl"].result_list}
+
+    assert (status("alive"), status("late")) == ({"w-beating"}, {"w-late", "w-short-lease-late"})
+    dashboard = admin_client.get(DASHBOARD)
+    assert dashboard.context["workers"] == {"alive": 1, "late": 2, "lost": 1, "stopped": 0}
+    assert "2 late (missed two heartbeats)" in dashboard.content.decode()
 
 
 def test_the_workers_page_counts_running_jobs_without_a_query_per_row(admin_client):
@@ -145,6 +167,7 @@ def test_the_dashboard_shows_states_functions_throughput_lag_and_failures(admin_
     assert context["hour"]["peak"] == 2 and len(context["hour"]["bars"]) == 60 and len(context["day"]["bars"]) == 24
     assert '<svg id="sa-chart-hour"' in page and '<svg id="sa-chart-day"' in page
     assert context["lag"]["overdue"] == 1 and 180 <= context["lag"]["seconds"] < 240
+    assert f'href="{JOBS}?overdue=yes"' in page
     assert [row["pk"] for row in context["failures"]] == [failed.pk]
     assert "RuntimeError: it broke" in page
     assert reverse("admin:django_scheduled_actions_scheduledfunction_change", args=[failed.pk]) in page

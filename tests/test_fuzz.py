@@ -22,6 +22,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import transaction
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -307,6 +308,7 @@ def corrupt(**fields: Any) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
+@override_settings(SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=0)  # unknown names fail at once (test_deploys.py)
 def test_corrupted_job_rows_fail_clearly_and_never_stop_the_worker():
     failed_with = {
         corrupt(name=typed.name, args={"i": "not an int"}): "expected int",

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 
 from django_scheduled_actions import scheduler
-from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
 
 from .app import functions as f
 from .app import process_functions as pf
@@ -553,7 +553,7 @@ def test_unknown_function_fails_its_job_and_the_worker_goes_on(workers):
     missing = ScheduledFunction.objects.create(name="nope:missing", kind="mutation", args={},
                                                scheduled_time=timezone.now()).pk
     after = scheduler.run_after(0, pf.tally, {"name": "after"})
-    proc = workers.start("--concurrency", "1")
+    proc = workers.start("--concurrency", "1", SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE="0")
 
     wait_until(lambda: finished(missing) and finished(after), 30, lambda: f"both jobs to finish\n{workers.describe()}")
     failed = job(missing)
@@ -564,6 +564,76 @@ def test_unknown_function_fails_its_job_and_the_worker_goes_on(workers):
     later = scheduler.run_after(0, pf.tally, {"name": "later"})
     assert wait_until(lambda: finished(later), 30, workers.describe).state == State.SUCCESS
     assert proc.poll() is None
+
+
+# --- rolling deploys: a worker of the previous release and one of the new (tests/release2) ---
+
+
+def new_release_jobs() -> dict[int, str]:
+    """Jobs of the functions (and the task) the new release adds, scheduled by its web servers: id -> key."""
+    from importlib.util import find_spec
+
+    from tests.release2 import functions as new
+
+    jobs = {scheduler.run_after(0, new.new_mutation, {"key": f"m{i}"}): f"m{i}" for i in range(3)}
+    jobs |= {scheduler.run_after(0, new.new_action, {"key": f"a{i}"}): f"a{i}" for i in range(3)}
+    if find_spec("django.tasks") is not None:
+        from tests.release2.tasks import new_task
+
+        jobs[int(new_task.enqueue("t0").id)] = "t0"
+    return jobs
+
+
+def left_by(worker_id: str, names: set[str]) -> bool:
+    """The worker met these functions and published that it cannot run them."""
+    row = WorkerProcess.objects.filter(worker_id=worker_id).first()
+    return row is not None and names <= set(row.unknown)
+
+
+def test_a_rolling_deploy_loses_no_job(workers):
+    old = workers.start("--concurrency", "2", ready=True, TEST_OLD_RELEASE="1", TEST_LOG_LEVEL="INFO")
+    jobs = new_release_jobs()
+    names = set(ScheduledFunction.objects.filter(pk__in=jobs).values_list("name", flat=True))
+    wait_until(lambda: left_by("w1", names), 30, lambda: f"the old worker to leave the new jobs\n{workers.describe()}")
+    for name in ("before", "after"):  # the old worker keeps serving what it knows
+        known = scheduler.run_after(0, pf.tally, {"name": name})
+        assert wait_until(lambda k=known: finished(k), 30, workers.describe).state == State.SUCCESS
+    rows = ScheduledFunction.objects.filter(pk__in=jobs)
+    assert {(r.state, r.attempts, r.started_at) for r in rows} == {(State.PENDING, 0, None)}, workers.describe()
+    log = workers.logs[0].read_text()
+    left = Tally(int(line.split("job=")[1].split()[0]) for line in log.splitlines() if "job left for a worker" in line)
+    # each job claimed and left at most once, not again and again (once a name is left, the claims skip it)
+    assert set(left) <= set(jobs) and set(left.values()) == {1}, log
+
+    workers.start("--concurrency", "2")  # the new release's worker
+    wait_until(lambda: rows.filter(state__in=FINAL).count() == len(jobs), 60,
+               lambda: f"the new worker to run the new jobs\n{workers.describe()}")
+    assert set(rows.values_list("state", flat=True)) == {State.SUCCESS}, workers.describe()
+    assert sorted(Effect.objects.filter(key__in=jobs.values()).values_list("key", flat=True)) == sorted(jobs.values())
+    assert old.poll() is None
+
+
+def test_with_a_grace_of_zero_unknown_functions_fail_at_once(workers):
+    jobs = new_release_jobs()
+    workers.start("--concurrency", "2", TEST_OLD_RELEASE="1", SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE="0")
+    rows = ScheduledFunction.objects.filter(pk__in=jobs)
+    wait_until(lambda: rows.filter(state__in=FINAL).count() == len(jobs), 30, workers.describe)
+    assert set(rows.values_list("state", flat=True)) == {State.FAILED}
+    assert all("FunctionNotFound" in row.error for row in rows), workers.describe()
+
+
+def test_after_a_short_grace_jobs_no_worker_knows_fail(workers):
+    grace = 5.0
+    jobs = new_release_jobs()
+    workers.start("--concurrency", "2", TEST_OLD_RELEASE="1", SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=str(grace))
+    rows = ScheduledFunction.objects.filter(pk__in=jobs)
+    names = set(rows.values_list("name", flat=True))
+    wait_until(lambda: left_by("w1", names), 30, lambda: f"the old worker to leave the new jobs\n{workers.describe()}")
+    wait_until(lambda: rows.filter(state__in=FINAL).count() == len(jobs), 60, workers.describe)
+    for row in rows:
+        assert row.state == State.FAILED and "no live worker has known the" in row.error, workers.describe()
+        assert (row.completed_time - max(row.scheduled_time, row.created_at)).total_seconds() >= grace
+        assert row.attempts == 0 and row.started_at is None  # never run
 
 
 # --- the database connection: killed under a running worker ---

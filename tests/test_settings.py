@@ -21,6 +21,7 @@ def test_defaults():
     assert app_settings.STRICT_ACTIONS is True
     assert app_settings.MAX_ARGS_BYTES == 1024 * 1024
     assert app_settings.MUTATION_ISOLATION == "serializable"
+    assert app_settings.UNKNOWN_FUNCTION_GRACE == 600.0
 
 
 def test_override_settings_is_seen_and_numbers_become_durations():
@@ -32,8 +33,11 @@ def test_override_settings_is_seen_and_numbers_become_durations():
 
 def test_valid_settings_pass_the_checks():
     with override_settings(SCHEDULED_ACTIONS_RETENTION=timedelta(days=1),
-                           SCHEDULED_ACTIONS_MUTATION_ISOLATION="read committed"):
+                           SCHEDULED_ACTIONS_MUTATION_ISOLATION="read committed",
+                           SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=0):
         assert check_settings() == []
+    with override_settings(SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE="600"):
+        assert [e.id for e in check_settings()] == ["scheduled_actions.E011"]
 
 
 def test_check_messages_name_the_setting_with_ids_and_hints():
@@ -41,7 +45,7 @@ def test_check_messages_name_the_setting_with_ids_and_hints():
                            SCHEDULED_ACTIONS_ACTION_TIMEOUT="10", SCHEDULED_ACTIONS_RETENTION=-1,
                            SCHEDULED_ACTIONS_IDEMPOTENCY_TTL=timedelta(0), SCHEDULED_ACTIONS_STRICT_ACTIONS=1,
                            SCHEDULED_ACTIONS_MAX_ARGS_BYTES=1.5, SCHEDULED_ACTIONS_MUTATION_ISOLATION="snapshot",
-                           SCHEDULED_ACTIONS_POLL_INTERVAL=float("nan")):
+                           SCHEDULED_ACTIONS_POLL_INTERVAL=float("nan"), SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=-1):
         errors = check_settings()
     assert [(e.id, e.msg) for e in errors] == [
         ("scheduled_actions.E004", "SCHEDULED_ACTIONS_ACTION_TIMEOUT must be a finite number of seconds, got '10'."),
@@ -56,6 +60,7 @@ def test_check_messages_name_the_setting_with_ids_and_hints():
         ("scheduled_actions.E001", "Unknown setting SCHEDULED_ACTIONS_POLL_INTERVALL."),
         ("scheduled_actions.E005", "SCHEDULED_ACTIONS_RETENTION must be positive, got -1."),
         ("scheduled_actions.E007", "SCHEDULED_ACTIONS_STRICT_ACTIONS must be True or False, got 1."),
+        ("scheduled_actions.E011", "SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE must be 0 or more, got -1."),
     ]
     unknown = next(e for e in errors if e.id == "scheduled_actions.E001")
     assert unknown.hint == "Did you mean SCHEDULED_ACTIONS_POLL_INTERVAL?"

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from ..deploys import Knowledge
 from ..models import ScheduledFunction, State
 from . import display
 from .workers import worker_counts
@@ -46,7 +47,18 @@ def dashboard_data(now: datetime) -> dict[str, Any]:
         "day": chart(throughput(jobs, now, timedelta(hours=1), 24), "%H:00", "per hour"),
         "failures": recent_failures(jobs, now),
         "workers": worker_counts(now),
+        "unrunnable": unrunnable(jobs, now),
     }
+
+
+def unrunnable(jobs, now: datetime) -> list[dict[str, Any]]:
+    """Pending jobs per function and queue that no live worker knows (a rolling deploy under way, or
+    code that is gone: see deploys.py), most first."""
+    knowledge = Knowledge(now, now)
+    rows = jobs.filter(state=State.PENDING).values_list("name", "kind", "queue").annotate(n=Count("pk"))
+    found = [{"name": name, "kind": kind, "queue": queue, "count": n} for name, kind, queue, n in rows
+             if knowledge.unrunnable(name, kind, queue)]
+    return sorted(found, key=lambda row: (-row["count"], row["name"], row["queue"]))
 
 
 def state_counts(jobs, changelist: str) -> list[dict[str, Any]]:

@@ -12,11 +12,22 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from ..deploys import Knowledge
 from ..models import IdempotencyKey, ScheduledFunction, State
 from . import display
 from .dashboard import dashboard_view
 
 SHOWN_IDS = 20  # ids listed in an action's message
+UNRUNNABLE = "no live worker knows this function"
+
+
+def mark_unrunnable(jobs: Iterable[ScheduledFunction]) -> None:
+    """Set ``unrunnable`` on each pending job whose function no live worker knows (see deploys.py): one
+    query of the workers table, whatever the number of jobs."""
+    now = timezone.now()
+    knowledge = Knowledge(now, now)
+    for job in jobs:
+        job.unrunnable = job.state == State.PENDING and knowledge.unrunnable(job.name, job.kind, job.queue)
 
 
 def job_url(pk: int) -> str:
@@ -38,12 +49,25 @@ def selected(queryset: QuerySet) -> QuerySet:
     return ScheduledFunction.objects.filter(pk__in=list(queryset.values_list("pk", flat=True)))
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    """Pending jobs whose scheduled time has passed: what the dashboard counts as overdue (scheduler lag)."""
+
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "pending, past its time")]
+
+    def queryset(self, request, queryset):
+        return queryset.due(timezone.now()) if self.value() == "yes" else queryset
+
+
 @admin.register(ScheduledFunction)
 class ScheduledFunctionAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "kind", "state_badge", "scheduled", "attempts_display", "duration_display",
                     "queue", "origin")
     list_display_links = ("id", "name")
-    list_filter = ("state", "kind", "name", "queue")
+    list_filter = ("state", OverdueFilter, "kind", "name", "queue")
     search_fields = ("=id", "name", "idempotency_keys__key")
     ordering = ("-scheduled_time", "-id")
     list_select_related = ("cron",)
@@ -75,6 +99,17 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
     def has_retry_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.retry_scheduledfunction")
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        mark_unrunnable(changelist.result_list)
+        return changelist
+
+    def get_object(self, request, object_id, from_field=None):
+        job = super().get_object(request, object_id, from_field)
+        if job is not None:
+            mark_unrunnable([job])
+        return job
+
     def get_urls(self):
         view = self.admin_site.admin_view(lambda request: dashboard_view(self, request))
         return [path("dashboard/", view, name=f"{self.opts.app_label}_dashboard"), *super().get_urls()]
@@ -83,11 +118,18 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
+        """The state, and on a pending job that no live worker can run, a badge saying so."""
+        if getattr(obj, "unrunnable", False):
+            return format_html("{} {}", display.state_badge(obj.state), display.badge("unrunnable", UNRUNNABLE))
         return display.state_badge(obj.state)
 
     @admin.display(description="scheduled", ordering="scheduled_time")
     def scheduled(self, obj):
-        return display.when(obj.scheduled_time)
+        """The time, marked ``overdue`` on a pending job past it."""
+        now = timezone.now()
+        if obj.state == State.PENDING and obj.scheduled_time <= now:
+            return format_html("{} {}", display.when(obj.scheduled_time, now), display.badge("overdue"))
+        return display.when(obj.scheduled_time, now)
 
     @admin.display(description="attempts", ordering="attempts")
     def attempts_display(self, obj):

@@ -1,4 +1,4 @@
-"""Workers in the admin: one row per ``runworker`` process, alive / lost / stopped, with its running jobs."""
+"""Workers in the admin: one row per ``runworker`` process, alive / late / lost / stopped, with its running jobs."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..models import ScheduledFunction, State, WorkerProcess
+from ..models.workers import is_late
 from . import display
-
-
-def status_of(worker: WorkerProcess, now) -> str:
-    if worker.stopped_at is not None:
-        return "stopped"
-    return "alive" if worker.expires_at >= now else "lost"
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -24,11 +19,13 @@ class StatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return [("alive", "alive"), ("lost", "lost"), ("stopped", "stopped")]
+        return [("alive", "alive"), ("late", "late: missed two heartbeats"), ("lost", "lost"), ("stopped", "stopped")]
 
     def queryset(self, request, queryset):
         now = timezone.now()
-        return {"alive": lambda: queryset.alive(now).filter(stopped_at__isnull=True),
+        live = queryset.alive(now).filter(stopped_at__isnull=True)
+        return {"alive": lambda: live.exclude(pk__in=queryset.late(now)),
+                "late": lambda: queryset.late(now),
                 "lost": lambda: queryset.lost(now),
                 "stopped": lambda: queryset.filter(stopped_at__isnull=False)}.get(self.value(), lambda: queryset)()
 
@@ -61,7 +58,8 @@ class WorkerProcessAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def status(self, obj):
-        return display.badge(status_of(obj, timezone.now()))
+        status = obj.status(timezone.now())
+        return display.badge(status, "late (missed two heartbeats)" if status == "late" else None)
 
     @admin.display(description="started", ordering="started_at")
     def started(self, obj):
@@ -85,8 +83,12 @@ class WorkerProcessAdmin(admin.ModelAdmin):
 
 
 def worker_counts(now) -> dict[str, int]:
-    """How many workers are alive, lost and stopped: one aggregate query (for the dashboard)."""
-    return WorkerProcess.objects.aggregate(
-        alive=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__gte=now)),
+    """How many workers are alive, late, lost and stopped (for the dashboard): one aggregate query, and one
+    for the live workers' heartbeats (late is decided per worker, see ``WorkerProcess.status``)."""
+    counts = WorkerProcess.objects.aggregate(
+        live=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__gte=now)),
         lost=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__lt=now)),
         stopped=Count("pk", filter=Q(stopped_at__isnull=False)))
+    live = WorkerProcess.objects.alive(now).filter(stopped_at__isnull=True).values_list("heartbeat_at", "expires_at")
+    late = sum(is_late(beat, expires, now) for beat, expires in live)
+    return {"alive": counts.pop("live") - late, "late": late, **counts}

@@ -293,6 +293,12 @@ class ScheduledFunctionQuerySet(models.QuerySet):
             "state": State.PENDING, "error": error, "scheduled_time": run_at, "token": "", "worker_id": "",
             "lease_expires_at": None, "started_at": None})
 
+    def fail_pending(self, job_id: int, error: str, now: datetime) -> int:
+        """Fail a pending job that no worker will run: its function unknown to every live worker for the
+        grace (``deploys.py``)."""
+        return self.filter(pk=job_id, state=State.PENDING).update(state=State.FAILED, error=error,
+                                                                  completed_time=now)
+
     def undo_start(self, job_id: int, token: str) -> int:
         """Return an action marked started whose body never ran to ``pending`` (its attempt uncounted)."""
         return self.claimed(job_id, token).unclaim()

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from django_scheduled_actions.logs import console_logging
 from django_scheduled_actions.worker import Worker
 
 
@@ -47,4 +48,5 @@ class Command(BaseCommand):
                             crons=not options["no_crons"], action_group=options["action_group"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        console_logging(options["verbosity"])  # only if the project configured no logging for the app
         worker.run()

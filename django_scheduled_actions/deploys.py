@@ -1,0 +1,173 @@
+"""Rolling deploys: a worker leaves the jobs of functions it does not know to the workers that know them.
+
+Each worker publishes on its row what it can run (``WorkerProcess.functions``, name -> kind): the
+registered mutations and actions, and the django.tasks tasks it has imported (a task is known once it is
+importable). A claimed job whose function the worker cannot run is handed back as its claim found it
+(pending, its scheduled time and attempts unchanged), and the worker's later claims leave that name out:
+the claim loop does not spin on it and the other jobs are not starved. The name is published too
+(``WorkerProcess.unknown``), for the admin. Such a job fails with ``FunctionNotFound`` only once no live
+worker serving its queue has known its function for ``SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE`` seconds
+since the job fell due (``0``: at once); the worker that left it checks every few seconds.
+
+The common path costs nothing per job: a worker writes its row when it starts and when what it knows or
+has met changes (a task imported for the first time, an unknown name), never per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import DEFAULT_DB_ALIAS
+
+from . import batches, leases, signals
+from .conf import app_settings
+from .exceptions import FunctionNotFound
+from .executor import Claimed, describe, persist
+from .models import ScheduledFunction, State, WorkerProcess
+from .models.jobs import Kind
+from .registry import registry
+
+logger = logging.getLogger("django_scheduled_actions")
+CHECK_EVERY = 5.0  # seconds between two looks for left jobs past the grace (a quarter of a shorter grace)
+FAIL_PER_CHECK = 500
+
+
+def known_functions() -> dict[str, str]:
+    """What this process can run as jobs: name -> kind (registered mutations and actions, imported tasks)."""
+    known = {fn.name: fn.kind for fn in registry.all() if fn.kind != "query"}
+    return {**known, **registry.resolved}
+
+
+def due_since(job: ScheduledFunction) -> datetime:
+    """When the job fell due: its scheduled time (a retry's backoff moves it), or its creation if later."""
+    return max(job.scheduled_time, job.created_at)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One worker's row, as far as knowing functions goes."""
+
+    functions: dict[str, str]
+    unknown: list[str]
+    queues: list[str]
+    alive: bool
+    known_until: datetime  # now while alive; else its sign-off, or its last heartbeat if it was lost
+
+    def serves(self, queue: str) -> bool:
+        return not self.queues or queue in self.queues
+
+
+class Knowledge:
+    """What the workers alive at ``since`` or later knew: one query of the (small) workers table."""
+
+    def __init__(self, now: datetime, since: datetime, using: str = DEFAULT_DB_ALIAS):
+        rows = (WorkerProcess.objects.using(using).filter(expires_at__gte=since)
+                .values_list("functions", "unknown", "queues", "heartbeat_at", "expires_at", "stopped_at"))
+        self.seen = []
+        for functions, unknown, queues, beat, expires, stopped in rows:
+            alive = stopped is None and expires >= now
+            self.seen.append(Seen(functions or {}, unknown or [], queues or [], alive,
+                                  now if alive else stopped or beat))
+
+    def _knowers(self, name: str, kind: str, queue: str) -> list[Seen]:
+        return [w for w in self.seen if w.functions.get(name) == kind and w.serves(queue)]
+
+    def last_known(self, name: str, kind: str, queue: str) -> datetime | None:
+        """The last time a worker serving ``queue`` knew the function (now if a live one does)."""
+        return max((w.known_until for w in self._knowers(name, kind, queue)), default=None)
+
+    def unrunnable(self, name: str, kind: str, queue: str) -> bool:
+        """A live worker met the function and could not run it, and no live worker serving ``queue`` knows it
+        (what the admin marks "no live worker knows this function")."""
+        met = any(w.alive and name in w.unknown for w in self.seen)
+        return met and not any(w.alive for w in self._knowers(name, kind, queue))
+
+
+def grace_over(job: ScheduledFunction, knowledge: Knowledge, now: datetime, grace: float) -> bool:
+    """Whether no live worker has known ``job``'s function for ``grace`` seconds since the job fell due."""
+    last = knowledge.last_known(job.name, job.kind, job.queue)
+    waiting_since = max(due_since(job), last) if last else due_since(job)
+    return waiting_since <= now - timedelta(seconds=grace)
+
+
+class Repertoire:
+    """One worker's side: what it publishes on its row, the names it skips, the jobs it leaves and fails."""
+
+    def __init__(self, worker_id: str, using: str, clock: Callable[[], datetime]):
+        self.worker_id, self.using, self.clock = worker_id, using, clock
+        self.unknown: set[str] = set()
+        self._lock = threading.Lock()
+        self._published: tuple[int, int] | None = None
+        self._next_check = 0.0
+
+    @staticmethod
+    def grace() -> float:
+        return float(app_settings.UNKNOWN_FUNCTION_GRACE)
+
+    def skip(self) -> frozenset[str]:
+        """The names this worker's claims leave out."""
+        with self._lock:
+            return frozenset(self.unknown)
+
+    def publish(self) -> None:
+        """Write what this worker knows and met on its row."""
+        changes, unknown = self._changes(), sorted(self.skip())
+        WorkerProcess.objects.using(self.using).filter(worker_id=self.worker_id).update(functions=known_functions(),
+                                                                                        unknown=unknown)
+        self._published = changes  # after the write: one that failed is tried again by upkeep
+
+    def _changes(self) -> tuple[int, int]:
+        """What can change after start-up: tasks imported (registrations do not change), names met."""
+        return len(registry.resolved), len(self.unknown)
+
+    def leave(self, item: Claimed) -> bool:
+        """Hand back a claimed job whose function this worker cannot run, and claim no more of it. False
+        when the job must fail now instead: a grace of 0, a kind no release has, or the grace is over."""
+        token, job = item
+        grace = self.grace()
+        if grace == 0 or job.kind not in Kind.values:
+            return False
+        now = self.clock()
+        if grace_over(job, Knowledge(now, now - timedelta(seconds=grace), self.using), now, grace):
+            return False
+        with self._lock:
+            self.unknown.add(job.name)
+        persist(lambda: leases.hand_back(token, [job], self.using), self.using, patience=5.0)
+        logger.info("job left for a worker that knows its function job=%s name=%s kind=%s", job.pk, job.name,
+                    job.kind)
+        return True
+
+    def upkeep(self, mono: float) -> None:
+        """From the main loop: publish what changed; now and then, fail the left jobs past the grace."""
+        if self._published != self._changes():  # two len() per pass of the main loop
+            self.publish()
+        if self.unknown and mono >= self._next_check:
+            self._next_check = mono + min(self.grace() / 4, CHECK_EVERY)
+            self.fail_past_grace(self.clock())
+
+    def fail_past_grace(self, now: datetime) -> int:
+        """Fail the due jobs of the skipped functions that no live worker has known for the grace."""
+        grace = self.grace()
+        cutoff = now - timedelta(seconds=grace)
+        jobs = ScheduledFunction.objects.using(self.using)
+        waiting = list(jobs.due(cutoff).filter(name__in=sorted(self.skip()), created_at__lte=cutoff)
+                       .defer("result")[:FAIL_PER_CHECK])
+        if not waiting:
+            return 0
+        knowledge = Knowledge(now, cutoff, self.using)
+        return sum(self._fail(job, now, grace) for job in waiting if grace_over(job, knowledge, now, grace))
+
+    def _fail(self, job: ScheduledFunction, now: datetime, grace: float) -> bool:
+        error = FunctionNotFound(f"no live worker has known the {job.kind} {job.name!r} for {grace:g} s since the "
+                                 "job fell due (SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE)")
+        if not ScheduledFunction.objects.using(self.using).fail_pending(job.pk, describe(error), now):
+            return False  # claimed or canceled meanwhile
+        job.state, job.completed_time = State.FAILED, now
+        batches.job_finished(job, self.using)
+        signals.job_failed.send_robust(sender=ScheduledFunction, job=job, error=error, will_retry=False,
+                                       worker_id=self.worker_id)
+        return True
