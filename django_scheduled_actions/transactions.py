@@ -45,6 +45,12 @@ def _sqlstate(cause: BaseException) -> str | None:
     return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
 
 
+def _mysql_code(cause: BaseException) -> int | None:
+    """MySQL/MariaDB's error number of a driver error (mysqlclient), None for other databases."""
+    args = getattr(cause, "args", ())
+    return args[0] if args and type(cause).__module__.startswith("MySQLdb") else None
+
+
 def is_conflict(exc: BaseException) -> bool:
     """True for serialisation failures, deadlocks and lock timeouts: the transaction may be retried."""
     cause = exc.__cause__ or exc
@@ -54,9 +60,7 @@ def is_conflict(exc: BaseException) -> bool:
     code = getattr(cause, "sqlite_errorcode", None)
     if code is not None:
         return (code & 0xFF) in SQLITE_RETRYABLE
-    args = getattr(cause, "args", ())
-    module = type(cause).__module__
-    return bool(args) and module.startswith("MySQLdb") and args[0] in MYSQL_RETRYABLE
+    return _mysql_code(cause) in MYSQL_RETRYABLE
 
 
 def is_unique_race(exc: BaseException) -> bool:
@@ -77,8 +81,7 @@ def is_lock_timeout(exc: BaseException) -> bool:
     cause = exc.__cause__ or exc
     if _sqlstate(cause) == PG_LOCK_TIMEOUT:
         return True
-    args = getattr(cause, "args", ())
-    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_LOCK_TIMEOUTS
+    return _mysql_code(cause) in MYSQL_LOCK_TIMEOUTS
 
 
 PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
@@ -93,8 +96,7 @@ def is_connection_error(exc: BaseException) -> bool:
     sqlstate = getattr(cause, "sqlstate", None)
     if type(cause).__module__.startswith("psycopg"):
         return sqlstate is None or sqlstate.startswith("08") or sqlstate in PG_CONNECTION_STATES
-    args = getattr(cause, "args", ())
-    return bool(args) and type(cause).__module__.startswith("MySQLdb") and args[0] in MYSQL_CONNECTION_ERRORS
+    return _mysql_code(cause) in MYSQL_CONNECTION_ERRORS
 
 
 def _pg_isolation_levels() -> dict[str, object]:
