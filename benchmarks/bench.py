@@ -268,8 +268,8 @@ def claim_plan() -> str:
     from django.db import connection
     from django.utils import timezone
 
-    from django_scheduled_actions import leases
     from django_scheduled_actions.models import ScheduledFunction
+    from django_scheduled_actions.store import leases
 
     now = timezone.now()
     if connection.vendor == "postgresql":

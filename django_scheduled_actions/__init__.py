@@ -1,7 +1,9 @@
 """Convex-style queries, mutations, actions, a transactional scheduler and crons for Django."""
 
-from .auth import Auth
-from .crons import cron_jobs
+from .core.auth import Auth
+from .core.registry import action, internal_action, internal_mutation, internal_query, mutation, query
+from .core.retry import RetryPolicy
+from .cron.definitions import cron_jobs
 from .exceptions import (
     ActionDatabaseAccessError,
     ActionInTransactionError,
@@ -16,8 +18,6 @@ from .exceptions import (
     Unauthenticated,
     WorkerLost,
 )
-from .registry import action, internal_action, internal_mutation, internal_query, mutation, query
-from .retry import RetryPolicy
 
 __all__ = [
     "ActionDatabaseAccessError",
@@ -52,15 +52,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "run_query": "execution",
-    "run_mutation": "execution",
-    "run_action": "execution",
-    "scheduler": "scheduling",
-    "Scheduler": "scheduling",
-    "schedule_on_save": "hooks",
-    "schedule_on_delete": "hooks",
-    "Saga": "saga",
-    "SagaRolledBack": "saga",
+    "run_query": "calls.run",
+    "run_mutation": "calls.run",
+    "run_action": "calls.run",
+    "scheduler": "scheduling.scheduler",
+    "Scheduler": "scheduling.scheduler",
+    "schedule_on_save": "scheduling.model_hooks",
+    "schedule_on_delete": "scheduling.model_hooks",
+    "Saga": "calls.saga",
+    "SagaRolledBack": "calls.saga",
 }
 
 

@@ -35,6 +35,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 @register(Tags.compatibility)
 def check_cron_definitions(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Bad cron definitions (``scheduled_actions.E101`` ... ``E107``, naming the cron); see crons.py."""
-    from .crons import cron_registry
+    from .cron.definitions import cron_registry
 
     return cron_registry.check()

@@ -21,11 +21,11 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from .executor import Executor
-from .leases import claim
+from .core.registry import Function
 from .models import ScheduledFunction, State
-from .registry import Function
 from .signals import job_scheduled
+from .store.leases import claim
+from .worker.executor import Executor
 
 WORKER_ID = "testing"
 LEASE = timedelta(minutes=10)

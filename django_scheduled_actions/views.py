@@ -31,8 +31,10 @@ from django.utils.decorators import decorator_from_middleware
 from django.utils.log import log_response
 from django.views.decorators.csrf import csrf_exempt
 
-from .auth import Auth
+from .calls.run import run_action, run_mutation, run_query
 from .conf import app_settings
+from .core.auth import Auth
+from .core.registry import Function, registry
 from .exceptions import (
     ArgumentValidationError,
     FunctionNotFound,
@@ -40,8 +42,6 @@ from .exceptions import (
     IdempotencyKeyReused,
     Unauthenticated,
 )
-from .execution import run_action, run_mutation, run_query
-from .registry import Function, registry
 
 logger = logging.getLogger("django_scheduled_actions")
 csrf_logger = logging.getLogger("django.security.csrf")

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from django_scheduled_actions.forms import CronJobForm
+from django_scheduled_actions.admin.forms import CronJobForm
 from django_scheduled_actions.models import CronJob, ScheduledFunction
 
 from .app import cron_functions as cf

@@ -12,9 +12,10 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_scheduled_actions import cron_jobs, crons
-from django_scheduled_actions.cron import Cron, Interval
-from django_scheduled_actions.crons import CronRegistry
+from django_scheduled_actions import cron_jobs
+from django_scheduled_actions.cron import definitions as crons
+from django_scheduled_actions.cron.definitions import CronRegistry
+from django_scheduled_actions.cron.schedules import Cron, Interval
 
 from .app import cron_functions as cf
 from .conftest import ROOT, subprocess_env

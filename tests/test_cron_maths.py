@@ -10,8 +10,8 @@ from croniter import croniter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_scheduled_actions import cron
-from django_scheduled_actions.cron import Cron, Interval
+from django_scheduled_actions.cron import schedules as cron
+from django_scheduled_actions.cron.schedules import Cron, Interval
 
 AMS = ZoneInfo("Europe/Amsterdam")
 SPRING = datetime(2024, 3, 31, tzinfo=AMS)  # 02:00 CET -> 03:00 CEST, at 01:00 UTC

@@ -11,9 +11,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
-from django_scheduled_actions import cron_scheduler
-from django_scheduled_actions.cron_scheduler import CronScheduler, Outcome, SkipReason, sync
-from django_scheduled_actions.crons import CronRegistry
+from django_scheduled_actions.cron import ticker as cron_scheduler
+from django_scheduled_actions.cron.definitions import CronRegistry
+from django_scheduled_actions.cron.ticker import CronScheduler, Outcome, SkipReason, sync
 from django_scheduled_actions.models import CronJob, ScheduledFunction, State
 from django_scheduled_actions.signals import cron_skipped
 
@@ -310,7 +310,7 @@ def test_the_workers_cron_loop_syncs_then_ticks_on_its_clock(registry):
 def test_burst_workers_and_no_crons_workers_leave_crons_alone(registry):
     from django.core.management import call_command
 
-    from django_scheduled_actions.worker import Worker
+    from django_scheduled_actions.worker.worker import Worker
 
     assert Worker(burst=True).crons is False and Worker(crons=False).crons is False and Worker().crons is True
     call_command("runworker", burst=True)

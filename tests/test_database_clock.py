@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_scheduled_actions import dbclock, internal_action, internal_mutation, scheduler
-from django_scheduled_actions.leases import claim, recover_expired, register_worker
+from django_scheduled_actions import internal_action, internal_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
-from django_scheduled_actions.worker import Worker
+from django_scheduled_actions.store import dbclock
+from django_scheduled_actions.store.leases import claim, recover_expired, register_worker
+from django_scheduled_actions.worker.worker import Worker
 from tests.app.models import Counter
 from tests.conftest import wait_until
 from tests.test_executor_groups import claimed, drain

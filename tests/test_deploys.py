@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from django_scheduled_actions import scheduler, signals
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
-from django_scheduled_actions.worker import Worker
+from django_scheduled_actions.worker.worker import Worker
 from tests.app import functions as f
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -21,8 +21,8 @@ from django_scheduled_actions import (
     run_mutation,
     run_query,
 )
+from django_scheduled_actions.core.registry import registry
 from django_scheduled_actions.models import ScheduledFunction
-from django_scheduled_actions.registry import registry
 from tests.app import functions as f
 from tests.app.models import Counter, Note
 

@@ -33,8 +33,8 @@ from django_scheduled_actions import (
     run_mutation,
     scheduler,
 )
-from django_scheduled_actions import cron as cron_maths
-from django_scheduled_actions.forms import CronJobForm
+from django_scheduled_actions.admin.forms import CronJobForm
+from django_scheduled_actions.cron import schedules as cron_maths
 from django_scheduled_actions.models import CronJob, ScheduledFunction, State
 from tests.app.models import Effect
 

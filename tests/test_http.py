@@ -13,8 +13,8 @@ from django.test import Client
 from django.urls import resolve, reverse
 
 from django_scheduled_actions import Auth, Unauthenticated, run_query, views
+from django_scheduled_actions.core.registry import registry
 from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction, State
-from django_scheduled_actions.registry import registry
 from tests.app import functions as f
 from tests.app import http_functions as h
 from tests.app.models import Counter, Note

@@ -9,15 +9,9 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from django_scheduled_actions import (
-    IdempotencyKeyInProgress,
-    IdempotencyKeyReused,
-    run_action,
-    run_mutation,
-    scheduler,
-)
-from django_scheduled_actions.leases import prune
+from django_scheduled_actions import IdempotencyKeyInProgress, IdempotencyKeyReused, run_action, run_mutation, scheduler
 from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction
+from django_scheduled_actions.store.leases import prune
 from tests.app import functions as f
 from tests.app.models import Counter
 from tests.conftest import wait_until

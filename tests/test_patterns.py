@@ -28,9 +28,10 @@ from patterns.models import (
     Subscription,
 )
 
-from django_scheduled_actions import crons, run_action, run_mutation, run_query, scheduler
-from django_scheduled_actions.cron import Cron, Interval
-from django_scheduled_actions.crons import CronRegistry, cron_registry
+from django_scheduled_actions import run_action, run_mutation, run_query, scheduler
+from django_scheduled_actions.cron import definitions as crons
+from django_scheduled_actions.cron.definitions import CronRegistry, cron_registry
+from django_scheduled_actions.cron.schedules import Cron, Interval
 from django_scheduled_actions.models import Batch, Saga, ScheduledFunction, State
 from django_scheduled_actions.testing import run_due_jobs
 

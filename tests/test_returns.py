@@ -27,8 +27,8 @@ from django_scheduled_actions import (
     run_query,
     scheduler,
 )
+from django_scheduled_actions.core.registry import registry
 from django_scheduled_actions.models import ScheduledFunction, State
-from django_scheduled_actions.registry import registry
 from tests.app import functions as f
 from tests.app.models import Note
 

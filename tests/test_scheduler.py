@@ -263,8 +263,8 @@ def test_run_many_from_a_mutation_records_the_parent_and_a_canceled_parent_sched
     assert [(c.args, c.parent_id, c.state) for c in children] == [
         ({"key": "a"}, parent, State.PENDING), ({"key": "b"}, parent, State.PENDING)]
 
-    from django_scheduled_actions.context import JobInfo
-    from django_scheduled_actions.scheduling import Scheduler
+    from django_scheduled_actions.calls.context import JobInfo
+    from django_scheduled_actions.scheduling.scheduler import Scheduler
 
     Jobs.filter(pk=parent).update(state=State.CANCELED)
     under_canceled = Scheduler(parent=JobInfo(parent, f.record_many.name, 1, timezone.now()))
@@ -313,7 +313,7 @@ def test_the_package_exports_the_scheduler_instance_not_a_module():
 
     import django_scheduled_actions
 
-    importlib.import_module("django_scheduled_actions.scheduling")
+    importlib.import_module("django_scheduled_actions.scheduling.scheduler")
     from django_scheduled_actions import Scheduler
     from django_scheduled_actions import scheduler as exported
 

@@ -10,9 +10,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from django_scheduled_actions import internal_mutation, scheduler
-from django_scheduled_actions.executor import Executor
-from django_scheduled_actions.leases import claim
 from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.store.leases import claim
+from django_scheduled_actions.worker.executor import Executor
 from tests.app import functions as f
 from tests.app.models import Note
 from tests.threads import at_once

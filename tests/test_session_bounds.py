@@ -11,8 +11,9 @@ import pytest
 from django.db import connection, transaction
 from django.test import override_settings
 
-from django_scheduled_actions import internal_mutation, scheduler, sessions
+from django_scheduled_actions import internal_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.store import sessions
 from tests.app import functions as f
 from tests.app.models import Counter
 from tests.conftest import wait_until
@@ -114,9 +115,9 @@ def test_a_heartbeat_never_waits_for_its_locked_row_and_keeps_the_jobs_leases():
     """Reported: the worker's row locked by another session for three leases made a live worker lost."""
     from datetime import timedelta
 
-    from django_scheduled_actions import dbclock
-    from django_scheduled_actions.leases import claim, heartbeat, recover_expired, register_worker
     from django_scheduled_actions.models import WorkerProcess
+    from django_scheduled_actions.store import dbclock
+    from django_scheduled_actions.store.leases import claim, heartbeat, recover_expired, register_worker
 
     job_id = scheduler.run_after(0, f.bump, {"name": "x"})
     short = timedelta(seconds=2)

@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from django_scheduled_actions.checks import check_settings
 from django_scheduled_actions.conf import app_settings
-from django_scheduled_actions.retry import RetryPolicy
+from django_scheduled_actions.core.retry import RetryPolicy
 
 
 def test_defaults():

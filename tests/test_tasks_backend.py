@@ -22,9 +22,9 @@ from django.utils import timezone  # noqa: E402
 from django_scheduled_actions import ArgumentValidationError, RetryPolicy, scheduler  # noqa: E402
 from django_scheduled_actions.backends import ScheduledActionsBackend, ScheduledActionsTask, TaskAborted  # noqa: E402
 from django_scheduled_actions.backends.results import UNKNOWN_EXCEPTION, exception_class_path  # noqa: E402
+from django_scheduled_actions.core.registry import registry  # noqa: E402
 from django_scheduled_actions.exceptions import FunctionNotFound  # noqa: E402
 from django_scheduled_actions.models import ScheduledFunction, State  # noqa: E402
-from django_scheduled_actions.registry import registry  # noqa: E402
 from tests.app import functions as f  # noqa: E402
 from tests.app import tasks as t  # noqa: E402
 from tests.app.models import Counter, Note  # noqa: E402
@@ -367,7 +367,7 @@ def test_get_result_of_unknown_ids_and_other_jobs():
 
 def test_exception_class_path_is_read_from_the_stored_traceback():
     def formatted(exc):
-        from django_scheduled_actions.executor import describe
+        from django_scheduled_actions.worker.executor import describe
 
         return describe(exc)
 

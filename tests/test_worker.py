@@ -14,9 +14,10 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from django_scheduled_actions import leases, run_mutation, scheduler
-from django_scheduled_actions.leases import claim, heartbeat, prune, recover_expired, register_worker, sign_off
+from django_scheduled_actions import run_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
+from django_scheduled_actions.store import leases
+from django_scheduled_actions.store.leases import claim, heartbeat, prune, recover_expired, register_worker, sign_off
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
 from tests.conftest import subprocess_env, wait_until
@@ -161,7 +162,7 @@ def test_claims_go_on_when_the_connection_loses_its_prepared_statements(vendor, 
     on that connection, and says so once."""
     if vendor != "postgresql":
         pytest.skip("prepared statements are used on PostgreSQL only")
-    from django_scheduled_actions.transactions import _UNPREPARABLE
+    from django_scheduled_actions.store.transactions import _UNPREPARABLE
 
     ids = [scheduler.run_after(0, f.bump, {"name": "x"}) for _ in range(3)]
     claimed = [j.pk for j in claim("w", 1, timezone.now(), timedelta(seconds=60))[1]]
@@ -182,8 +183,8 @@ def test_a_mutation_completes_once_when_its_prepared_completion_went_missing(ven
     once, and that connection prepares nothing more."""
     if vendor != "postgresql":
         pytest.skip("prepared statements are used on PostgreSQL only")
+    from django_scheduled_actions.store.transactions import _UNPREPARABLE
     from django_scheduled_actions.testing import run_due_jobs
-    from django_scheduled_actions.transactions import _UNPREPARABLE
 
     first = scheduler.run_after(0, f.record, {"key": "first"})
     assert run_due_jobs() == 1
@@ -366,7 +367,7 @@ def test_mutation_canceled_before_commit_has_no_effect():
     job_id = scheduler.run_after(0, f.record, {"key": "k"})
     token, [job] = claim("w", 1, timezone.now(), timedelta(seconds=60))
     scheduler.cancel(job_id)
-    from django_scheduled_actions.executor import Executor
+    from django_scheduled_actions.worker.executor import Executor
 
     Executor("w").run(job, token)
     assert Jobs.get(pk=job_id).state == State.CANCELED
@@ -474,7 +475,7 @@ WAKE_UP_UNDER_SIGNALS = """
 import signal, time
 import django
 django.setup()
-from django_scheduled_actions.worker import Wakeup
+from django_scheduled_actions.worker.worker import Wakeup
 
 wake, fired, running = Wakeup(), 0, True
 

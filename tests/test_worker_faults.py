@@ -20,10 +20,11 @@ from django.db import OperationalError
 from django.test import override_settings
 from django.utils import timezone
 
-from django_scheduled_actions import leases, scheduler, signals
-from django_scheduled_actions.leases import claim, register_worker
+from django_scheduled_actions import scheduler, signals
 from django_scheduled_actions.models import ScheduledFunction, State
 from django_scheduled_actions.models.jobs import ScheduledFunctionQuerySet
+from django_scheduled_actions.store import leases
+from django_scheduled_actions.store.leases import claim, register_worker
 from tests.app import functions as f
 from tests.conftest import wait_until
 from tests.threads import WorkerThread
@@ -113,7 +114,7 @@ def test_a_transaction_on_a_connection_lost_underneath_reopens_it_or_reports_it_
     "the connection is lost" escape Django's error wrapping and fail a mutation)."""
     from django.db import DatabaseError, connection
 
-    from django_scheduled_actions.transactions import is_connection_error, outermost
+    from django_scheduled_actions.store.transactions import is_connection_error, outermost
     from tests.app.models import Effect
 
     if connection.vendor == "sqlite":

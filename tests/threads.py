@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from django.db import connection
 
-from django_scheduled_actions.worker import Worker
+from django_scheduled_actions.worker.worker import Worker
 
 
 def at_once(calls: list[Callable[[], object]], timeout: float = 60) -> list[BaseException]:

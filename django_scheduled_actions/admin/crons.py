@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from .. import cron, cron_scheduler
+from ..cron import schedules, ticker
 from ..exceptions import FunctionNotFound
-from ..forms import CronJobForm
 from ..models import CronJob, ScheduledFunction
 from . import display
+from .forms import CronJobForm
 from .jobs import job_url
 
 
@@ -69,7 +69,7 @@ class CronJobAdmin(admin.ModelAdmin):
     @admin.display(description="next runs")  # in the cron's own time zone
     def next_runs(self, obj):
         try:
-            runs = cron.next_runs(obj.get_schedule(), timezone.now(), 5)
+            runs = schedules.next_runs(obj.get_schedule(), timezone.now(), 5)
         except ValueError:
             return "-"
         zone = zoneinfo.ZoneInfo(obj.timezone or "UTC")  # valid: get_schedule() parsed it
@@ -106,7 +106,7 @@ class CronJobAdmin(admin.ModelAdmin):
     def run_crons_now(self, request, queryset):
         for row in queryset:
             try:
-                job_id = cron_scheduler.run_now(row)
+                job_id = ticker.run_now(row)
             except (FunctionNotFound, ValueError) as exc:
                 self.message_user(request, f"{row.name}: {exc}", messages.ERROR)
             else:

@@ -15,8 +15,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from ..deploys import Knowledge
 from ..models import ScheduledFunction, State
+from ..worker.deploys import Knowledge
 from . import display
 from .workers import worker_counts
 

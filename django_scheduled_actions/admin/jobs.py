@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ..deploys import Knowledge
 from ..models import IdempotencyKey, ScheduledFunction, State
+from ..worker.deploys import Knowledge
 from . import display
 from .dashboard import dashboard_view
 

@@ -17,10 +17,10 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskContext
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from .. import guards
+from ..core import guards
+from ..core.registry import Function, Options
+from ..core.retry import NO_RETRY
 from ..exceptions import FunctionNotFound, NonRetryableError
-from ..registry import Function, Options
-from ..retry import NO_RETRY
 
 PREFIX = "django.tasks:"
 MAX_NAME_LENGTH = 255  # ScheduledFunction.name

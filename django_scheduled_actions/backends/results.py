@@ -22,7 +22,7 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 
-from .. import guards
+from ..core import guards
 from ..exceptions import FunctionNotFound
 from .jobs import PREFIX, load_task, task_function
 

@@ -26,7 +26,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils.module_loading import import_string
 
 from .. import signals
-from ..registry import registry
+from ..core.registry import registry
 from .jobs import PREFIX, is_task_job, resolve
 from .results import load_result
 

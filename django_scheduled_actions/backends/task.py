@@ -20,7 +20,7 @@ from typing import Any
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
 
-from ..retry import RetryPolicy
+from ..core.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -79,6 +79,6 @@ class CronJob(models.Model):
 
     def get_schedule(self):
         """The parsed schedule (``cron.Interval`` or ``cron.Cron``); raises ``cron.InvalidSchedule``."""
-        from ..cron import build
+        from ..cron.schedules import build
 
         return build(self.expression, self.interval_seconds, self.timezone)

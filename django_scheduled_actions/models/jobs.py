@@ -17,7 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..transactions import fetch_prepared
+from ..store.transactions import fetch_prepared
 from .workers import WorkerProcess
 
 
@@ -331,7 +331,7 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         if listening and changed:
             transaction.on_commit(lambda: job_canceled.send_robust(ScheduledFunction, job_ids=ids), using=self.db)
         if batch_ids and changed:
-            from ..batches import settle  # counts them as canceled; may finish the batch
+            from ..scheduling.batches import settle  # counts them as canceled; may finish the batch
 
             settle(batch_ids, using=self.db)
         return changed
@@ -346,7 +346,7 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         and cron, linked by ``retry_of``. A job that is not finished badly, already has a retry, or whose
         function is no longer registered is skipped. Returns one outcome per job, in id order. At most one
         retry per job, even when two admins retry it at once (``sa_job_retry_of_unique``)."""
-        from ..transactions import in_transaction, outermost, retry_on_conflict
+        from ..store.transactions import in_transaction, outermost, retry_on_conflict
 
         now = now or timezone.now()
         if in_transaction(self.db):
@@ -360,8 +360,8 @@ class ScheduledFunctionQuerySet(models.QuerySet):
         return retry_on_conflict(once)
 
     def _retry(self, now: datetime) -> list[RetryOutcome]:
+        from ..core.registry import registry
         from ..exceptions import FunctionNotFound
-        from ..registry import registry
         from ..signals import job_scheduled
 
         outcomes, created = [], []

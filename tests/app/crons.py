@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from django_scheduled_actions import cron_jobs
-from django_scheduled_actions.crons import cron_registry
+from django_scheduled_actions.cron.definitions import cron_registry
 
 from . import cron_functions as cf
 

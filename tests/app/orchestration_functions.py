@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from django_scheduled_actions import RetryPolicy, Saga, internal_action, internal_mutation
-from django_scheduled_actions.registry import registry
+from django_scheduled_actions.core.registry import registry
 
 from .models import Counter, Effect, Note
 

@@ -6,6 +6,6 @@ class ChaosConfig(AppConfig):
     label = "chaos"
 
     def ready(self) -> None:
-        from django_scheduled_actions.crons import cron_registry
+        from django_scheduled_actions.cron.definitions import cron_registry
 
         cron_registry.discard("demo.crons")  # the load's only cron is tests/app/crons.py's one-second interval

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from django_scheduled_actions.logs import console_logging
-from django_scheduled_actions.worker import Worker
+from ...worker.logs import console_logging
+from ...worker.worker import Worker
 
 
 def positive_int(value: str) -> int:

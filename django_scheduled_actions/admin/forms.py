@@ -8,10 +8,10 @@ from typing import Any
 
 from django import forms
 
-from . import cron
-from .exceptions import FunctionNotFound
-from .models import CronJob
-from .registry import registry
+from ..core.registry import registry
+from ..cron import schedules
+from ..exceptions import FunctionNotFound
+from ..models import CronJob
 
 
 def function_choices() -> list[tuple[str, str]]:
@@ -72,17 +72,17 @@ class CronJobForm(forms.ModelForm):
         if bool(expression) == (interval is not None):
             return  # the model's constraint sa_cron_one_schedule says so
         try:
-            schedule = cron.build(expression, interval, data.get("timezone") or "UTC")
-        except cron.UnknownTimeZone as exc:
+            schedule = schedules.build(expression, interval, data.get("timezone") or "UTC")
+        except schedules.UnknownTimeZone as exc:
             self.add_error("timezone", str(exc))
             return
-        except cron.InvalidInterval as exc:
+        except schedules.InvalidInterval as exc:
             self.add_error("interval_seconds", str(exc))
             return
-        except cron.InvalidSchedule as exc:
+        except schedules.InvalidSchedule as exc:
             self.add_error("expression", str(exc))
             return
-        if isinstance(schedule, cron.Cron):
+        if isinstance(schedule, schedules.Cron):
             data["expression"] = schedule.expression
         else:
             data["timezone"] = "UTC"

@@ -38,13 +38,13 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import guards
-from .exceptions import NonRetryableError
-from .execution import run_mutation
-from .models import Saga as SagaRow
-from .models import SagaStep
-from .registry import Function, registry
-from .transactions import run_in_mutation_transaction
+from ..core import guards
+from ..core.registry import Function, registry
+from ..exceptions import NonRetryableError
+from ..models import Saga as SagaRow
+from ..models import SagaStep
+from ..store.transactions import run_in_mutation_transaction
+from .run import run_mutation
 
 logger = logging.getLogger("django_scheduled_actions")
 Step = SagaStep.State

@@ -29,12 +29,14 @@ from datetime import datetime
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
-from . import cron, guards, signals
-from .crons import CronDefinition, CronRegistry, cron_registry
-from .exceptions import FunctionNotFound
-from .models import CronJob, ScheduledFunction, State
-from .registry import Function, registry
-from .transactions import is_conflict, outermost
+from .. import signals
+from ..core import guards
+from ..core.registry import Function, registry
+from ..exceptions import FunctionNotFound
+from ..models import CronJob, ScheduledFunction, State
+from ..store.transactions import is_conflict, outermost
+from . import schedules
+from .definitions import CronDefinition, CronRegistry, cron_registry
 
 logger = logging.getLogger("django_scheduled_actions")
 MISSED_COUNT_LIMIT = 100_000  # cron expressions: counting missed ticks stops here after a long downtime
@@ -143,7 +145,7 @@ class CronScheduler:
 
     def __init__(self, using: str = DEFAULT_DB_ALIAS):
         self.using = using
-        self._schedules: dict[tuple[str, float | None, str], cron.Schedule] = {}
+        self._schedules: dict[tuple[str, float | None, str], schedules.Schedule] = {}
 
     def tick(self, now: datetime) -> list[TickResult]:
         crons = CronJob.objects.using(self.using)
@@ -159,7 +161,7 @@ class CronScheduler:
         with guards.policy("allow"):
             return CronJob.objects.using(self.using).next_tick()
 
-    def schedule_of(self, row: CronJob) -> cron.Schedule:
+    def schedule_of(self, row: CronJob) -> schedules.Schedule:
         key = (row.expression, row.interval_seconds, row.timezone)
         if key not in self._schedules:
             self._schedules[key] = row.get_schedule()
@@ -170,7 +172,7 @@ class CronScheduler:
         from the tz database) is disabled with an error, so that it cannot hold up the other crons."""
         try:
             self.schedule_of(row)
-        except cron.InvalidSchedule as exc:
+        except schedules.InvalidSchedule as exc:
             logger.error("cron disabled: invalid schedule name=%r error=%s", row.name, exc)
             CronJob.objects.using(self.using).filter(pk=row.pk).update(enabled=False)
             return False

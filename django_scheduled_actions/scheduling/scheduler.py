@@ -17,16 +17,16 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from . import guards
-from .conf import app_settings
-from .context import JobInfo
-from .exceptions import ArgumentValidationError
-from .idempotency import check_key
-from .models import IdempotencyKey, ScheduledFunction, State
-from .registry import Function
-from .signals import job_scheduled
-from .transactions import in_transaction, is_conflict, retry_on_conflict
-from .validation import dumps
+from ..calls.context import JobInfo
+from ..calls.idempotency import check_key
+from ..conf import app_settings
+from ..core import guards
+from ..core.registry import Function
+from ..core.validation import dumps
+from ..exceptions import ArgumentValidationError
+from ..models import IdempotencyKey, ScheduledFunction, State
+from ..signals import job_scheduled
+from ..store.transactions import in_transaction, is_conflict, retry_on_conflict
 
 BULK_CHUNK = 1000  # jobs per INSERT statement of run_many
 

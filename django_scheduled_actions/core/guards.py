@@ -25,7 +25,7 @@ from typing import Any, Literal
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from .exceptions import ActionDatabaseAccessError, QueryWriteError
+from ..exceptions import ActionDatabaseAccessError, QueryWriteError
 
 Policy = Literal["action", "query", "allow"]
 _local = threading.local()

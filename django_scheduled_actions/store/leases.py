@@ -21,11 +21,13 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.db.models.expressions import Col
 
-from . import batches, dbclock, limits, signals
-from .exceptions import FunctionNotFound, WorkerLost
-from .models import ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
-from .registry import registry
-from .retry import RetryPolicy
+from .. import signals
+from ..core.registry import registry
+from ..core.retry import RetryPolicy
+from ..exceptions import FunctionNotFound, WorkerLost
+from ..models import ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
+from ..scheduling import batches
+from . import dbclock, limits
 from .transactions import fetch_prepared, is_lock_timeout, outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
@@ -294,7 +296,7 @@ def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFuncti
 def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
     """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
     batches and sagas finished before then. ``now`` None: the database's time."""
-    from .models import Batch, IdempotencyKey, Saga
+    from ..models import Batch, IdempotencyKey, Saga
 
     now = now or dbclock.now(using)
     jobs = ScheduledFunction.objects.using(using)

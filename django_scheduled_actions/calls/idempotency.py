@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import guards
-from .conf import app_settings
-from .exceptions import IdempotencyKeyInProgress, IdempotencyKeyReused
-from .models import IdempotencyKey
-from .transactions import run_in_mutation_transaction
+from ..conf import app_settings
+from ..core import guards
+from ..exceptions import IdempotencyKeyInProgress, IdempotencyKeyReused
+from ..models import IdempotencyKey
+from ..store.transactions import run_in_mutation_transaction
 
 if TYPE_CHECKING:
-    from .registry import Function
+    from ..core.registry import Function
 
 MISSING = object()
 ACTION_KEY_MARGIN = timedelta(seconds=60)

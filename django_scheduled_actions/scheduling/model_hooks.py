@@ -22,8 +22,8 @@ from typing import Any
 from django.db import models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
-from .registry import Function
-from .scheduling import Scheduler, check_schedulable
+from ..core.registry import Function
+from .scheduler import Scheduler, check_schedulable
 
 ArgsFn = Callable[[Any], dict[str, Any]]
 

@@ -24,7 +24,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .exceptions import ArgumentValidationError, ReturnValidationError
+from ..exceptions import ArgumentValidationError, ReturnValidationError
 
 
 class _Mismatch(Exception):

@@ -25,14 +25,15 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import dbclock, deploys, leases, sessions
-from .conf import app_settings
-from .cron_scheduler import CronLoop
-from .exceptions import JobTimeout
+from ..conf import app_settings
+from ..core.registry import registry
+from ..cron.ticker import CronLoop
+from ..exceptions import JobTimeout
+from ..models import ScheduledFunction
+from ..store import dbclock, leases, sessions
+from . import deploys
 from .executor import MUTATIONS_PER_COMMIT, Claimed, Executor, Ledger, Unrecorded, persist
-from .models import ScheduledFunction
-from .notify import Listener, supports_listen
-from .registry import registry
+from .listener import Listener, supports_listen
 
 logger = logging.getLogger("django_scheduled_actions")
 PRUNE_EVERY = 600.0

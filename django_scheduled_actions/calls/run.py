@@ -10,13 +10,14 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
-from . import guards, idempotency
-from .auth import Auth
-from .conf import app_settings
+from ..conf import app_settings
+from ..core import guards
+from ..core.auth import Auth
+from ..core.registry import Function
+from ..exceptions import ActionInTransactionError, QueryWriteError
+from ..store.transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
+from . import idempotency
 from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
-from .exceptions import ActionInTransactionError, QueryWriteError
-from .registry import Function
-from .transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
 
 
 def _check_kind(fn: Any, kind: str, runner: str) -> Function:

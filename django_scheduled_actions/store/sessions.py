@@ -24,7 +24,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from .conf import app_settings
+from ..conf import app_settings
 
 _local = threading.local()
 

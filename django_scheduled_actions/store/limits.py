@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from django.db import connections
 from django.db.models import Count, Q
 
+from ..conf import app_settings
+from ..core.registry import registry
+from ..models import ConcurrencyLimit, ScheduledFunction, State
 from . import dbclock
-from .conf import app_settings
-from .models import ConcurrencyLimit, ScheduledFunction, State
-from .registry import registry
 from .transactions import outermost, retry_on_conflict
 
 

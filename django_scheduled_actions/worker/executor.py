@@ -37,15 +37,18 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import batches, guards, sessions, signals
-from .conf import app_settings
-from .context import JobInfo
-from .exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
-from .execution import call_action_body, call_mutation_body
-from .models import ScheduledFunction, State
-from .registry import Function, registry
-from .retry import RetryPolicy
-from .transactions import (
+from .. import signals
+from ..calls.context import JobInfo
+from ..calls.run import call_action_body, call_mutation_body
+from ..conf import app_settings
+from ..core import guards
+from ..core.registry import Function, registry
+from ..core.retry import RetryPolicy
+from ..exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
+from ..models import ScheduledFunction, State
+from ..scheduling import batches
+from ..store import sessions
+from ..store.transactions import (
     is_conflict,
     is_connection_error,
     is_lock_timeout,

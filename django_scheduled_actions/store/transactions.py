@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, connections, transaction
 
-from . import guards
-from .conf import app_settings
+from ..conf import app_settings
+from ..core import guards
 
 logger = logging.getLogger("django_scheduled_actions")
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from typing import Any
 
 from django.core.checks import Error
 
-from . import cron
-from .registry import Function
+from ..core.registry import Function
+from . import schedules
 
 NAME_MAX_LENGTH = 200
 
@@ -56,12 +56,12 @@ class CronDefinition:
     name: str
     function: Function
     args: dict[str, Any]  # the JSON form, as stored
-    schedule: cron.Schedule
+    schedule: schedules.Schedule
     module: str
 
     def model_fields(self) -> dict[str, Any]:
         """The ``CronJob`` fields this definition owns."""
-        is_interval = isinstance(self.schedule, cron.Interval)
+        is_interval = isinstance(self.schedule, schedules.Interval)
         return {
             "function": self.function.name,
             "args": self.args,
@@ -138,11 +138,11 @@ def _validate(name: object, fn: object, args: object, schedule: Any) -> list[tup
                          BAD_NAME))
     try:
         schedule()
-    except cron.UnknownTimeZone as exc:
+    except schedules.UnknownTimeZone as exc:
         problems.append((str(exc), UNKNOWN_TIMEZONE))
-    except cron.InvalidInterval as exc:
+    except schedules.InvalidInterval as exc:
         problems.append((str(exc), BAD_INTERVAL))
-    except cron.InvalidSchedule as exc:
+    except schedules.InvalidSchedule as exc:
         problems.append((str(exc), BAD_EXPRESSION))
     if not isinstance(fn, Function) or fn.kind not in ("mutation", "action"):
         what = f"a {fn.kind}" if isinstance(fn, Function) else repr(fn)
@@ -167,12 +167,12 @@ class CronJobs:
     def interval(self, name: str, every: dict[str, float] | timedelta, fn: Function,
                  args: dict[str, Any] | None = None) -> None:
         """Every ``{"seconds"|"minutes"|"hours": n}`` (or ``timedelta``), at least one second."""
-        self._registry.add(self._module, name, fn, args, lambda: cron.interval_from(every))
+        self._registry.add(self._module, name, fn, args, lambda: schedules.interval_from(every))
 
     def cron(self, name: str, expression: str, fn: Function, args: dict[str, Any] | None = None, *,
              tz: str = "UTC") -> None:
         """A five-field cron expression, evaluated on the wall clock of ``tz`` (an IANA name)."""
-        self._registry.add(self._module, name, fn, args, lambda: cron.Cron(expression, tz))
+        self._registry.add(self._module, name, fn, args, lambda: schedules.Cron(expression, tz))
 
     def hourly(self, name: str, at: dict[str, int], fn: Function, args: dict[str, Any] | None = None) -> None:
         """``{"minute_utc": m}``."""
@@ -192,7 +192,7 @@ class CronJobs:
         self._helper("monthly", name, at, fn, args)
 
     def _helper(self, kind: str, name: str, at: Any, fn: Function, args: dict[str, Any] | None) -> None:
-        self._registry.add(self._module, name, fn, args, lambda: cron.Cron(cron.helper_expression(kind, at)))
+        self._registry.add(self._module, name, fn, args, lambda: schedules.Cron(schedules.helper_expression(kind, at)))
 
 
 cron_registry = CronRegistry()

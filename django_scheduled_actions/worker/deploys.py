@@ -23,13 +23,15 @@ from datetime import datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS
 
-from . import batches, leases, signals
-from .conf import app_settings
-from .exceptions import FunctionNotFound
+from .. import signals
+from ..conf import app_settings
+from ..core.registry import registry
+from ..exceptions import FunctionNotFound
+from ..models import ScheduledFunction, State, WorkerProcess
+from ..models.jobs import Kind
+from ..scheduling import batches
+from ..store import leases
 from .executor import Claimed, describe, persist
-from .models import ScheduledFunction, State, WorkerProcess
-from .models.jobs import Kind
-from .registry import registry
 
 logger = logging.getLogger("django_scheduled_actions")
 CHECK_EVERY = 5.0  # seconds between two looks for left jobs past the grace (a quarter of a shorter grace)

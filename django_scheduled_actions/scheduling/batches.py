@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.utils import timezone
 
-from . import guards
-from .exceptions import FunctionNotFound
-from .models import FINAL_STATES, Batch, ScheduledFunction, State
-from .registry import registry
-from .signals import job_scheduled
-from .transactions import in_transaction, outermost, retry_on_conflict
+from ..core import guards
+from ..core.registry import registry
+from ..exceptions import FunctionNotFound
+from ..models import FINAL_STATES, Batch, ScheduledFunction, State
+from ..signals import job_scheduled
+from ..store.transactions import in_transaction, outermost, retry_on_conflict
 
 if TYPE_CHECKING:
-    from .scheduling import Scheduler
+    from .scheduler import Scheduler
 
 logger = logging.getLogger("django_scheduled_actions")
 T = TypeVar("T")
@@ -58,7 +58,7 @@ def schedule_batch(scheduler: Scheduler, fn: Any, items: Iterable[dict[str, Any]
                    on_complete: Any, on_complete_args: dict[str, Any] | None, queue: str | None,
                    priority: int | None) -> int:
     """Validate everything, then write the batch and its items atomically; returns the batch id."""
-    from .scheduling import _priority, _queue, check_schedulable, checked_args
+    from .scheduler import _priority, _queue, check_schedulable, checked_args
 
     fn = check_schedulable(fn)
     rows = [checked_args(fn, args, index)[0] for index, args in enumerate(items)]
@@ -87,7 +87,7 @@ def schedule_batch(scheduler: Scheduler, fn: Any, items: Iterable[dict[str, Any]
 
 def _on_complete_args(on_complete: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
     """Check now that ``on_complete`` accepts the counts plus ``extra``; returns ``extra`` as JSON."""
-    from .scheduling import check_schedulable
+    from .scheduler import check_schedulable
 
     if on_complete is None:
         if extra:
@@ -158,7 +158,7 @@ def _settle_one(batch_id: int, using: str, job_id: int | None) -> None:
 
 def _finish(batch: Batch, using: str, scheduler: Scheduler | None = None) -> None:
     """Mark ``batch`` finished and schedule its ``on_complete``, once (the batch row is locked or new)."""
-    from .scheduling import Scheduler
+    from .scheduler import Scheduler
 
     now = timezone.now()
     if not Batch.objects.using(using).filter(pk=batch.pk, finished_at__isnull=True).update(finished_at=now):

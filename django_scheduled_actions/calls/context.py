@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .auth import ANONYMOUS, Auth
+from ..core.auth import ANONYMOUS, Auth
 
 if TYPE_CHECKING:
-    from .registry import Function
-    from .scheduling import Scheduler
+    from ..core.registry import Function
+    from ..scheduling.scheduler import Scheduler
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class QueryCtx:
         self.auth = auth or ANONYMOUS  # the caller; passed on to everything called through ctx.run_*
 
     def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        from .execution import run_query
+        from .run import run_query
 
         return run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
 
@@ -43,19 +43,19 @@ class MutationCtx(QueryCtx):
 
     @property
     def scheduler(self) -> Scheduler:
-        from .scheduling import Scheduler
+        from ..scheduling.scheduler import Scheduler
 
         return Scheduler(using=self.using, parent=self.job)
 
     def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        from .execution import run_mutation
+        from .run import run_mutation
 
         return run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
 
     def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         """Run an action: from an action. In a mutation this raises ``ActionInTransactionError`` (the
         mutation's transaction is open); schedule the action with ``ctx.scheduler`` instead."""
-        from .execution import run_action
+        from .run import run_action
 
         return run_action(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .exceptions import Unauthenticated
+from ..exceptions import Unauthenticated
 
 
 class Auth:

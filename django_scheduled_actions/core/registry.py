@@ -14,7 +14,7 @@ from typing import Any, Literal, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .exceptions import FunctionNotFound
+from ..exceptions import FunctionNotFound
 from .retry import NO_RETRY, RetryPolicy
 from .validation import Validator
 
