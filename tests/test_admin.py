@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from django_scheduled_actions import scheduler
 from django_scheduled_actions.models import Batch, CronJob, IdempotencyKey, ScheduledFunction, State
+from django_scheduled_actions.scheduling import changes
 from tests.app import functions as f
 
 pytestmark = pytest.mark.django_db
@@ -243,10 +244,10 @@ def test_run_now_makes_pending_jobs_due_and_reports_the_others(admin_client):
 def test_the_queryset_methods_are_what_the_actions_call():
     now = timezone.now()
     later = make_job(scheduled_time=now + timedelta(hours=1))
-    assert ScheduledFunction.objects.filter(pk=later.pk).run_now(now) == 1
-    assert ScheduledFunction.objects.filter(pk=later.pk).run_now(now) == 0
+    assert changes.run_now(ScheduledFunction.objects.filter(pk=later.pk), now) == 1
+    assert changes.run_now(ScheduledFunction.objects.filter(pk=later.pk), now) == 0
     failed = make_job(state=State.FAILED)
-    [outcome] = ScheduledFunction.objects.filter(pk=failed.pk).retry(now)
+    [outcome] = changes.retry(ScheduledFunction.objects.filter(pk=failed.pk), now)
     assert outcome.job_id == failed.pk and outcome.skipped == ""
     assert ScheduledFunction.objects.get(pk=outcome.new_job_id).retry_of_id == failed.pk
 
@@ -290,7 +291,7 @@ def test_two_admins_retrying_one_job_at_once_make_one_retry():
 
     job_id = scheduler.run_after(0, f.bump, {"name": "x"})
     ScheduledFunction.objects.filter(pk=job_id).update(state=State.FAILED)
-    outcomes = race(2, lambda: ScheduledFunction.objects.filter(pk=job_id).retry())
+    outcomes = race(2, lambda: changes.retry(ScheduledFunction.objects.filter(pk=job_id)))
     assert ScheduledFunction.objects.filter(retry_of_id=job_id).count() == 1
     made = [o[0].new_job_id for o in outcomes if o[0].new_job_id]
     skipped = [o[0].skipped for o in outcomes if not o[0].new_job_id]

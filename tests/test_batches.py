@@ -14,8 +14,8 @@ from django.utils import timezone
 from django_scheduled_actions import ArgumentValidationError, run_mutation, scheduler
 from django_scheduled_actions.models import Batch, ScheduledFunction, State
 from django_scheduled_actions.scheduling.batches import job_finished
-from django_scheduled_actions.store.leases import recover_expired
 from django_scheduled_actions.testing import run_due_jobs, run_job
+from django_scheduled_actions.worker.maintenance import recover_expired
 from tests.app import functions as f
 from tests.app import orchestration_functions as of
 from tests.app.models import Counter, Effect, Note
@@ -167,7 +167,7 @@ def test_canceling_one_item_counts_it_as_canceled():
 def test_a_batch_scheduled_by_a_canceled_job_is_canceled_with_its_on_complete():
     parent = scheduler.run_after(0, of.fan_out, {"n": 3, "label": "orphan"})
     ScheduledFunction.objects.filter(pk=parent).update(state=State.CANCELED)
-    from django_scheduled_actions.calls.context import JobInfo
+    from django_scheduled_actions.core.jobs import JobInfo
     from django_scheduled_actions.scheduling.scheduler import Scheduler
 
     orphans = Scheduler(parent=JobInfo(parent, of.fan_out.name, 1, timezone.now()))

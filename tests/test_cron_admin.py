@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_scheduled_actions.admin.forms import CronJobForm
+from django_scheduled_actions.cron import schedules
 from django_scheduled_actions.models import CronJob, ScheduledFunction
 
 from .app import cron_functions as cf
@@ -55,7 +56,7 @@ def test_admin_creates_a_cron_that_starts_at_its_next_tick(admin_client):
     row = CronJob.objects.get(name="nightly")
     assert (row.source, row.function, row.args, row.expression, row.timezone) == (
         "admin", cf.mark.name, {"label": "n"}, "30 2 * * *", "Europe/Amsterdam")
-    assert row.next_run_at == row.get_schedule().next_after(timezone.now() - timedelta(minutes=1))
+    assert row.next_run_at == schedules.for_row(row).next_after(timezone.now() - timedelta(minutes=1))
     page = admin_client.get(CHANGELIST)
     assert "every day at 02:30 (Europe/Amsterdam)" in page.content.decode()
 

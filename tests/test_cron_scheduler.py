@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
+from django_scheduled_actions.cron import schedules
 from django_scheduled_actions.cron import ticker as cron_scheduler
 from django_scheduled_actions.cron.definitions import CronRegistry
 from django_scheduled_actions.cron.ticker import CronScheduler, Outcome, SkipReason, sync
@@ -254,7 +255,7 @@ def test_disabled_crons_do_not_fire_and_new_rows_start_at_their_next_tick():
 def step_through(row: CronJob, start: datetime, end: datetime, step: timedelta) -> list[datetime]:
     """Tick every ``step`` from ``start`` to ``end``, finishing runs as a worker would; the fired ticks."""
     scheduler = CronScheduler()
-    CronJob.objects.filter(pk=row.pk).update(next_run_at=row.get_schedule().next_after(start))
+    CronJob.objects.filter(pk=row.pk).update(next_run_at=schedules.for_row(row).next_after(start))
     now = start
     while now <= end:
         for result in scheduler.tick(now):

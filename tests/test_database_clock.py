@@ -13,7 +13,8 @@ from django.utils import timezone
 from django_scheduled_actions import internal_action, internal_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
 from django_scheduled_actions.store import dbclock
-from django_scheduled_actions.store.leases import claim, recover_expired, register_worker
+from django_scheduled_actions.store.leases import claim, register_worker
+from django_scheduled_actions.worker.maintenance import recover_expired
 from django_scheduled_actions.worker.worker import Worker
 from tests.app.models import Counter
 from tests.conftest import wait_until

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from django_scheduled_actions import IdempotencyKeyInProgress, IdempotencyKeyReused, run_action, run_mutation, scheduler
 from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction
-from django_scheduled_actions.store.leases import prune
+from django_scheduled_actions.worker.maintenance import prune
 from tests.app import functions as f
 from tests.app.models import Counter
 from tests.conftest import wait_until

@@ -14,7 +14,8 @@ from django.utils import timezone
 from django_scheduled_actions import internal_action, internal_query, scheduler
 from django_scheduled_actions.checks import check_settings
 from django_scheduled_actions.models import ConcurrencyLimit, ScheduledFunction, State
-from django_scheduled_actions.store.leases import claim, next_due_time, recover_expired
+from django_scheduled_actions.store.leases import claim, next_due_time
+from django_scheduled_actions.worker.maintenance import recover_expired
 from tests.app import functions as f
 from tests.app import orchestration_functions as of
 

@@ -118,7 +118,7 @@ def test_a_scheduled_saga_with_retries_keeps_one_journal_per_job():
 
 
 def test_misuse_is_refused():
-    from django_scheduled_actions.calls.context import ActionCtx, MutationCtx
+    from django_scheduled_actions.calls.run import ActionCtx, MutationCtx
 
     with pytest.raises(TypeError, match="runs inside an action"):
         Saga(MutationCtx(None, "default"), key="k")

@@ -263,7 +263,7 @@ def test_run_many_from_a_mutation_records_the_parent_and_a_canceled_parent_sched
     assert [(c.args, c.parent_id, c.state) for c in children] == [
         ({"key": "a"}, parent, State.PENDING), ({"key": "b"}, parent, State.PENDING)]
 
-    from django_scheduled_actions.calls.context import JobInfo
+    from django_scheduled_actions.core.jobs import JobInfo
     from django_scheduled_actions.scheduling.scheduler import Scheduler
 
     Jobs.filter(pk=parent).update(state=State.CANCELED)

@@ -117,7 +117,8 @@ def test_a_heartbeat_never_waits_for_its_locked_row_and_keeps_the_jobs_leases():
 
     from django_scheduled_actions.models import WorkerProcess
     from django_scheduled_actions.store import dbclock
-    from django_scheduled_actions.store.leases import claim, heartbeat, recover_expired, register_worker
+    from django_scheduled_actions.store.leases import claim, heartbeat, register_worker
+    from django_scheduled_actions.worker.maintenance import recover_expired
 
     job_id = scheduler.run_after(0, f.bump, {"name": "x"})
     short = timedelta(seconds=2)

@@ -17,7 +17,9 @@ from django.utils import timezone
 from django_scheduled_actions import run_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
 from django_scheduled_actions.store import leases
-from django_scheduled_actions.store.leases import claim, heartbeat, prune, recover_expired, register_worker, sign_off
+from django_scheduled_actions.store.engines import engine
+from django_scheduled_actions.store.leases import claim, heartbeat, register_worker, sign_off
+from django_scheduled_actions.worker.maintenance import prune, recover_expired
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
 from tests.conftest import subprocess_env, wait_until
@@ -251,7 +253,7 @@ def test_a_claim_that_raised_is_released_whole_even_the_actions_it_started(vendo
 
 def test_the_next_due_time_is_the_earliest_pending_job_of_any_priority_in_the_queues():
     now = timezone.now()
-    assert Jobs.next_due_time(None) is None
+    assert engine("default").next_due_time(None) is None
     plan = [(30, 5, "default"), (20, -3, "default"), (10, 0, "other"), (40, 5, "other"), (50, 9, "default")]
     for seconds, priority, queue in plan:
         scheduler.run_after(seconds, f.noop_action, {}, priority=priority, queue=queue)
@@ -263,8 +265,8 @@ def test_the_next_due_time_is_the_earliest_pending_job_of_any_priority_in_the_qu
         return min(times, default=None)
 
     for queues in (None, ["default"], ["other"], ["default", "other"], ["nowhere"]):
-        assert Jobs.next_due_time(queues) == expected(queues), queues
-    assert abs((Jobs.next_due_time(None) - now).total_seconds() - 10) < 2
+        assert engine("default").next_due_time(queues) == expected(queues), queues
+    assert abs((engine("default").next_due_time(None) - now).total_seconds() - 10) < 2
 
 
 def test_a_worker_of_slow_jobs_claims_no_more_than_it_can_start_soon():

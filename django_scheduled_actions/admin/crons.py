@@ -56,20 +56,20 @@ class CronJobAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         schedule_changed = {"expression", "interval_seconds", "timezone", "enabled"} & set(form.changed_data)
         if obj.enabled and (not change or schedule_changed or obj.next_run_at is None):
-            obj.next_run_at = obj.get_schedule().next_after(timezone.now())
+            obj.next_run_at = schedules.for_row(obj).next_after(timezone.now())
         super().save_model(request, obj, form, change)
 
     @admin.display(description="schedule")
     def schedule_in_words(self, obj):
         try:
-            return obj.get_schedule().describe()
+            return schedules.for_row(obj).describe()
         except ValueError as exc:
             return f"invalid: {exc}"
 
     @admin.display(description="next runs")  # in the cron's own time zone
     def next_runs(self, obj):
         try:
-            runs = schedules.next_runs(obj.get_schedule(), timezone.now(), 5)
+            runs = schedules.next_runs(schedules.for_row(obj), timezone.now(), 5)
         except ValueError:
             return "-"
         zone = zoneinfo.ZoneInfo(obj.timezone or "UTC")  # valid: get_schedule() parsed it
@@ -93,7 +93,7 @@ class CronJobAdmin(admin.ModelAdmin):
     def enable_crons(self, request, queryset):
         now = timezone.now()
         for row in queryset.filter(enabled=False):
-            row.enabled, row.next_run_at = True, row.get_schedule().next_after(now)
+            row.enabled, row.next_run_at = True, schedules.for_row(row).next_after(now)
             row.save(update_fields=["enabled", "next_run_at", "updated_at"])
         self.message_user(request, "Enabled the selected crons.", messages.SUCCESS)
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..models import ScheduledFunction, State
-from ..worker.deploys import Knowledge
+from ..store.knowledge import Knowledge
 from . import display
 from .workers import worker_counts
 

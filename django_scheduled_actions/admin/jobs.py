@@ -13,7 +13,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from ..models import IdempotencyKey, ScheduledFunction, State
-from ..worker.deploys import Knowledge
+from ..scheduling import changes
+from ..store.knowledge import Knowledge
 from . import display
 from .dashboard import dashboard_view
 
@@ -217,7 +218,7 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
         jobs = selected(queryset)
         states = dict(jobs.values_list("pk", "state"))
         open_ids = [pk for pk, state in sorted(states.items()) if state in (State.PENDING, State.IN_PROGRESS)]
-        canceled = jobs.cancel(timezone.now())
+        canceled = changes.cancel(jobs, timezone.now())
         if canceled:
             self.message_user(request, f"Canceled {canceled} job(s): #{id_list(open_ids)}.", messages.SUCCESS)
         if len(open_ids) > canceled:
@@ -230,7 +231,7 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected jobs (failed and canceled)", permissions=["retry"])
     def retry_jobs(self, request, queryset):
-        outcomes = selected(queryset).retry(timezone.now())
+        outcomes = changes.retry(selected(queryset), timezone.now())
         retried = [o for o in outcomes if o.new_job_id]
         if retried:
             self.message_user(request, f"Retried {len(retried)} job(s): "
@@ -245,7 +246,7 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
         now = timezone.now()
         jobs = selected(queryset)
         rows = sorted(jobs.values_list("pk", "state", "scheduled_time"))
-        moved = jobs.run_now(now)
+        moved = changes.run_now(jobs, now)
         later = [pk for pk, state, at in rows if state == State.PENDING and at > now]
         if moved:
             self.message_user(request, f"{moved} pending job(s) are due now: #{id_list(later)}.", messages.SUCCESS)

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..models import Batch, Saga, SagaStep, ScheduledFunction
+from ..scheduling import changes
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -43,7 +44,7 @@ class BatchAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel the open items of selected batches", permissions=["cancel"])
     def cancel_items(self, request, queryset):
-        canceled = ScheduledFunction.objects.filter(batch__in=queryset).cancel(timezone.now())
+        canceled = changes.cancel(ScheduledFunction.objects.filter(batch__in=queryset), timezone.now())
         self.message_user(request, f"Canceled {canceled} job(s).", messages.SUCCESS)
 
     def has_cancel_permission(self, request):

@@ -1,4 +1,4 @@
-"""Running functions: ``run_query``, ``run_mutation``, ``run_action``.
+"""Running functions: ``run_query``, ``run_mutation``, ``run_action``, and the ``ctx`` each body receives.
 
 These are what views, tests and the shell call, what ``ctx.run_*`` calls inside functions, and what
 the worker calls for a job. Arguments are validated first; nothing runs or is written on a mismatch.
@@ -12,12 +12,13 @@ from django.db import DEFAULT_DB_ALIAS
 
 from ..conf import app_settings
 from ..core import guards
-from ..core.auth import Auth
+from ..core.auth import ANONYMOUS, Auth
+from ..core.jobs import JobInfo
 from ..core.registry import Function
 from ..exceptions import ActionInTransactionError, QueryWriteError
+from ..scheduling.scheduler import Scheduler
 from ..store.transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
 from . import idempotency
-from .context import ActionCtx, JobInfo, MutationCtx, QueryCtx
 
 
 def _check_kind(fn: Any, kind: str, runner: str) -> Function:
@@ -108,3 +109,38 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
         return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body,
                                            idempotency.fingerprint(fn, kwargs))
     return body()
+
+
+# --- ctx: what a body receives; ctx.run_* call the functions above ---
+
+
+class QueryCtx:
+    kind = "query"
+
+    def __init__(self, job: JobInfo | None, using: str, auth: Auth | None = None):
+        self.job = job
+        self.using = using
+        self.auth = auth or ANONYMOUS  # the caller; passed on to everything called through ctx.run_*
+
+    def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        return run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+
+
+class MutationCtx(QueryCtx):
+    kind = "mutation"
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return Scheduler(using=self.using, parent=self.job)
+
+    def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        return run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+
+    def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        """Run an action: from an action. In a mutation this raises ``ActionInTransactionError`` (the
+        mutation's transaction is open); schedule the action with ``ctx.scheduler`` instead."""
+        return run_action(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+
+
+class ActionCtx(MutationCtx):
+    kind = "action"

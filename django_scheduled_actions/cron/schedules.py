@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -367,3 +368,8 @@ def _helper_value(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidExpression(f"{name} must be a whole number from {low} to {high}, got {value!r}")
     return value
+
+
+def for_row(row: Any) -> Schedule:
+    """The parsed schedule of a ``CronJob`` row (``Interval`` or ``Cron``); raises ``InvalidSchedule``."""
+    return build(row.expression, row.interval_seconds, row.timezone)

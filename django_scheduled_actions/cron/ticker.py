@@ -164,7 +164,7 @@ class CronScheduler:
     def schedule_of(self, row: CronJob) -> schedules.Schedule:
         key = (row.expression, row.interval_seconds, row.timezone)
         if key not in self._schedules:
-            self._schedules[key] = row.get_schedule()
+            self._schedules[key] = schedules.for_row(row)
         return self._schedules[key]
 
     def _usable(self, row: CronJob) -> bool:

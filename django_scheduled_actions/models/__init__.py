@@ -1,7 +1,7 @@
 """Jobs, cron definitions, idempotency keys, workers and orchestration, in the project's own database."""
 
 from .crons import CronJob, CronJobQuerySet
-from .jobs import FINAL_STATES, Kind, RetryOutcome, ScheduledFunction, ScheduledFunctionQuerySet, State
+from .jobs import FINAL_STATES, Kind, ScheduledFunction, ScheduledFunctionQuerySet, State
 from .keys import IdempotencyKey, IdempotencyKeyQuerySet
 from .orchestration import Batch, ConcurrencyLimit, Saga, SagaStep
 from .workers import WorkerProcess, WorkerProcessQuerySet
@@ -15,7 +15,6 @@ __all__ = [
     "IdempotencyKey",
     "IdempotencyKeyQuerySet",
     "Kind",
-    "RetryOutcome",
     "Saga",
     "SagaStep",
     "ScheduledFunction",

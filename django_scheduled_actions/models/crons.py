@@ -77,8 +77,3 @@ class CronJob(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def get_schedule(self):
-        """The parsed schedule (``cron.Interval`` or ``cron.Cron``); raises ``cron.InvalidSchedule``."""
-        from ..cron.schedules import build
-
-        return build(self.expression, self.interval_seconds, self.timezone)

@@ -29,20 +29,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.utils import timezone
 
 from ..core import guards
+from ..core.jobs import JobInfo
 from ..core.registry import registry
 from ..exceptions import FunctionNotFound
 from ..models import FINAL_STATES, Batch, ScheduledFunction, State
-from ..signals import job_scheduled
 from ..store.transactions import in_transaction, outermost, retry_on_conflict
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
+from . import jobs
 
 logger = logging.getLogger("django_scheduled_actions")
 T = TypeVar("T")
@@ -54,22 +52,17 @@ COUNTER_OF = {State.SUCCESS: "succeeded", State.FAILED: "failed", State.CANCELED
 # --- fan-out ---
 
 
-def schedule_batch(scheduler: Scheduler, fn: Any, items: Iterable[dict[str, Any]], when: datetime,
+def schedule_batch(using: str, parent: JobInfo | None, fn: Any, items: Iterable[dict[str, Any]], when: datetime,
                    on_complete: Any, on_complete_args: dict[str, Any] | None, queue: str | None,
                    priority: int | None) -> int:
     """Validate everything, then write the batch and its items atomically; returns the batch id."""
-    from .scheduler import _priority, _queue, check_schedulable, checked_args
-
-    fn = check_schedulable(fn)
-    rows = [checked_args(fn, args, index)[0] for index, args in enumerate(items)]
+    fn = jobs.check_schedulable(fn)
+    rows = [jobs.checked_args(fn, args, index)[0] for index, args in enumerate(items)]
     finish_args = _on_complete_args(on_complete, on_complete_args)
     now = timezone.now()
-    template = {"name": fn.name, "kind": fn.kind, "scheduled_time": when, "created_at": now,
-                "queue": _queue(queue, fn), "priority": _priority(priority, fn),
-                "max_attempts": fn.retry.max_attempts, "parent_id": scheduler.parent.id if scheduler.parent else None}
-    using = scheduler.using
+    template = jobs.row(fn, when, now, queue, priority, parent)
     with guards.policy("allow"), transaction.atomic(using=using):
-        canceled = scheduler.parent is not None and scheduler._parent_canceled()
+        canceled = jobs.parent_canceled(parent, using)
         batch = Batch.objects.using(using).create(
             name=fn.name, total=len(rows), on_complete=on_complete.name if on_complete else "",
             on_complete_args=finish_args, created_at=now)
@@ -79,39 +72,25 @@ def schedule_batch(scheduler: Scheduler, fn: Any, items: Iterable[dict[str, Any]
         for start in range(0, len(rows), CHUNK):
             ScheduledFunction.objects.using(using).bulk_create(
                 [ScheduledFunction(args=args, batch=batch, **template) for args in rows[start:start + CHUNK]])
-        _announce(batch, using)
+        jobs.announce(lambda: list(ScheduledFunction.objects.using(using).filter(batch=batch).order_by("pk")), using)
         if canceled or not rows:
-            _finish(Batch.objects.using(using).get(pk=batch.pk), using, scheduler)
+            _finish(Batch.objects.using(using).get(pk=batch.pk), using, parent)
     return batch.pk
 
 
 def _on_complete_args(on_complete: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
     """Check now that ``on_complete`` accepts the counts plus ``extra``; returns ``extra`` as JSON."""
-    from .scheduler import check_schedulable
-
     if on_complete is None:
         if extra:
             raise TypeError("on_complete_args without on_complete")
         return {}
-    fn = check_schedulable(on_complete)
+    fn = jobs.check_schedulable(on_complete)
     extra = dict(extra or {})
     clash = sorted(set(COUNTS) & set(extra))
     if clash:
         raise ValueError(f"on_complete_args may not contain {', '.join(clash)}: on_complete receives them")
     json_args = fn.validator.to_json({**dict.fromkeys(COUNTS, 0), **extra})
     return {key: json_args[key] for key in extra}
-
-
-def _announce(batch: Batch, using: str) -> None:
-    if not job_scheduled.has_listeners(ScheduledFunction):
-        return
-    jobs = list(ScheduledFunction.objects.using(using).filter(batch=batch).order_by("pk"))
-
-    def send() -> None:
-        for job in jobs:
-            job_scheduled.send_robust(ScheduledFunction, job=job)
-
-    transaction.on_commit(send, using=using)
 
 
 # --- fan-in ---
@@ -156,10 +135,9 @@ def _settle_one(batch_id: int, using: str, job_id: int | None) -> None:
         _finish(batch, using)
 
 
-def _finish(batch: Batch, using: str, scheduler: Scheduler | None = None) -> None:
-    """Mark ``batch`` finished and schedule its ``on_complete``, once (the batch row is locked or new)."""
-    from .scheduler import Scheduler
-
+def _finish(batch: Batch, using: str, parent: JobInfo | None = None) -> None:
+    """Mark ``batch`` finished and schedule its ``on_complete``, once (the batch row is locked or new);
+    ``parent``: the job that scheduled the batch, when it finishes as it is written (no item)."""
     now = timezone.now()
     if not Batch.objects.using(using).filter(pk=batch.pk, finished_at__isnull=True).update(finished_at=now):
         return
@@ -174,7 +152,9 @@ def _finish(batch: Batch, using: str, scheduler: Scheduler | None = None) -> Non
     args = {**batch.on_complete_args, "batch_id": batch.pk, "succeeded": batch.succeeded, "failed": batch.failed,
             "canceled": batch.canceled}
     try:
-        job_id = (scheduler or Scheduler(using)).run_after(0, fn, args)
+        json_args, _text = jobs.checked_args(fn, args)
+        job_id = jobs.write(ScheduledFunction(args=json_args, **jobs.row(fn, now, now, parent=parent)), parent, None,
+                            now, using)
     except (TypeError, ValueError) as exc:  # its code changed since the batch was scheduled (checked before writing)
         logger.error("batch finished but its on_complete could not be scheduled batch=%s error=%r", batch.pk, exc)
         return
@@ -206,12 +186,6 @@ def _atomically(body: Callable[[], T], using: str) -> T:
 
     with guards.policy("allow"):
         return retry_on_conflict(once)
-
-
-def cancel_batch(batch_id: int, using: str = DEFAULT_DB_ALIAS) -> int:
-    """Cancel the batch's open items (counted as canceled); returns how many were canceled."""
-    with guards.policy("allow"):
-        return ScheduledFunction.objects.using(using).filter(batch_id=batch_id).cancel()
 
 
 def items_of(batch_id: int, using: str = DEFAULT_DB_ALIAS) -> Sequence[ScheduledFunction]:

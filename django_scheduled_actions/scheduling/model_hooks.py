@@ -14,7 +14,6 @@ enqueue nothing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -22,8 +21,10 @@ from typing import Any
 from django.db import models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
+from ..core import values
 from ..core.registry import Function
-from .scheduler import Scheduler, check_schedulable
+from .jobs import check_schedulable
+from .scheduler import Scheduler
 
 ArgsFn = Callable[[Any], dict[str, Any]]
 
@@ -36,9 +37,7 @@ def _check(model: Any, fn: Any, args: Any, when: Any, delay: Any) -> None:
         raise TypeError("args= must be a callable taking the instance and returning the arguments dict")
     if when is not None and not callable(when):
         raise TypeError("when= must be a callable or None")
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        raise ValueError(f"delay= must be a finite number of seconds or a timedelta, got {delay!r}")
+    values.delay_seconds(delay, "delay=")
 
 
 def _make_saves_atomic(model: type[models.Model]) -> None:

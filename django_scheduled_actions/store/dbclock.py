@@ -20,10 +20,9 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import DateTimeField, ExpressionWrapper
 from django.db.models.functions import Now
+from django.db.models.sql import Query
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
-
-SQL = {"postgresql": "statement_timestamp()", "mysql": "UTC_TIMESTAMP(6)",
-       "sqlite": "STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')"}
 
 
 class DatabaseNow(Now):
@@ -47,11 +46,9 @@ def due_by(now: datetime | None) -> datetime | DatabaseNow:
 def now(using: str = DEFAULT_DB_ALIAS) -> datetime:
     """The database's present time, read with one query."""
     connection = connections[using]
-    sql = SQL[connection.vendor]
-    if connection.vendor == "mysql" and not settings.USE_TZ:
-        sql = "CURRENT_TIMESTAMP(6)"
+    sql, params = SQLCompiler(Query(None), connection, using).compile(DatabaseNow())  # as each vendor renders it
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {sql}")
+        cursor.execute(f"SELECT {sql}", params)
         value = cursor.fetchone()[0]
     if isinstance(value, str):  # SQLite
         value = datetime.fromisoformat(value)

@@ -25,6 +25,7 @@ from ..conf import app_settings
 from ..core.registry import registry
 from ..models import ConcurrencyLimit, ScheduledFunction, State
 from . import dbclock
+from .engines import engine
 from .transactions import outermost, retry_on_conflict
 
 
@@ -166,7 +167,7 @@ def next_due_time(queues: Iterable[str] | None, now: datetime, using: str,
     jobs = ScheduledFunction.objects.using(using)
     limits = active(queues, skip)
     if not limits and not skip:
-        return jobs.next_due_time(queues)
+        return engine(using).next_due_time(queues)
     pending = limits.without_skipped(jobs.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time"))
     times = [limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
              pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first()]

@@ -25,6 +25,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from ..conf import app_settings
+from .engines import engine
 
 _local = threading.local()
 
@@ -43,15 +44,8 @@ def timeout_seconds() -> float:
 
 def apply(connection: Any) -> None:
     """Set the session's bounds (see the module's docstring)."""
-    seconds = timeout_seconds()
-    if connection.vendor == "postgresql":
-        statements = [f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}",
-                      f"SET lock_timeout = {int(seconds * 1000)}"]
-    elif connection.vendor == "mysql":
-        statements = [f"SET SESSION innodb_lock_wait_timeout = {max(int(seconds), 1)}"]
-        if connection.mysql_is_mariadb:
-            statements.append(f"SET SESSION idle_transaction_timeout = {max(int(seconds), 1)}")
-    else:
+    statements = engine(connection.alias).session_bounds(timeout_seconds())
+    if not statements:
         return
     with connection.cursor() as cursor:
         for statement in statements:

@@ -38,16 +38,17 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, Operation
 from django.utils import timezone
 
 from .. import signals
-from ..calls.context import JobInfo
 from ..calls.run import call_action_body, call_mutation_body
 from ..conf import app_settings
 from ..core import guards
+from ..core.jobs import JobInfo
 from ..core.registry import Function, registry
 from ..core.retry import RetryPolicy
 from ..exceptions import ArgumentValidationError, FunctionNotFound, NonRetryableError
 from ..models import ScheduledFunction, State
 from ..scheduling import batches
 from ..store import sessions
+from ..store.engines import engine
 from ..store.transactions import (
     is_conflict,
     is_connection_error,
@@ -172,7 +173,6 @@ class Executor:
     def run_mutations(self, taken: list[Runnable], pull: Pull) -> Claimed | None:
         """Run the mutations in ``taken`` (one, from the caller) and those waiting in ``pull`` in one
         transaction with one completion statement. Returns the first pulled job that is not a mutation."""
-        jobs = Jobs.using(self.using)
         rows: list[tuple[str | None, int, str, Any, Any]] = []
         leftover: Claimed | None = None
         failing: int | None = None  # the job whose body raised, if one did
@@ -196,7 +196,7 @@ class Executor:
                     if following is None:
                         break
                     taken.append(following)
-                if jobs.complete_mutations(rows, self.clock()) != len(rows):
+                if engine(self.using).complete_mutations(rows, self.clock()) != len(rows):
                     raise ClaimLost
         except BaseException as exc:  # all rolled back: record the failing body, run the others alone
             self._after_rollback(taken, failing, exc)
@@ -272,14 +272,12 @@ class Executor:
         if announce:
             send(signals.job_started, job, worker_id=self.worker_id)
 
-        jobs = Jobs.using(self.using)
+        store = engine(self.using)
         ctid = getattr(job, "ctid", None)  # PostgreSQL claims return it
 
         def body() -> Any:
             result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
-            now = self.clock()
-            if not ((ctid and jobs.mark_succeeded_at(ctid, job.pk, token, result, now, started))
-                    or jobs.mark_succeeded(job.pk, token, result, now, started_at=started, count_attempt=True)):
+            if not store.complete_mutation(ctid, job.pk, token, result, self.clock(), started):
                 raise ClaimLost
             return result
 
@@ -418,9 +416,9 @@ class Executor:
                starts: list[Claimed]) -> tuple[set[int], BaseException | None]:
         """One commit for ``outcomes`` and ``starts``, then announce the outcomes. Returns the ids of the
         started jobs, and the error if the database stayed away."""
-        jobs, now = Jobs.using(self.using), self.clock()  # one time for every try: what makes a repeat match
+        store, now = engine(self.using), self.clock()  # one time for every try: what makes a repeat match
         try:
-            done, started = persist(lambda: jobs.settle_actions(
+            done, started = persist(lambda: store.settle_actions(
                 [(job.pk, token, result) for job, token, result in outcomes],
                 [(job.pk, token) for token, job in starts], now), self.using)
         except Exception as exc:
@@ -430,7 +428,7 @@ class Executor:
             if job.pk in done:
                 batches.job_finished(job, self.using)
                 send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
-            elif persist(lambda j=job, r=result: jobs.keep_late_result(j.pk, r), self.using):
+            elif persist(lambda j=job, r=result: Jobs.using(self.using).keep_late_result(j.pk, r), self.using):
                 logger.info("canceled action finished; result kept, state stays canceled job=%s", job.pk)
         return started, None
 

@@ -31,7 +31,7 @@ from ..cron.ticker import CronLoop
 from ..exceptions import JobTimeout
 from ..models import ScheduledFunction
 from ..store import dbclock, leases, sessions
-from . import deploys
+from . import deploys, maintenance
 from .executor import MUTATIONS_PER_COMMIT, Claimed, Executor, Ledger, Unrecorded, persist
 from .listener import Listener, supports_listen
 
@@ -223,7 +223,7 @@ class Worker:
                     self.worker_id, self.concurrency, ",".join(self.queues or ["all"]), _database(self.using),
                     len(registry.all()))
         self.register()
-        leases.recover_previous_incarnation(self.worker_id, self.clock(), self.using)
+        maintenance.recover_previous_incarnation(self.worker_id, self.clock(), self.using)
         self.background = [Heartbeat(self)]
         self.ledger.start()
         if supports_listen(self.using) and not self.burst:
@@ -404,10 +404,10 @@ class Worker:
                 self.orphans.pop(0)
             if mono >= self._next_recovery:
                 self._next_recovery = mono + min(self.lease.total_seconds() / 4, 5.0)
-                leases.recover_expired(None, self.using)  # on the database's clock
+                maintenance.recover_expired(None, self.using)  # on the database's clock
             if mono >= self._next_prune:
                 self._next_prune = mono + PRUNE_EVERY
-                leases.prune(None, app_settings.RETENTION, self.using)
+                maintenance.prune(None, app_settings.RETENTION, self.using)
             self.repertoire.upkeep(mono)
         except (OperationalError, InterfaceError) as exc:
             logger.warning("maintenance failed (database unavailable?) error=%r", exc)

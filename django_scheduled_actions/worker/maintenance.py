@@ -1,0 +1,93 @@
+"""Maintenance every worker does now and then: recovering the jobs of lost workers, pruning old rows."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import DEFAULT_DB_ALIAS
+
+from .. import signals
+from ..core.registry import registry
+from ..core.retry import RetryPolicy
+from ..exceptions import FunctionNotFound, WorkerLost
+from ..models import Batch, IdempotencyKey, Saga, ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
+from ..scheduling import batches
+from ..store import dbclock
+
+logger = logging.getLogger("django_scheduled_actions")
+
+
+def _retry_policy(name: str) -> RetryPolicy:
+    try:
+        return registry.for_job(name).retry
+    except FunctionNotFound:
+        return RetryPolicy()
+
+
+def recover_expired(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Recover the jobs of lost workers (claim lease over, no heartbeat). Returns how many were recovered.
+
+    Leases are judged at ``now``, by default the database's time (what the worker passes: its own clock
+    may be minutes off).
+
+    Mutations (whose ``started_at`` is only written with their commit) and unstarted claims go back to
+    ``pending``: their transaction never committed. Started actions are retried per their RetryPolicy,
+    or ``failed`` with "worker lost": never re-run beyond ``max_attempts``.
+    """
+    now = now or dbclock.now(using)
+    recovered = _recover(ScheduledFunction.objects.using(using).expired_leases(now), now)
+    if recovered:
+        logger.warning("recovered jobs of lost workers count=%d", recovered)
+    batches.settle_stragglers(using)  # items whose worker died before counting them (and the ones failed above)
+    return recovered
+
+
+def recover_previous_incarnation(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
+    """At start-up, before claiming: jobs still held under this worker id belong to a previous process of
+    the same name (restarted pod, systemd unit) and are recovered like any lost worker's."""
+    recovered = _recover(ScheduledFunction.objects.using(using).held_by(worker_id), now)
+    if recovered:
+        logger.warning("recovered jobs of this worker id's previous process worker=%s count=%d", worker_id, recovered)
+        batches.settle_stragglers(using)
+    return recovered
+
+
+def _recover(lost: ScheduledFunctionQuerySet, now: datetime) -> int:
+    recovered = lost.filter(started_at__isnull=True).unclaim()
+    for job in lost.filter(kind="action", started_at__isnull=False).defer("result", "args"):
+        recovered += _recover_action(job, now, lost)
+    return recovered
+
+
+def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFunctionQuerySet) -> int:
+    error = WorkerLost(f"worker lost: {job.worker_id or 'unknown'} stopped renewing its lease on this action")
+    row = lost.filter(pk=job.pk, token=job.token)
+    if job.attempts < job.max_attempts:
+        delay = timedelta(seconds=_retry_policy(job.name).backoff(job.attempts))
+        changed = row.update(state=State.PENDING, error=str(error), scheduled_time=now + delay, token="",
+                             worker_id="", lease_expires_at=None, started_at=None)
+    else:
+        changed = row.update(state=State.FAILED, error=str(error), completed_time=now, lease_expires_at=None)
+    if changed:
+        signals.job_failed.send_robust(sender=ScheduledFunction, job=job, error=error,
+                                       will_retry=job.attempts < job.max_attempts, worker_id=None)
+    return changed
+
+
+def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
+    """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
+    batches and sagas finished before then. ``now`` None: the database's time."""
+    now = now or dbclock.now(using)
+    jobs = ScheduledFunction.objects.using(using)
+    deleted = 0
+    while True:
+        ids = list(jobs.finished_before(now - retention).values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        deleted += jobs.filter(pk__in=ids).delete()[0]
+    IdempotencyKey.objects.using(using).expired(now).delete()
+    Batch.objects.using(using).filter(finished_at__lt=now - retention).delete()
+    Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
+    WorkerProcess.objects.using(using).filter(expires_at__lt=now - retention).delete()
+    return deleted
