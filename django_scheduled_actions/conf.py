@@ -7,13 +7,14 @@ cached until a ``setting_changed`` signal (so ``override_settings`` works). Vali
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
+
+from .core import values
 
 PREFIX = "SCHEDULED_ACTIONS_"
 
@@ -48,11 +49,11 @@ def validate(name: str, value: Any) -> str | None:
     """Return why ``value`` is not acceptable for setting ``name``, or None when it is."""
     kind = SETTINGS[name].kind
     if kind == "seconds":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not values.is_finite(value):
             return "must be a finite number of seconds"
         return None if value > 0 else "must be greater than 0"
     if kind == "seconds_or_zero":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not values.is_finite(value):
             return "must be a finite number of seconds"
         return None if value >= 0 else "must be 0 or more"
     if kind == "duration":
@@ -62,16 +63,14 @@ def validate(name: str, value: Any) -> str | None:
     if kind == "bool":
         return None if isinstance(value, bool) else "must be True or False"
     if kind == "bytes":
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            return "must be a positive whole number of bytes"
-        return None
+        return None if values.is_count(value) else "must be a positive whole number of bytes"
     if kind == "queue_limits":
         return validate_queue_limits(value)
     return None if value in ISOLATION_LEVELS else f"must be one of {', '.join(map(repr, ISOLATION_LEVELS))}"
 
 
 def validate_seconds_like(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not values.is_finite(value):
         return "must be a timedelta or a finite number of seconds"
     return None if value > 0 else "must be positive"
 
@@ -80,9 +79,10 @@ def validate_queue_limits(value: Any) -> str | None:
     if not isinstance(value, dict):
         return "must be a dict of queue names to positive ints"
     for queue, limit in value.items():
-        if not isinstance(queue, str) or not queue or len(queue) > 100:
-            return f"has a bad queue name {queue!r} (a non-empty string of at most 100 characters)"
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        if not values.is_name(queue, values.QUEUE_MAX_LENGTH):
+            return (f"has a bad queue name {queue!r} (a non-empty string of at most "
+                    f"{values.QUEUE_MAX_LENGTH} characters)")
+        if not values.is_count(limit):
             return f"must map each queue to a positive int, got {limit!r} for {queue!r}"
     return None
 

@@ -74,6 +74,12 @@ def test_options_are_checked_at_decoration():
         sa.internal_mutation(retry=RetryPolicy())
     with pytest.raises(ValueError, match="timeout"):
         sa.internal_action(timeout=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        sa.internal_action(timeout=float("nan"))
+    with pytest.raises(TypeError, match="priority= must be a 32-bit int"):  # as scheduler.run_after(priority=)
+        sa.internal_mutation(priority=2**40)
+    with pytest.raises(ValueError, match="queue= must be a non-empty string"):
+        sa.internal_mutation(queue="")
     with pytest.raises(TypeError, match="parameter 'x' has an unsupported annotation"):
         sa.internal_mutation(name="bad.annotation")(_bad_annotation)
     assert "bad.annotation" not in {fn.name for fn in registry.all()}

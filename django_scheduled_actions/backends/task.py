@@ -13,13 +13,13 @@ given per call through ``.using()``. The backend validates them (``InvalidTask``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
 
+from ..core import values
 from ..core.retry import RetryPolicy
 
 
@@ -41,9 +41,8 @@ def validate_options(task: Task) -> None:
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise InvalidTask(f"retry must be a django_scheduled_actions.RetryPolicy, got {retry!r}.")
     timeout = getattr(task, "timeout", None)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not math.isfinite(timeout) or timeout <= 0):
-        raise InvalidTask(f"timeout must be a positive, finite number of seconds, got {timeout!r}.")
+    if timeout is not None:
+        values.seconds(timeout, "timeout", error=InvalidTask)
     key = getattr(task, "idempotency_key", None)
-    if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
-        raise InvalidTask(f"idempotency_key must be a non-empty string of at most 255 characters, got {key!r}.")
+    if key is not None:
+        values.key(key, "idempotency_key", error=InvalidTask)

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from ..core import guards
+from ..core import guards, values
 from ..core.registry import Function, registry
 from ..exceptions import NonRetryableError
 from ..models import Saga as SagaRow
@@ -65,8 +65,7 @@ class Saga:
             if ctx.job is None:
                 raise TypeError("Saga(ctx) outside a job needs a key=")
             key = f"job:{ctx.job.id}"
-        if not isinstance(key, str) or not key or len(key) > 255:
-            raise ValueError(f"the saga key must be a non-empty string of at most 255 characters, got {key!r}")
+        values.key(key, "the saga key")
         self.ctx, self.key, self.using = ctx, key, ctx.using
         self.row: SagaRow | None = None
         self.journal: dict[str, SagaStep] = {}

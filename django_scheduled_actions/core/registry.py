@@ -15,6 +15,7 @@ from typing import Any, Literal, overload
 from django.core.exceptions import ImproperlyConfigured
 
 from ..exceptions import FunctionNotFound
+from . import values
 from .retry import NO_RETRY, RetryPolicy
 from .validation import Validator
 
@@ -155,17 +156,13 @@ def _decorator(kind: Kind, visibility: Visibility):
 
 
 def _options(queue: Any, priority: Any, timeout: Any, retry: Any, max_concurrency: Any = None) -> Options:
-    if not isinstance(queue, str) or not queue or len(queue) > 100:
-        raise ValueError(f"queue= must be a non-empty string of at most 100 characters, got {queue!r}")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority= must be an int, got {priority!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not timeout > 0 or timeout == float("inf")):
-        raise ValueError(f"timeout= must be a positive number of seconds, got {timeout!r}")
+    values.queue_name(queue, "queue=")
+    values.priority(priority, "priority=")
+    if timeout is not None:
+        values.seconds(timeout, "timeout=")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry= must be a RetryPolicy, got {retry!r}")
-    if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-                                        or max_concurrency < 1):
+    if max_concurrency is not None and not values.is_count(max_concurrency):
         raise ValueError(f"max_concurrency= must be a positive int, got {max_concurrency!r}")
     return Options(queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY,
                    max_concurrency=max_concurrency)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
+
+from . import values
 
 
 @dataclass(frozen=True)
@@ -19,13 +20,13 @@ class RetryPolicy:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+        if not values.is_int(self.max_attempts):
             raise TypeError("RetryPolicy.max_attempts must be an int")
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
         for field in ("initial_backoff", "base", "max_backoff"):
             value = getattr(self, field)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            if not values.is_finite(value) or value < 0:
                 raise ValueError(f"RetryPolicy.{field} must be a finite number >= 0")
         if self.base < 1:
             raise ValueError("RetryPolicy.base must be >= 1")

@@ -23,9 +23,14 @@ def is_finite(value: Any) -> bool:
     return is_number(value) and math.isfinite(value)
 
 
+def is_int(value: Any) -> bool:
+    """An int, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
 def is_count(value: Any, minimum: int = 1) -> bool:
-    """A whole number (not a bool) of at least ``minimum``."""
-    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+    """A whole number of at least ``minimum``."""
+    return is_int(value) and value >= minimum
 
 
 def is_name(value: Any, max_length: int) -> bool:
@@ -41,7 +46,7 @@ def queue_name(value: Any, label: str = "queue") -> str:
 
 
 def priority(value: Any, label: str = "priority") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > PRIORITY_LIMIT:
+    if not is_int(value) or abs(value) > PRIORITY_LIMIT:
         raise TypeError(f"{label} must be a 32-bit int, got {value!r}")
     return value
 
