@@ -1,5 +1,5 @@
 """A project as ``django-admin startproject`` leaves it as far as logging goes: no ``LOGGING`` (unlike
-tests/settings.py, which inherits the demo project's). For tests/test_worker_logging.py; DATABASE_URL picks
+tests/settings.py, which inherits the demo project's). For tests/process/test_worker_logging.py; DATABASE_URL picks
 the database. ``FRESH_ROOT_LOGGING=1`` adds a root handler, as projects that log everything through root do.
 """
 

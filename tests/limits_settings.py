@@ -1,4 +1,4 @@
-"""The test settings plus a queue limit, for the worker processes of tests/test_limits.py."""
+"""The test settings plus a queue limit, for the worker processes of tests/db/test_limits.py."""
 
 from tests.settings import *  # noqa: F403
 

@@ -1,5 +1,5 @@
 """The test project's crons: opt-in, so workers started by other tests never enqueue anything by
-themselves. ``SA_TEST_CRONS=1`` (set for the worker processes of tests/test_cron_processes.py)
+themselves. ``SA_TEST_CRONS=1`` (set for the worker processes of tests/process/test_cron_processes.py)
 registers a one-second interval cron; without it the demo's crons are dropped as well."""
 
 from __future__ import annotations
@@ -18,4 +18,4 @@ if os.environ.get("SA_TEST_CRONS") == "1":
     crons.interval(EVERY_SECOND, {"seconds": 1}, cf.mark, {"label": EVERY_SECOND})
 else:
     cron_registry.discard("demo.crons")
-cron_registry.discard("patterns.crons")  # its sync calls the fake provider: tests/test_patterns.py runs them
+cron_registry.discard("patterns.crons")  # its sync calls the fake provider: tests/db/test_patterns.py runs them

@@ -1,4 +1,4 @@
-"""Functions called over HTTP by tests/test_http.py. Registered names are "tests.app.http_functions:<name>"."""
+"""Functions called over HTTP by tests/db/test_http.py. Registered names are "tests.app.http_functions:<name>"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Functions run by real worker processes in tests/test_processes.py.
+"""Functions run by real worker processes in tests/process/test_processes.py.
 
 Registered as "tests.app.process_functions:<qualname>". Bodies that must be caught mid-run either
 commit a tally first (actions: visible to the test at once) or write a marker file (a mutation, whose

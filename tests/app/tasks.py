@@ -1,5 +1,5 @@
 """Django ``@task`` functions run by the ScheduledActionsBackend in tests (Django 6+ only: imported by
-tests/test_tasks_backend.py, never autodiscovered)."""
+tests/db/test_tasks_backend.py, never autodiscovered)."""
 
 from __future__ import annotations
 

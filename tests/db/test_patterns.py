@@ -4,7 +4,6 @@ fake provider over real HTTP, served by pytest-django's ``live_server``."""
 from __future__ import annotations
 
 import importlib
-import signal
 from datetime import timedelta
 
 import pytest
@@ -35,28 +34,7 @@ from django_scheduled_actions.cron.schedules import Cron, Interval
 from django_scheduled_actions.models import Batch, Saga, ScheduledFunction, State
 from django_scheduled_actions.testing import run_due_jobs
 
-from .conftest import start_worker, wait_until
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def provider(live_server, settings):
-    """The fake provider, served by the live server; ``provider.fail(endpoint, n)`` fails its next n calls."""
-    settings.PATTERNS_PROVIDER_URL = live_server.url
-
-    class Provider:
-        url = live_server.url
-
-        @staticmethod
-        def fail(endpoint: str, times: int = 1) -> None:
-            ProviderFailure.objects.update_or_create(endpoint=endpoint, defaults={"fail_next": times})
-
-        @staticmethod
-        def records(kind: str) -> list[ProviderRecord]:
-            return list(ProviderRecord.objects.filter(kind=kind).order_by("id"))
-
-    return Provider
 
 
 def jobs_of(fn) -> list[ScheduledFunction]:
@@ -310,18 +288,6 @@ def test_the_demo_seed_runs_every_pattern_within_a_minute(provider):
     assert run_due_jobs(advance=timedelta(minutes=1)) > 40
     assert outcomes() == EXPECTED
 
-
-@pytest.mark.process
-def test_the_demo_seed_with_a_real_worker(provider, tmp_path):
-    call_command("patterns_seed", stdout=open("/dev/null", "w"))  # noqa: SIM115
-    worker = start_worker("--concurrency", "4", "--no-crons", log=tmp_path / "worker.log",
-                          PATTERNS_PROVIDER_URL=provider.url)
-    try:
-        wait_until(lambda: outcomes() == EXPECTED, timeout=90, message="every pattern of the demo to finish",
-                   describe=demo_progress)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(30) == 0, (tmp_path / "worker.log").read_text()
 
 
 def test_the_patterns_admin_pages_render(admin_client):

@@ -17,9 +17,9 @@ from django_scheduled_actions.store.leases import claim, register_worker
 from django_scheduled_actions.worker.maintenance import recover_expired
 from django_scheduled_actions.worker.worker import Worker
 from tests.app.models import Counter
-from tests.conftest import wait_until
-from tests.test_executor_groups import claimed, drain
-from tests.threads import WorkerThread
+from tests.db.test_executor_groups import claimed, drain
+from tests.support import wait_until
+from tests.support.threads import WorkerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects

@@ -24,11 +24,10 @@ from django.db.models import Count
 
 from django_scheduled_actions import scheduler
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
-
-from .app import functions as f
-from .app import process_functions as pf
-from .app.models import Batch, Counter, Effect
-from .conftest import start_worker
+from tests.app import functions as f
+from tests.app import process_functions as pf
+from tests.app.models import Batch, Counter, Effect
+from tests.support import start_worker
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 

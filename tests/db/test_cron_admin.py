@@ -12,8 +12,7 @@ from django.utils import timezone
 from django_scheduled_actions.admin.forms import CronJobForm
 from django_scheduled_actions.cron import schedules
 from django_scheduled_actions.models import CronJob, ScheduledFunction
-
-from .app import cron_functions as cf
+from tests.app import cron_functions as cf
 
 pytestmark = pytest.mark.django_db
 ADD = reverse("admin:django_scheduled_actions_cronjob_add")

@@ -27,8 +27,8 @@ from django_scheduled_actions.store import leases
 from django_scheduled_actions.store.engines import engine
 from django_scheduled_actions.store.leases import claim, register_worker
 from tests.app import functions as f
-from tests.conftest import wait_until
-from tests.threads import WorkerThread
+from tests.support import wait_until
+from tests.support.threads import WorkerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,8 +17,7 @@ from django_scheduled_actions.cron.definitions import CronRegistry
 from django_scheduled_actions.cron.ticker import CronScheduler, Outcome, SkipReason, sync
 from django_scheduled_actions.models import CronJob, ScheduledFunction, State
 from django_scheduled_actions.signals import cron_skipped
-
-from .app import cron_functions as cf
+from tests.app import cron_functions as cf
 
 pytestmark = pytest.mark.django_db
 AMS = ZoneInfo("Europe/Amsterdam")

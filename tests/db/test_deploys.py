@@ -1,7 +1,7 @@
 """Rolling deploys (deploys.py), in-process on every database: a worker leaves the jobs of functions it does
 not know to a worker that does, claims them once, and fails them with FunctionNotFound only when no live
 worker serving their queue has known them for SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE since they fell due.
-The same with real worker processes of two releases: tests/test_processes.py."""
+The same with real worker processes of two releases: tests/process/test_processes.py."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ from django_scheduled_actions.store.leases import claim, heartbeat, register_wor
 from django_scheduled_actions.worker.maintenance import prune, recover_expired
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
-from tests.conftest import subprocess_env, wait_until
-from tests.threads import WorkerThread
+from tests.support import subprocess_env, wait_until
+from tests.support.threads import WorkerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects

@@ -18,20 +18,12 @@ from django_scheduled_actions.store.leases import claim, next_due_time
 from django_scheduled_actions.worker.maintenance import recover_expired
 from tests.app import functions as f
 from tests.app import orchestration_functions as of
-
-from .conftest import start_worker, wait_until
-from .threads import at_once
+from tests.support import start_worker, wait_until
+from tests.support.threads import at_once
 
 pytestmark = pytest.mark.django_db
 LEASE = timedelta(minutes=1)
 QUEUE = of.LIMITED_QUEUE
-
-
-@pytest.fixture
-def limited():
-    functions = of.enable_limits()
-    yield functions
-    of.disable_limits(functions)
 
 
 def claim_now(limit: int = 20, queues: list[str] | None = None, worker: str = "w") -> list[ScheduledFunction]:
@@ -198,24 +190,3 @@ def run_with_three_workers(tmp_path: Path, jobs: list[int]) -> None:
     assert codes == [0, 0, 0]
 
 
-@pytest.mark.process
-@pytest.mark.django_db(transaction=True)
-def test_three_workers_never_run_more_than_max_concurrency(limited, tmp_path):
-    log = tmp_path / "runs.log"
-    jobs = [scheduler.run_after(0, fn, {"path": str(log), "seconds": 0.3})
-            for _ in range(12) for fn in (limited.limited_run, of.unlimited_run)]
-    run_with_three_workers(tmp_path, jobs)
-    assert peak(log, "limited_run") == 2
-    assert peak(log, "unlimited_run") >= 3, "the workers ran the unlimited jobs side by side"
-
-
-@pytest.mark.process
-@pytest.mark.django_db(transaction=True)
-def test_three_workers_never_run_more_of_a_queue_than_its_limit(limited, tmp_path):
-    log = tmp_path / "runs.log"
-    jobs = [scheduler.run_after(0, limited.queued_run, {"path": str(log), "seconds": 0.3}) for _ in range(12)]
-    jobs += [scheduler.run_after(0, limited.limited_run, {"path": str(log), "seconds": 0.3}, queue=QUEUE)
-             for _ in range(6)]
-    run_with_three_workers(tmp_path, jobs)
-    assert peak(log, "queued_run", "limited_run") == 3  # SCHEDULED_ACTIONS_QUEUE_CONCURRENCY in limits_settings
-    assert peak(log, "limited_run") <= 2

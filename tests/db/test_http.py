@@ -318,7 +318,7 @@ class HeaderTokenMiddleware:
 
 @pytest.mark.django_db
 def test_authentication_from_project_middleware(alice, settings):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_http.HeaderTokenMiddleware"]
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.db.test_http.HeaderTokenMiddleware"]
     client = Client()
     assert value(client.get(url(h.whoami), headers={"Authorization": "Token alice"}))["username"] == "alice"
     assert value(client.get(url(h.whoami)))["username"] is None

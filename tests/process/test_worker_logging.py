@@ -11,10 +11,9 @@ import sys
 import pytest
 
 from django_scheduled_actions import scheduler
-
-from .app import functions as f
-from .app import process_functions as pf
-from .conftest import ROOT, subprocess_env
+from tests.app import functions as f
+from tests.app import process_functions as pf
+from tests.support import ROOT, subprocess_env
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ from django_scheduled_actions.store.leases import claim
 from django_scheduled_actions.worker.executor import Executor
 from tests.app import functions as f
 from tests.app.models import Note
-from tests.threads import at_once
+from tests.support.threads import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects

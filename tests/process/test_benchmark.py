@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.db import connection
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.process
 

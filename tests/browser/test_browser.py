@@ -22,10 +22,9 @@ from django.utils import timezone
 
 from django_scheduled_actions import scheduler
 from django_scheduled_actions.models import CronJob, ScheduledFunction, State
-
-from .app import cron_functions as cf
-from .app import functions as f
-from .conftest import ROOT, start_worker, wait_until
+from tests.app import cron_functions as cf
+from tests.app import functions as f
+from tests.support import ROOT, start_worker, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -101,9 +101,9 @@ def test_the_guides_returns_pass_when_kept():
 def test_a_mutation_that_breaks_its_returns_rolls_back_its_writes_and_jobs():
     with pytest.raises(ReturnValidationError) as caught:
         run_mutation(send_expiring_message, {"body": "hi", "broken": True})
-    assert re.fullmatch(r"tests\.test_returns:send_expiring_message returned a value that does not match its "
+    assert re.fullmatch(r"tests\.db\.test_returns:send_expiring_message returned a value that does not match its "
                         r"annotation: result: expected int, got str \('\d+'\)", str(caught.value))
-    assert caught.value.function == "tests.test_returns:send_expiring_message"
+    assert caught.value.function == "tests.db.test_returns:send_expiring_message"
     assert caught.value.path == "result" and caught.value.problem.startswith("expected int, got str")
     assert isinstance(caught.value, TypeError)
     assert not Note.objects.exists() and not Jobs.exists()

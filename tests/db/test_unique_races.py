@@ -20,7 +20,7 @@ from django_scheduled_actions import internal_mutation, run_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State
 from tests.app import functions as f
 from tests.app.models import Counter
-from tests.test_idempotency import race
+from tests.db.test_idempotency import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RACERS = 8

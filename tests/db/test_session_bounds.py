@@ -16,8 +16,8 @@ from django_scheduled_actions.models import ScheduledFunction, State
 from django_scheduled_actions.store import sessions
 from tests.app import functions as f
 from tests.app.models import Counter
-from tests.conftest import wait_until
-from tests.threads import WorkerThread
+from tests.support import wait_until
+from tests.support.threads import WorkerThread
 
 pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite has no sessions to bound: one "

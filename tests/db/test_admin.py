@@ -287,7 +287,7 @@ def test_idempotency_keys_are_listed_with_their_job(admin_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_admins_retrying_one_job_at_once_make_one_retry():
-    from tests.test_idempotency import race
+    from tests.db.test_idempotency import race
 
     job_id = scheduler.run_after(0, f.bump, {"name": "x"})
     ScheduledFunction.objects.filter(pk=job_id).update(state=State.FAILED)

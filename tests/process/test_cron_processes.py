@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from django_scheduled_actions.models import CronJob, ScheduledFunction, State
-
-from .app.crons import EVERY_SECOND
-from .app.models import Effect
-from .conftest import start_worker
+from tests.app.crons import EVERY_SECOND
+from tests.app.models import Effect
+from tests.support import start_worker
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 WORKERS = 3

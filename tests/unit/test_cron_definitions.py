@@ -16,9 +16,8 @@ from django_scheduled_actions import cron_jobs
 from django_scheduled_actions.cron import definitions as crons
 from django_scheduled_actions.cron.definitions import CronRegistry
 from django_scheduled_actions.cron.schedules import Cron, Interval
-
-from .app import cron_functions as cf
-from .conftest import ROOT, subprocess_env
+from tests.app import cron_functions as cf
+from tests.support import ROOT, subprocess_env
 
 
 @pytest.fixture

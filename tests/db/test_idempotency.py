@@ -14,7 +14,7 @@ from django_scheduled_actions.models import IdempotencyKey, ScheduledFunction
 from django_scheduled_actions.worker.maintenance import prune
 from tests.app import functions as f
 from tests.app.models import Counter
-from tests.conftest import wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
