@@ -35,12 +35,6 @@ MISSING = object()
 ACTION_KEY_MARGIN = timedelta(seconds=60)
 
 
-def check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key or len(key) > 255:
-        raise ValueError(f"idempotency_key must be a non-empty string of at most 255 characters, got {key!r}")
-    return key
-
-
 def fingerprint(fn: Function, kwargs: dict[str, Any]) -> str:
     """A digest of a call's arguments as sent (their JSON form, keys sorted): a default passed explicitly
     makes another fingerprint than the same default left out."""

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from ..conf import app_settings
-from ..core import guards
+from ..core import guards, values
 from ..core.auth import ANONYMOUS, Auth
 from ..core.jobs import JobInfo
 from ..core.registry import Function
@@ -68,7 +68,7 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_mutation_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
-        return idempotency.run_mutation_once(idempotency.check_key(idempotency_key), fn.name, using, body,
+        return idempotency.run_mutation_once(values.key(idempotency_key), fn.name, using, body,
                                              idempotency.fingerprint(fn, kwargs))
     with guards.policy("allow"):
         return run_in_mutation_transaction(body, using)
@@ -106,7 +106,7 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
     body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
-        return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body,
+        return idempotency.run_action_once(values.key(idempotency_key), fn.name, using, timeout, body,
                                            idempotency.fingerprint(fn, kwargs))
     return body()
 
