@@ -269,13 +269,13 @@ def claim_plan() -> str:
     from django.utils import timezone
 
     from django_scheduled_actions.models import ScheduledFunction
-    from django_scheduled_actions.store import leases
+    from django_scheduled_actions.store.engines.base import POSTGRESQL
 
     now = timezone.now()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (COSTS OFF) " + leases.PG_CLAIM.format(conditions="", columns="id", priority="%s"),
-                           [now, 0, 64, 4, "bench", "plan", timedelta(minutes=1), 0])
+            claim = POSTGRESQL["claim"].format(conditions="", columns="id", priority="%s")
+            cursor.execute("EXPLAIN (COSTS OFF) " + claim, [now, 0, 64, 4, "bench", "plan", timedelta(minutes=1), 0])
             plan = "\n".join(row[0] for row in cursor.fetchall())
     else:
         plan = ScheduledFunction.objects.due(now).filter(priority=0).claim_order()[:64].explain()

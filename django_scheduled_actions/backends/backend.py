@@ -14,7 +14,8 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils.json import normalize_json
 
-from .jobs import MAX_NAME_LENGTH, PREFIX, job_name, task_function
+from .jobs import task_function
+from .names import MAX_NAME_LENGTH, PREFIX, job_name
 from .results import load_result
 from .task import ScheduledActionsTask, validate_options
 

@@ -15,39 +15,18 @@ from typing import Any
 
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskContext
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 from ..core import guards
 from ..core.registry import Function, Options
 from ..core.retry import NO_RETRY
-from ..exceptions import FunctionNotFound, NonRetryableError
-
-PREFIX = "django.tasks:"
-MAX_NAME_LENGTH = 255  # ScheduledFunction.name
+from ..exceptions import NonRetryableError
+from .names import job_name, load_task
+from .results import load_result
 
 
 class TaskAborted(NonRetryableError):
     """A task raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ...); its job
     fails at once, with the original exception as the cause in its traceback."""
-
-
-def job_name(task: Task) -> str:
-    return PREFIX + task.module_path
-
-
-def is_task_job(name: str) -> bool:
-    return name.startswith(PREFIX)
-
-
-def load_task(module_path: str) -> Task:
-    """The ``Task`` defined at ``module_path``; ``FunctionNotFound`` when there is none."""
-    try:
-        task = import_string(module_path)
-    except Exception as exc:  # a job must fail, not crash its worker, whatever the import raises
-        raise FunctionNotFound(f"the task {module_path!r} cannot be imported: {exc!r}") from exc
-    if not isinstance(task, Task):
-        raise FunctionNotFound(f"{module_path!r} is {task!r}, not a task defined with @task")
-    return task
 
 
 def resolve(module_path: str) -> Function:
@@ -82,8 +61,6 @@ def _call(task: Task, args: list, kwargs: dict) -> Any:
 
 
 def _current_result(ctx: Any):
-    from .results import load_result
-
     if ctx.job is None:
         raise RuntimeError("a task that takes_context runs as a job; enqueue it with .enqueue()")
     return load_result(ctx.job.id, ctx.using)

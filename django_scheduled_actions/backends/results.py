@@ -24,7 +24,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 
 from ..core import guards
 from ..exceptions import FunctionNotFound
-from .jobs import PREFIX, load_task, task_function
+from .names import PREFIX, STORED, load_task
 
 _BLOCK_START = re.compile(r"^(?:Traceback \(most recent call last\):|The above exception was the direct cause "
                           r"of the following exception:|During handling of the above exception, another "
@@ -53,7 +53,7 @@ def load_result(result_id: Any, using: str) -> TaskResult:
 
 def to_task_result(job: Any) -> TaskResult:
     task = load_task(job.name.removeprefix(PREFIX))
-    stored = task_function(task).validator.to_python(job.args)
+    stored = STORED.to_python(job.args)
     task = task.using(priority=job.priority, queue_name=job.queue, backend=stored.get("backend", DEFAULT_BACKEND),
                       run_after=stored.get("run_after"))
     status = _status(job)

@@ -24,12 +24,12 @@ from .. import signals
 from ..conf import app_settings
 from ..core.registry import registry
 from ..exceptions import FunctionNotFound
-from ..models import ScheduledFunction, State, WorkerProcess
+from ..models import ScheduledFunction, State
 from ..models.jobs import Kind
 from ..scheduling import batches
-from ..store import leases
 from ..store.knowledge import Knowledge, grace_over
-from .executor import Claimed, describe, persist
+from .outcomes import Claimed, describe, persist
+from .store import Store
 
 logger = logging.getLogger("django_scheduled_actions")
 CHECK_EVERY = 5.0  # seconds between two looks for left jobs past the grace (a quarter of a shorter grace)
@@ -45,8 +45,8 @@ def known_functions() -> dict[str, str]:
 class Repertoire:
     """One worker's side: what it publishes on its row, the names it skips, the jobs it leaves and fails."""
 
-    def __init__(self, worker_id: str, using: str, clock: Callable[[], datetime]):
-        self.worker_id, self.using, self.clock = worker_id, using, clock
+    def __init__(self, worker_id: str, store: Store, clock: Callable[[], datetime]):
+        self.worker_id, self.store, self.using, self.clock = worker_id, store, store.using, clock
         self.unknown: set[str] = set()
         self._lock = threading.Lock()
         self._published: tuple[int, int] | None = None
@@ -64,8 +64,7 @@ class Repertoire:
     def publish(self) -> None:
         """Write what this worker knows and met on its row."""
         changes, unknown = self._changes(), sorted(self.skip())
-        WorkerProcess.objects.using(self.using).filter(worker_id=self.worker_id).update(functions=known_functions(),
-                                                                                        unknown=unknown)
+        self.store.publish(self.worker_id, known_functions(), unknown)
         self._published = changes  # after the write: one that failed is tried again by upkeep
 
     def _changes(self) -> tuple[int, int]:
@@ -84,7 +83,7 @@ class Repertoire:
             return False
         with self._lock:
             self.unknown.add(job.name)
-        persist(lambda: leases.hand_back(token, [job], self.using), self.using, patience=5.0)
+        persist(lambda: self.store.hand_back(token, [job]), self.store, patience=5.0)
         logger.info("job left for a worker that knows its function job=%s name=%s kind=%s", job.pk, job.name,
                     job.kind)
         return True

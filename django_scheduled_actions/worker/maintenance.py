@@ -1,11 +1,14 @@
-"""Maintenance every worker does now and then: recovering the jobs of lost workers, pruning old rows."""
+"""Maintenance every worker does now and then: recovering the jobs of lost workers, pruning old rows, and
+(``Upkeep``) releasing what its own failed writes left claimed."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
 
 from .. import signals
 from ..core.registry import registry
@@ -16,6 +19,7 @@ from ..scheduling import batches
 from ..store import dbclock
 
 logger = logging.getLogger("django_scheduled_actions")
+PRUNE_EVERY = 600.0
 
 
 def _retry_policy(name: str) -> RetryPolicy:
@@ -91,3 +95,34 @@ def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_AL
     Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
     WorkerProcess.objects.using(using).filter(expires_at__lt=now - retention).delete()
     return deleted
+
+
+class Upkeep:
+    """The main loop's chores: release the claims and jobs whose writes failed, recover lost workers' jobs
+    every quarter lease (5 s at most), prune every ``PRUNE_EVERY`` seconds, keep the repertoire fresh."""
+
+    def __init__(self, store: Any, lease: timedelta, failed_claims: list[str], orphans: list[tuple[int, str, str]],
+                 repertoire: Any, clock: Callable[[], datetime]):
+        self.store, self.lease, self.failed_claims, self.orphans = store, lease, failed_claims, orphans
+        self.repertoire, self.clock = repertoire, clock
+        self._next_recovery = self._next_prune = 0.0
+
+    def run(self, mono: float) -> None:
+        try:
+            while self.failed_claims:
+                self.store.release_claim(self.failed_claims[0])
+                self.failed_claims.pop(0)
+            while self.orphans:
+                job_id, token, error = self.orphans[0]
+                self.store.release(job_id, token, f"worker error: {error}", self.clock())
+                self.orphans.pop(0)
+            if mono >= self._next_recovery:
+                self._next_recovery = mono + min(self.lease.total_seconds() / 4, 5.0)
+                self.store.recover_expired()
+            if mono >= self._next_prune:
+                self._next_prune = mono + PRUNE_EVERY
+                self.store.prune()
+            self.repertoire.upkeep(mono)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("maintenance failed (database unavailable?) error=%r", exc)
+            self.store.reconnect()

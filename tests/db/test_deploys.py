@@ -57,7 +57,7 @@ def test_a_job_of_an_unknown_function_is_handed_back_once_and_the_worker_goes_on
     worker = burst()  # a burst worker ends: it does not claim the left jobs again and again
     assert [row(job) for job in left] == [(State.PENDING, 0, None, "", "")] * 3  # as their claim found them
     assert Jobs.get(pk=known).state == State.SUCCESS
-    assert worker.claimed_total == 4  # each claimed once
+    assert worker.claims.claimed_total == 4  # each claimed once
     assert worker.repertoire.skip() == {NEW}
     published = WorkerProcess.objects.get(worker_id="old")
     assert published.unknown == [NEW] and published.functions[f.bump.name] == "mutation"

@@ -367,7 +367,7 @@ def test_get_result_of_unknown_ids_and_other_jobs():
 
 def test_exception_class_path_is_read_from_the_stored_traceback():
     def formatted(exc):
-        from django_scheduled_actions.worker.executor import describe
+        from django_scheduled_actions.worker.outcomes import describe
 
         return describe(exc)
 

@@ -112,7 +112,7 @@ def test_action_timeout_fails_it_and_the_worker_keeps_serving():
         quick = scheduler.run_after(0, f.bump, {"name": "meanwhile"})
         wait_until(lambda: Jobs.filter(pk=quick, state=State.SUCCESS).exists(), timeout=2,
                    message="another job while the slow action still sleeps")
-        assert worker.threads[0].job is None
+        assert worker.pool.threads[0].job is None
     job = Jobs.get(pk=slow)
     assert "JobTimeout" in job.error and job.result is None
 
@@ -281,7 +281,7 @@ def test_a_worker_of_slow_jobs_claims_no_more_than_it_can_start_soon():
             time.sleep(0.02)
     assert not Jobs.filter(pk__in=job_ids).exclude(state=State.SUCCESS).exists()
     assert 0 < max(held) <= 4, held
-    assert worker.prefetch == 2
+    assert worker.claims.prefetch == 2
 
 
 def test_a_worker_of_quick_jobs_claims_more_at_a_time():
@@ -289,11 +289,11 @@ def test_a_worker_of_quick_jobs_claims_more_at_a_time():
     scheduler.run_many(f.noop_action, [{"i": i} for i in range(1500)])
     sizes = []
     with WorkerThread(concurrency=2, crons=False) as worker:
-        wait_until(lambda: sizes.append(worker.prefetch) or not Jobs.exclude(state=State.SUCCESS).exists(), 60,
+        wait_until(lambda: sizes.append(worker.claims.prefetch) or not Jobs.exclude(state=State.SUCCESS).exists(), 60,
                    "the quick jobs to be done")
         time.sleep(0.3)  # idle since: back to one per thread, so that slow jobs coming next are not hoarded
     assert max(sizes) > 2 * 2, sizes
-    assert worker.prefetch == 2
+    assert worker.claims.prefetch == 2
 
 
 def test_expired_leases_are_recovered_by_kind():
@@ -477,7 +477,7 @@ WAKE_UP_UNDER_SIGNALS = """
 import signal, time
 import django
 django.setup()
-from django_scheduled_actions.worker.worker import Wakeup
+from django_scheduled_actions.worker.wakeup import Wakeup
 
 wake, fired, running = Wakeup(), 0, True
 
