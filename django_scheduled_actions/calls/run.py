@@ -6,8 +6,10 @@ the worker calls for a job. Arguments are validated first; nothing runs or is wr
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import DEFAULT_DB_ALIAS
 
 from ..conf import app_settings
@@ -19,6 +21,7 @@ from ..exceptions import ActionInTransactionError, QueryWriteError
 from ..scheduling.scheduler import Scheduler
 from ..store.transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
 from . import idempotency
+from .through import Awaited, Awaiting, Routed, Through, direct, on_callers_thread
 
 
 def _check_kind(fn: Any, kind: str, runner: str) -> Function:
@@ -75,16 +78,27 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
 
 
 def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
-                     auth: Auth | None = None) -> Any:
+                     auth: Auth | None = None, through: Through = direct) -> Any:
+    """A sync action's body on this thread; ``through`` runs its ``ctx``'s database work (the worker's
+    connections)."""
     mode: guards.Policy = "action" if app_settings.STRICT_ACTIONS else "allow"
     with guards.policy(mode):
-        result = fn.fn(ActionCtx(job, using, auth), **kwargs)
+        result = fn.fn(ActionCtx(job, using, auth, through), **kwargs)
+    return fn.validator.result_to_json(result)
+
+
+async def call_async_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
+                                 auth: Auth | None = None, awaited: Awaited = on_callers_thread,
+                                 through: Through = direct) -> Any:
+    """An async action's body, awaited; ``awaited`` runs its ``ctx``'s database work off the event loop."""
+    result = await fn.fn(AsyncActionCtx(job, using, auth, awaited, through), **kwargs)
     return fn.validator.result_to_json(result)
 
 
 def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
                using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
-    """Run an action here and now, outside any transaction, and return its result.
+    """Run an action here and now, outside any transaction, and return its result (an ``async def`` one
+    runs to completion, its database work on this thread, as Django's ``async_to_sync`` does).
 
     Called inside a mutation or an open transaction it raises ``ActionInTransactionError``: a rollback
     would undo the writes of its ``ctx.run_mutation`` calls (which would join that transaction) but not
@@ -93,6 +107,11 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
     With ``idempotency_key``, a repeat returns the stored result; while the first call still runs, a
     repeat raises ``IdempotencyKeyInProgress``; a repeat with other arguments ``IdempotencyKeyReused``.
     """
+    return _run_action(fn, args, idempotency_key, using, job, auth, direct)
+
+
+def _run_action(fn: Function, args: dict[str, Any] | None, idempotency_key: str | None, using: str,
+                job: JobInfo | None, auth: Auth | None, through: Through) -> Any:
     fn = _check_kind(fn, "action", "run_action")
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the action {fn.name}")
@@ -103,7 +122,10 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
             "calls. Schedule it instead, with ctx.scheduler.run_after(0, the_action, args) (it runs once the "
             "transaction commits), or call it after the transaction.")
     kwargs = prepare_args(fn, {} if args is None else args)
-    body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
+    if fn.is_async:
+        body = lambda: async_to_sync(call_async_action_body)(fn, kwargs, using, job, auth)  # noqa: E731
+    else:
+        body = lambda: call_action_body(fn, kwargs, using, job, auth, through)  # noqa: E731
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         return idempotency.run_action_once(values.key(idempotency_key), fn.name, using, timeout, body,
@@ -117,13 +139,14 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
 class QueryCtx:
     kind = "query"
 
-    def __init__(self, job: JobInfo | None, using: str, auth: Auth | None = None):
+    def __init__(self, job: JobInfo | None, using: str, auth: Auth | None = None, through: Through = direct):
         self.job = job
         self.using = using
         self.auth = auth or ANONYMOUS  # the caller; passed on to everything called through ctx.run_*
+        self._through = through  # how the database work of ctx.run_* runs: here, or on the worker's connections
 
     def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+        return self._through(lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
 
 class MutationCtx(QueryCtx):
@@ -131,16 +154,50 @@ class MutationCtx(QueryCtx):
 
     @property
     def scheduler(self) -> Scheduler:
-        return Scheduler(using=self.using, parent=self.job)
+        scheduler = Scheduler(using=self.using, parent=self.job)
+        return scheduler if self._through is direct else Routed(scheduler, self._through)  # type: ignore[return-value]
 
     def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+        return self._through(lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
     def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         """Run an action: from an action. In a mutation this raises ``ActionInTransactionError`` (the
         mutation's transaction is open); schedule the action with ``ctx.scheduler`` instead."""
-        return run_action(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+        return _run_action(fn, args or {}, None, self.using, self.job, self.auth, self._through)
 
 
 class ActionCtx(MutationCtx):
     kind = "action"
+
+
+class AsyncActionCtx:
+    """The ``ctx`` of an ``async def`` action: every call is awaited, its database work off the event loop."""
+
+    kind = "action"
+
+    def __init__(self, job: JobInfo | None, using: str, auth: Auth | None = None,
+                 awaited: Awaited = on_callers_thread, through: Through = direct):
+        self.job, self.using, self.auth = job, using, auth or ANONYMOUS
+        self._awaited, self._through = awaited, through
+
+    async def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        return await self._awaited(lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+
+    async def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        return await self._awaited(
+            lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+
+    async def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
+        """Another action: an async one is awaited here, a sync one runs on a thread of its own."""
+        fn = _check_kind(fn, "action", "run_action")
+        if fn.is_async:
+            kwargs = prepare_args(fn, {} if args is None else args)
+            return await call_async_action_body(fn, kwargs, self.using, self.job, self.auth, self._awaited,
+                                                self._through)
+        return await asyncio.to_thread(_run_action, fn, args or {}, None, self.using, self.job, self.auth,
+                                       self._through)
+
+    @property
+    def scheduler(self) -> Any:
+        """``await ctx.scheduler.run_after(...)``, ``run_at``, ``run_many``, ``batch``, ``cancel``..."""
+        return Awaiting(Scheduler(using=self.using, parent=self.job), self._awaited)

@@ -7,7 +7,10 @@ options, and a ``Validator`` for its arguments. Functions are run through ``run_
 
 from __future__ import annotations
 
+import inspect
 import threading
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -42,6 +45,8 @@ class Function:
         self.visibility = visibility
         self.name = name or f"{fn.__module__}:{fn.__qualname__}"
         self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        _check_runnable(fn, kind, self.name, self.is_async)
         self.validator = Validator(self.name, fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -110,6 +115,35 @@ class Registry:
 
     def unregister(self, name: str) -> None:
         self._functions.pop(name, None)
+
+
+# what the first parameter of a function may not be annotated with: these are argument types, so the
+# function was written without a context parameter
+_ARGUMENT_TYPES = (int, float, str, bool, bytes, list, dict, tuple, set, type(None))
+
+
+def _check_runnable(fn: Callable[..., Any], kind: Kind, name: str, is_async: bool) -> None:
+    """Refuse at once what cannot run: an ``async def`` query or mutation, no context parameter."""
+    if is_async and kind != "action":
+        raise TypeError(f"{name}: a {kind} cannot be async def: it runs inside a database transaction, which "
+                        f"is synchronous. Make it a plain def (its database work is quick), or make it an action")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError(f"{name}: a generator cannot be a {kind}; return the value instead")
+    params = list(inspect.signature(fn).parameters.values())
+    first = params[0] if params else None
+    if first is None or first.kind not in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+        raise TypeError(f"{name}: a {kind} takes the context as its first parameter, e.g. def {fn.__name__}(ctx, "
+                        "...); this function has none")
+    try:
+        hints = typing.get_type_hints(fn) if first.annotation is not first.empty else {}
+    except Exception:  # an annotation naming what is not importable here: judge it as written
+        hints = {}
+    annotation = hints.get(first.name, first.annotation)
+    origin = typing.get_origin(annotation) or annotation
+    if origin in _ARGUMENT_TYPES or origin in (typing.Union, types.UnionType):
+        raise TypeError(f"{name}: its first parameter {first.name!r} is annotated {annotation!r}, an argument "
+                        f"type; a {kind}'s first parameter receives the context: def {fn.__name__}(ctx, "
+                        f"{first.name}: ...)")
 
 
 def _where(fn: Callable[..., Any]) -> str:

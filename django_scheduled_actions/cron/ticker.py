@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
@@ -293,8 +294,10 @@ class CronLoop(threading.Thread):
 
     def __init__(self, stopping: threading.Event, *, clock: Callable[[], datetime] = timezone.now,
                  using: str = DEFAULT_DB_ALIAS, recheck: float = 1.0,
-                 on_fired: Callable[[], None] = lambda: None, crons: CronRegistry | None = None):
+                 on_fired: Callable[[], None] = lambda: None, crons: CronRegistry | None = None,
+                 through: Callable[[Callable[[], Any]], Any] = lambda work: work()):
         super().__init__(name="scheduled-actions-crons", daemon=True)
+        self.through = through  # where its database work runs: the worker's connections
         self.crons = crons or cron_registry
         self.stopping = stopping
         self.clock = clock
@@ -314,10 +317,10 @@ class CronLoop(threading.Thread):
     def _sync(self) -> bool:
         while not self.stopping.is_set():
             try:
-                report = sync(self.clock(), self.crons, using=self.using)
+                report = self.through(lambda: sync(self.clock(), self.crons, using=self.using))
             except DatabaseError as exc:
                 logger.warning("cron sync failed, retrying error=%r", exc)
-                connections[self.using].close()
+                self.through(connections[self.using].close)
                 self.stopping.wait(self.recheck)
                 continue
             except Exception:
@@ -331,14 +334,14 @@ class CronLoop(threading.Thread):
     def _step(self) -> float:
         """One tick; returns how long to sleep."""
         try:
-            results = self.scheduler.tick(self.clock())
+            results = self.through(lambda: self.scheduler.tick(self.clock()))
             if any(r.outcome is Outcome.FIRED for r in results):
                 self.on_fired()
-            upcoming = self.scheduler.next_tick()
+            upcoming = self.through(self.scheduler.next_tick)
         except DatabaseError as exc:
             reason = "a transaction conflict" if is_conflict(exc) else "database unavailable?"
             logger.warning("cron tick failed (%s), retrying error=%r", reason, exc)
-            connections[self.using].close()
+            self.through(connections[self.using].close)
             return self.recheck
         except Exception:
             logger.exception("cron tick failed, retrying")

@@ -18,8 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
+
 from .. import signals
-from ..calls.run import call_action_body
+from ..calls.run import call_action_body, call_async_action_body
+from ..calls.through import Through, direct
 from ..conf import app_settings
 from ..core.jobs import JobInfo
 from ..core.registry import Function
@@ -36,9 +39,10 @@ Take = Callable[[], tuple[Runnable | None, Claimed | None]]  # the next waiting 
 
 class Actions:
     def __init__(self, outcomes: Outcomes, done: Callable[[ScheduledFunction], None], group_size: int = 8,
-                 settle: Settle | None = None):
+                 settle: Settle | None = None, through: Through = direct):
         self.outcomes, self.store, self.done, self.group_size = outcomes, outcomes.store, done, group_size
         self.write = settle or outcomes.settle  # the worker's ledger, when there is one
+        self.through = through  # how the bodies' ctx reach the database: the worker's connections
 
     def run(self, first: Runnable, watch: Watch, abandoned: Callable[[], bool], take: Take) -> Claimed | None:
         """Start and run ``first``, then the actions ``take`` hands over: the successes of one group and the
@@ -112,7 +116,11 @@ class Actions:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         watch(time.monotonic() + timeout, job)
         try:
-            result = call_action_body(fn, fn.validator.to_python(job.args), self.store.using, info)
+            kwargs = fn.validator.to_python(job.args)
+            if fn.is_async:  # no event loop of a worker's around (run_due_jobs, a test's Executor): to completion
+                result = async_to_sync(call_async_action_body)(fn, kwargs, self.store.using, info)
+            else:
+                result = call_action_body(fn, kwargs, self.store.using, info, through=self.through)
         except BaseException as exc:  # not only Exception: a SystemExit must not strand the job
             watch(None, None)
             if not abandoned():

@@ -11,10 +11,12 @@ from datetime import datetime
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from ..calls.through import Through, direct
 from ..core.registry import Function, registry
 from ..exceptions import FunctionNotFound
 from ..models import ScheduledFunction
 from .actions import Actions, Settle, Watch
+from .aio import AsyncRunner
 from .mutations import Mutations
 from .outcomes import Claimed, Outcomes, Pull, Runnable, guarded
 from .store import DatabaseStore, Store
@@ -34,11 +36,12 @@ class Executor:
     def __init__(self, worker_id: str, using: str = DEFAULT_DB_ALIAS, clock: Callable[[], datetime] = timezone.now,
                  done: Callable[[ScheduledFunction], None] = lambda job: None, action_group: int = 8,
                  leave: Callable[[Claimed], bool] | None = None, store: Store | None = None,
-                 outcomes: Outcomes | None = None, settle: Settle | None = None):
+                 outcomes: Outcomes | None = None, settle: Settle | None = None, through: Through = direct,
+                 aio: AsyncRunner | None = None):
         self.outcomes = outcomes or Outcomes(worker_id, store or DatabaseStore(using), clock)
-        self.leave, self.done = leave, done
+        self.leave, self.done, self.through, self.aio = leave, done, through, aio
         self.mutations = Mutations(self.outcomes, done)
-        self.actions = Actions(self.outcomes, done, action_group, settle)
+        self.actions = Actions(self.outcomes, done, action_group, settle, through)
 
     def run(self, job: ScheduledFunction, token: str, watch: Watch = lambda deadline, job: None,
             abandoned: Callable[[], bool] = lambda: False, pull: Pull = _nothing_waiting) -> Claimed | None:
@@ -56,7 +59,10 @@ class Executor:
                     joined.add(following[1].pk)
                 return following, leftover
 
-            return self.mutations.run_together([(fn, job, token)], take)
+            return self.through(lambda: self.mutations.run_together([(fn, job, token)], take))
+        if fn.is_async and self.aio is not None:  # on the worker's event loop; this thread goes on
+            self.aio.submit(fn, job, token)
+            return None
         return self.actions.run((fn, job, token), watch, abandoned, lambda: self.take_next(pull, "action"))
 
     def _function(self, job: ScheduledFunction, token: str) -> Function | None:
@@ -67,7 +73,8 @@ class Executor:
             if fn.kind != job.kind:
                 raise FunctionNotFound(f"{job.name} is registered as a {fn.kind}, but the job is a {job.kind}")
         except FunctionNotFound as exc:
-            guarded([(token, job)], self._unknown, job, token, exc)
+            missing = exc
+            guarded([(token, job)], self.through, lambda: self._unknown(job, token, missing))
             self.done(job)
             return None
         return fn
@@ -101,5 +108,7 @@ class Executor:
         try:
             fn = registry.for_job(job.name)
         except FunctionNotFound:
+            return None, following
+        if fn.is_async:  # never in a sync group: the event loop runs it (Executor.run)
             return None, following
         return ((fn, job, token), None) if fn.kind == kind == job.kind else (None, following)

@@ -28,6 +28,10 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         interval = self.lease.total_seconds() / 3
         sessions.bound(self.store.using)
+        try:  # open its connection now, before the worker's other work takes the database's last ones
+            connections[self.store.using].ensure_connection()
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("heartbeat could not connect yet, retrying error=%r", exc)
         while not self.finished.wait(interval):
             try:
                 if not self.store.heartbeat(self.worker_id, self.lease):

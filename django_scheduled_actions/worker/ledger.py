@@ -6,6 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from django.db import connections
 
@@ -46,6 +47,15 @@ class Ledger(threading.Thread):
                 return self.write(outcomes, starts)
         return request.started, request.error
 
+    def submit(self, outcomes: list[Outcome], starts: list[Claimed]) -> Future[tuple[set[int], BaseException | None]]:
+        """Hand the write in without waiting: an event loop awaits the future (async actions)."""
+        request = _Request(outcomes, starts, Future())
+        if self.is_alive():
+            self.requests.put(request)
+        else:  # stopped: written on a thread of its own, as settle would
+            threading.Thread(target=lambda: request.finish(*self.write(outcomes, starts)), daemon=True).start()
+        return request.future  # type: ignore[return-value]
+
     def stop(self) -> None:
         self.requests.put(None)
 
@@ -63,14 +73,19 @@ class Ledger(threading.Thread):
                     started, error = self.write([o for r in requests for o in r.outcomes],
                                                 [s for r in requests for s in r.starts])
             for request in requests:
-                request.started, request.error = started, error
-                request.written.set()
+                request.finish(started, error)
         connections.close_all()
 
 
 class _Request:
-    def __init__(self, outcomes: list[Outcome], starts: list[Claimed]):
-        self.outcomes, self.starts = outcomes, starts
+    def __init__(self, outcomes: list[Outcome], starts: list[Claimed], future: Future | None = None):
+        self.outcomes, self.starts, self.future = outcomes, starts, future
         self.started: set[int] = set()
         self.error: BaseException | None = None
         self.written = threading.Event()
+
+    def finish(self, started: set[int], error: BaseException | None) -> None:
+        self.started, self.error = started, error
+        self.written.set()
+        if self.future is not None:
+            self.future.set_result((started, error))

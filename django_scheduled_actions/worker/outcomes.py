@@ -17,7 +17,6 @@ from ..core.registry import Function
 from ..core.retry import RetryPolicy
 from ..exceptions import ArgumentValidationError, NonRetryableError
 from ..models import ScheduledFunction
-from ..scheduling import batches
 from .store import Store
 
 logger = logging.getLogger("django_scheduled_actions")
@@ -119,4 +118,4 @@ class Outcomes:
 
     def finished(self, job: ScheduledFunction) -> None:
         """After ``job``'s final state committed: count it in its batch, if it has one."""
-        batches.job_finished(job, self.store.using)
+        self.store.batch_item_finished(job)

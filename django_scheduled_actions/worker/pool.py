@@ -14,6 +14,7 @@ from django.db import connections
 from ..models import ScheduledFunction
 from ..store import sessions
 from .claims import Claims
+from .connections import drop_broken_connections
 from .executor import Executor
 from .outcomes import Claimed, Unrecorded
 
@@ -122,10 +123,3 @@ class Pool:
         thread = ExecutorThread(self, next(self._numbers))
         thread.start()
         return thread
-
-
-def drop_broken_connections() -> None:
-    """Close this thread's connections that saw an error and no longer work; the next query reconnects."""
-    for conn in connections.all(initialized_only=True):
-        if conn.errors_occurred and conn.connection is not None and not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()

@@ -15,6 +15,7 @@ from django.db import connections
 
 from ..conf import app_settings
 from ..models import ScheduledFunction, WorkerProcess
+from ..scheduling import batches
 from ..store import dbclock, leases
 from ..store.engines import engine
 from . import maintenance
@@ -45,6 +46,7 @@ class Store(Protocol):
     def mark_failed(self, job_id: int, token: str, error: str, now: datetime, **fields: Any) -> int: ...
     def retry_later(self, job_id: int, token: str, error: str, run_at: datetime) -> int: ...
     def keep_late_result(self, job_id: int, result: Any) -> int: ...
+    def batch_item_finished(self, job: ScheduledFunction) -> None: ...
     def undo_start(self, job_id: int, token: str) -> int: ...
     def reconnect(self) -> None: ...
 
@@ -114,6 +116,10 @@ class DatabaseStore:
 
     def undo_start(self, job_id: int, token: str) -> int:
         return Jobs.using(self.using).undo_start(job_id, token)
+
+    def batch_item_finished(self, job: ScheduledFunction) -> None:
+        """After ``job``'s final state committed: count it in its batch, if it has one."""
+        batches.job_finished(job, self.using)
 
     def reconnect(self) -> None:
         """Drop this thread's connection after an error; the next query opens a new one."""

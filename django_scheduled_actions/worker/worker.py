@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
+from ..calls.through import direct
 from ..conf import app_settings
 from ..core.registry import registry
 from ..cron.ticker import CronLoop
@@ -32,7 +33,10 @@ from ..exceptions import JobTimeout
 from ..models import ScheduledFunction
 from ..store import sessions
 from . import deploys
+from .aio import AsyncRunner
 from .claims import Claims
+from .connections import DEFAULT as DEFAULT_CONNECTIONS
+from .connections import Connections, PooledStore
 from .executor import Executor
 from .heartbeat import Heartbeat
 from .ledger import Ledger
@@ -40,7 +44,7 @@ from .listener import Listener, supports_listen
 from .maintenance import Upkeep
 from .mutations import MUTATIONS_PER_COMMIT
 from .outcomes import Outcomes
-from .pool import Pool, drop_broken_connections
+from .pool import Pool
 from .store import DatabaseStore, Store
 from .wakeup import Wakeup
 
@@ -55,30 +59,46 @@ class Worker:
     def __init__(self, *, concurrency: int = 4, queues: Sequence[str] | None = None, burst: bool = False,
                  max_jobs: int | None = None, poll_interval: float | None = None, worker_id: str | None = None,
                  using: str = DEFAULT_DB_ALIAS, grace: float = 30.0, clock: Callable[[], datetime] = timezone.now,
-                 crons: bool = True, action_group: int = 8, store: Store | None = None):
+                 crons: bool = True, action_group: int = 8, async_concurrency: int = 100,
+                 db_connections: int = DEFAULT_CONNECTIONS, store: Store | None = None):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if action_group < 1:
             raise ValueError("action_group must be at least 1")
+        if async_concurrency < 1:
+            raise ValueError("async_concurrency must be at least 1")
+        listening = supports_listen(using) and not burst
+        own = 1 + listening  # the heartbeat's connection, and the listener's
+        if db_connections < own + 1:
+            raise ValueError(f"db_connections must be at least {own + 1} here: one for the heartbeat"
+                             f"{', one for LISTEN' if listening else ''} and at least one for the work")
         self.concurrency, self.burst, self.grace, self.using, self.clock = concurrency, burst, grace, using, clock
         self.queues = list(queues) if queues else None
         self.crons = crons and not burst  # a burst drains what is due; it does not tick crons
         self.poll_interval = float(poll_interval or app_settings.POLL_INTERVAL)
         self.worker_id = worker_id or default_worker_id()
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
-        self.store = store or DatabaseStore(using)
+        self.listening = listening
+        self.connections = Connections(db_connections - own, using)
+        self.own_store = DatabaseStore(using)  # the heartbeat's, on its own connection
+        self.store = store or PooledStore(self.own_store, self.connections)
+        self.through = self.connections.through if store is None else direct
         self.wake = Wakeup()
         self.stopping, self.finished = threading.Event(), threading.Event()
         self.signalled: int | None = None  # the SIGTERM/SIGINT that asked the worker to stop
         self.repertoire = deploys.Repertoire(self.worker_id, self.store, clock)  # functions it knows, names it skips
-        self.claims = Claims(self.store, self.worker_id, concurrency=concurrency, lease=self.lease,
+        self.has_async = any(fn.is_async for fn in registry.all())
+        slots = concurrency + (async_concurrency if self.has_async else 0)  # places a job can run at once
+        self.claims = Claims(self.store, self.worker_id, concurrency=slots, lease=self.lease,
                              holdable=concurrency * max(MUTATIONS_PER_COMMIT, action_group), queues=self.queues,
                              max_jobs=max_jobs, poll_interval=self.poll_interval, skip=self.repertoire.skip,
                              wake=self.wake.set, stopping=self.stopping)
         outcomes = Outcomes(self.worker_id, self.store, clock)
         self.ledger = Ledger(outcomes.settle, using)
+        self.aio = AsyncRunner(async_concurrency, outcomes, self.ledger.submit, self.connections, self.claims.job_done)
         self.executor = Executor(self.worker_id, using, clock, done=self.claims.job_done, action_group=action_group,
-                                 leave=self.repertoire.leave, outcomes=outcomes, settle=self.ledger.settle)
+                                 leave=self.repertoire.leave, outcomes=outcomes, settle=self.ledger.settle,
+                                 through=self.through, aio=self.aio if self.has_async else None)
         self.pool = Pool(concurrency, self.claims, self.executor, using)
         self.upkeep = Upkeep(self.store, self.lease, self.claims.failed, self.pool.orphans, self.repertoire, clock)
         self.background: list[threading.Thread] = []
@@ -93,16 +113,20 @@ class Worker:
         logger.info("worker starting worker_id=%s concurrency=%d queues=%s database=%s functions=%d",
                     self.worker_id, self.concurrency, ",".join(self.queues or ["all"]), _database(self.using),
                     len(registry.all()))
+        heartbeat = Heartbeat(self.own_store, self.worker_id, self.lease, self.finished, self.register)
+        heartbeat.start()  # its connection first: the lease is renewed whatever the rest waits for
         self.register()
         self.store.recover_previous_incarnation(self.worker_id, self.clock())
-        self.background = [Heartbeat(self.store, self.worker_id, self.lease, self.finished, self.register)]
+        self.background = [heartbeat]
         self.ledger.start()
-        if supports_listen(self.using) and not self.burst:
+        if self.has_async:
+            self.aio.start()
+        if self.listening:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:
             self.background.append(CronLoop(self.stopping, clock=self.clock, using=self.using,
-                                            recheck=self.poll_interval, on_fired=self.notify))
-        for thread in self.background:
+                                            recheck=self.poll_interval, on_fired=self.notify, through=self.through))
+        for thread in self.background[1:]:
             thread.start()
         self.pool.start()
         try:
@@ -131,9 +155,8 @@ class Worker:
         pass (woken earlier by a finished job or a NOTIFY), or None when the worker is done."""
         mono = time.monotonic()
         self.pool.time_out(mono, self._timed_out)
-        self.upkeep.run(mono)
+        self.through(lambda: self.upkeep.run(mono))
         running = self.claims.inflight  # jobs that may still schedule more (a retry) after this claim looked
-        drop_broken_connections()
         claimed, asked = self.claims.claim(mono)
         if self._done(claimed, asked, running):
             return None
@@ -188,6 +211,8 @@ class Worker:
         self.claims.hand_back_waiting()
         deadline = time.monotonic() + self.grace
         self.pool.stop(deadline)
+        if self.aio.is_alive():
+            self.aio.stop(deadline)
         if self.ledger.is_alive():
             self.ledger.stop()
             self.ledger.join(max(deadline - time.monotonic(), 5.0))
@@ -198,6 +223,7 @@ class Worker:
             self.store.sign_off(self.worker_id, self.clock())
         except (OperationalError, InterfaceError) as exc:
             logger.warning("could not sign off; this worker's row expires by itself error=%r", exc)
+        self.connections.close()
         connections.close_all()
 
     def _install_signal_handlers(self) -> dict[int, object]:

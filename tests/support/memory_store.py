@@ -148,6 +148,9 @@ class MemoryStore:
     def keep_late_result(self, job_id: int, result: Any) -> int:
         return 0
 
+    def batch_item_finished(self, job: ScheduledFunction) -> None:
+        assert job.batch_id is None, "the memory store has no batches"
+
     def undo_start(self, job_id: int, token: str) -> int:
         self._write("undo_start", job_id)
         if (job := self._held(job_id, token)) is None:

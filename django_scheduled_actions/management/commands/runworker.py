@@ -37,6 +37,11 @@ class Command(BaseCommand):
                             help="quick actions (under 5 ms each) started together in one write, at most "
                                  "(default 8; 1 starts each action alone: a kill -9 then leaves at most one "
                                  "started action per thread that never ran)")
+        parser.add_argument("--async-concurrency", type=positive_int, default=100,
+                            help="async def actions in flight at once, on one event loop (default 100)")
+        parser.add_argument("--db-connections", type=positive_int, default=8,
+                            help="database connections this worker process holds at most, for its own work and "
+                                 "every body's ctx.run_* together (default 8; a body waits for one, never fails)")
         parser.add_argument("--no-crons", action="store_true",
                             help="do not sync or tick cron jobs in this worker (--burst never does)")
 
@@ -45,7 +50,9 @@ class Command(BaseCommand):
             worker = Worker(concurrency=options["concurrency"], queues=options["queues"], burst=options["burst"],
                             max_jobs=options["max_jobs"], poll_interval=options["poll_interval"],
                             worker_id=options["worker_id"], using=options["database"], grace=options["grace"],
-                            crons=not options["no_crons"], action_group=options["action_group"])
+                            crons=not options["no_crons"], action_group=options["action_group"],
+                            async_concurrency=options["async_concurrency"],
+                            db_connections=options["db_connections"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         console_logging(options["verbosity"])  # only if the project configured no logging for the app

@@ -1,0 +1,109 @@
+"""The worker's database connections, bounded: ``--db-connections`` in all (default 8). The heartbeat has
+one of its own, opened first and never given up; on PostgreSQL the listener has one for LISTEN; every other
+read and write of the worker (claims, outcomes, upkeep, the ledger, crons, each mutation with its body) and
+every ``ctx.run_*`` of the bodies it runs, sync or async, runs on one of the rest: a few threads that each
+keep one connection for good. Work that finds them all busy waits in line for one; it never fails for
+want of a connection, and nothing waiting holds a lock that the work ahead of it needs (a thread of
+these never waits on another of them: work they submit runs inline)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, connections
+
+from ..core import guards
+from ..store import sessions
+
+T = TypeVar("T")
+DEFAULT = 8
+
+
+class Connections:
+    def __init__(self, size: int, using: str):
+        if size < 1:
+            raise ValueError("the worker needs at least one database connection for its work")
+        self.size, self.using = size, using
+        self._local = threading.local()
+        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="scheduled-actions-db",
+                                           initializer=self._enter)
+
+    def _enter(self) -> None:
+        self._local.mine = True
+        sessions.bound(self.using)
+
+    def here(self) -> bool:
+        """Whether the calling thread is one of these (its work then runs inline)."""
+        return getattr(self._local, "mine", False)
+
+    def call(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``work`` on one of the connections' threads and return its result (inline on one of them)."""
+        if self.here():
+            return work(*args, **kwargs)
+        return self._threads.submit(self._run, work, *args, **kwargs).result()
+
+    def through(self, work: Callable[[], T]) -> T:
+        """``call`` of a zero-argument work: the ``through`` of the bodies' ``ctx``."""
+        return self.call(work)
+
+    def awaited(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """The same, awaited from an event loop (an async action's ``ctx``)."""
+        future: Future[T] = self._threads.submit(self._run, work)
+        return asyncio.wrap_future(future)
+
+    @staticmethod
+    def _run(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        drop_broken_connections()
+        try:
+            # the worker's own work, whatever policy the thread that first needed this one held: each
+            # ctx.run_* sets its own (a query stays read-only)
+            with guards.policy("allow"):
+                return work(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            # this thread's connection may be broken: the next work here opens a new one (whoever
+            # called retries as it would have, on a connection of its own)
+            connections.close_all()
+            raise
+
+    def close(self) -> None:
+        """Close each thread's connection and let the threads end."""
+        everyone = threading.Barrier(self.size)
+
+        def close_mine() -> None:
+            try:
+                everyone.wait(5)
+            except threading.BrokenBarrierError:
+                pass
+            connections.close_all()
+
+        for _ in range(self.size):
+            self._threads.submit(close_mine)
+        self._threads.shutdown(wait=True, cancel_futures=False)
+
+
+class PooledStore:
+    """A worker ``Store`` whose every read and write runs on the worker's ``Connections``."""
+
+    def __init__(self, store: Any, connections: Connections):
+        self._store, self._connections, self.using = store, connections, store.using
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        return lambda *args, **kwargs: self._connections.call(method, *args, **kwargs)
+
+    def reconnect(self) -> None:
+        """On a connections' thread (a mutation whose connection failed): close its connection. Elsewhere
+        nothing: a connections' thread whose work failed on its connection has closed it already."""
+        if self._connections.here():
+            self._store.reconnect()
+
+
+def drop_broken_connections() -> None:
+    """Close this thread's connections that saw an error and no longer work; the next query reconnects."""
+    for conn in connections.all(initialized_only=True):
+        if conn.errors_occurred and conn.connection is not None and not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
