@@ -320,7 +320,7 @@ class CronLoop(threading.Thread):
                 report = self.through(lambda: sync(self.clock(), self.crons, using=self.using))
             except DatabaseError as exc:
                 logger.warning("cron sync failed, retrying error=%r", exc)
-                self.through(connections[self.using].close)
+                self.through(lambda: connections[self.using].close())
                 self.stopping.wait(self.recheck)
                 continue
             except Exception:
@@ -341,7 +341,7 @@ class CronLoop(threading.Thread):
         except DatabaseError as exc:
             reason = "a transaction conflict" if is_conflict(exc) else "database unavailable?"
             logger.warning("cron tick failed (%s), retrying error=%r", reason, exc)
-            self.through(connections[self.using].close)
+            self.through(lambda: connections[self.using].close())
             return self.recheck
         except Exception:
             logger.exception("cron tick failed, retrying")

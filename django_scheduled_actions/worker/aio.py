@@ -38,7 +38,8 @@ class AsyncRunner(threading.Thread):
                  done: Callable[[ScheduledFunction], None]):
         super().__init__(name="scheduled-actions-async", daemon=True)
         self.outcomes, self.submit_write, self.connections, self.done = outcomes, submit, connections, done
-        self.slots = threading.BoundedSemaphore(slots)
+        self.slots, self.size = threading.BoundedSemaphore(slots), slots
+        self.submitted = 0  # async actions handed in so far (read by the claims: none yet, no room claimed)
         self.loop = asyncio.new_event_loop()
         self.running: dict[asyncio.Task, ScheduledFunction] = {}
         self.beat = time.monotonic()
@@ -60,8 +61,16 @@ class AsyncRunner(threading.Thread):
     def submit(self, fn: Function, job: ScheduledFunction, token: str) -> None:
         """Run the action on the loop once a slot is free (waits for one)."""
         self.slots.acquire()
+        self.submitted += 1
         self._ready.wait()
         asyncio.run_coroutine_threadsafe(self._run(fn, job, token), self.loop)
+
+    def capacity(self) -> tuple[int, int]:
+        """(async actions on the loop, slots free): what the claims add room for, once one has come."""
+        if not self.submitted:
+            return 0, 0
+        on_loop = len(self.running)
+        return on_loop, max(self.size - on_loop, 0)
 
     def stop(self, deadline: float) -> None:
         """Let the bodies running finish until ``deadline`` (a monotonic time), then stop the loop."""

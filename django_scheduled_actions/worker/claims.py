@@ -29,12 +29,14 @@ PREFETCH_MAX = 128
 class Claims:
     def __init__(self, store: Store, worker_id: str, *, concurrency: int, holdable: int, lease: timedelta,
                  queues: list[str] | None, max_jobs: int | None, poll_interval: float,
-                 skip: Callable[[], frozenset[str]], wake: Callable[[], None], stopping: threading.Event):
+                 skip: Callable[[], frozenset[str]], wake: Callable[[], None], stopping: threading.Event,
+                 async_capacity: Callable[[], tuple[int, int]] = lambda: (0, 0)):
         self.store, self.worker_id, self.concurrency = store, worker_id, concurrency
         self.lease, self.queues = lease, queues
         # what the threads may hold besides the waiting jobs: a transaction of mutations or a group of actions each
         self.holdable, self.max_jobs, self.poll_interval = holdable, max_jobs, poll_interval
         self.skip, self.wake, self.stopping = skip, wake, stopping
+        self.async_capacity = async_capacity  # (async actions in flight, free slots): the event loop's
         self.jobs: queue.Queue[Claimed | None] = queue.Queue()
         self.prefetch = concurrency  # claimed jobs waiting for a thread, at most; grows with the rate
         self._rate_mark = (time.monotonic(), 0)  # (when, completed then): the rate's window
@@ -49,7 +51,8 @@ class Claims:
         self._adapt_prefetch(mono)
         if not self.maybe_due or self.jobs.qsize() > self.prefetch // 2:
             return 0
-        free = self.prefetch + min(self.holdable, self.prefetch) - self.inflight
+        on_loop, loop_free = self.async_capacity()  # async actions neither wait in the queue nor hold a thread
+        free = self.prefetch + min(self.holdable, self.prefetch) - (self.inflight - on_loop) + loop_free
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self.claimed_total)
         return max(free, 0)
@@ -73,8 +76,10 @@ class Claims:
         if asked == 0:
             return 0, 0
         token = uuid.uuid4().hex
-        # threads waiting for a job: the claim may mark that many actions started, each runs at once
-        idle = self.concurrency - self.inflight if self.jobs.qsize() == 0 else 0
+        # threads (and loop slots) waiting for a job: the claim may mark that many actions started, each
+        # runs at once
+        on_loop, loop_free = self.async_capacity()
+        idle = self.concurrency - (self.inflight - on_loop) + loop_free if self.jobs.qsize() == 0 else 0
         try:
             jobs = self.store.claim(self.worker_id, asked, self.lease, self.queues, token, max(idle, 0), self.skip())
         except (OperationalError, InterfaceError) as exc:

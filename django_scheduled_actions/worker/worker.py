@@ -87,18 +87,17 @@ class Worker:
         self.stopping, self.finished = threading.Event(), threading.Event()
         self.signalled: int | None = None  # the SIGTERM/SIGINT that asked the worker to stop
         self.repertoire = deploys.Repertoire(self.worker_id, self.store, clock)  # functions it knows, names it skips
-        self.has_async = any(fn.is_async for fn in registry.all())
-        slots = concurrency + (async_concurrency if self.has_async else 0)  # places a job can run at once
-        self.claims = Claims(self.store, self.worker_id, concurrency=slots, lease=self.lease,
+        self.claims = Claims(self.store, self.worker_id, concurrency=concurrency, lease=self.lease,
                              holdable=concurrency * max(MUTATIONS_PER_COMMIT, action_group), queues=self.queues,
                              max_jobs=max_jobs, poll_interval=self.poll_interval, skip=self.repertoire.skip,
-                             wake=self.wake.set, stopping=self.stopping)
+                             wake=self.wake.set, stopping=self.stopping,
+                             async_capacity=lambda: self.aio.capacity())
         outcomes = Outcomes(self.worker_id, self.store, clock)
         self.ledger = Ledger(outcomes.settle, using)
         self.aio = AsyncRunner(async_concurrency, outcomes, self.ledger.submit, self.connections, self.claims.job_done)
         self.executor = Executor(self.worker_id, using, clock, done=self.claims.job_done, action_group=action_group,
                                  leave=self.repertoire.leave, outcomes=outcomes, settle=self.ledger.settle,
-                                 through=self.through, aio=self.aio if self.has_async else None)
+                                 through=self.through, aio=self.aio)
         self.pool = Pool(concurrency, self.claims, self.executor, using)
         self.upkeep = Upkeep(self.store, self.lease, self.claims.failed, self.pool.orphans, self.repertoire, clock)
         self.background: list[threading.Thread] = []
@@ -119,8 +118,7 @@ class Worker:
         self.store.recover_previous_incarnation(self.worker_id, self.clock())
         self.background = [heartbeat]
         self.ledger.start()
-        if self.has_async:
-            self.aio.start()
+        self.aio.start()
         if self.listening:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:

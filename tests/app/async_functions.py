@@ -8,7 +8,7 @@ import time
 
 from django_scheduled_actions import RetryPolicy, internal_action, internal_mutation, internal_query
 
-from .models import Counter, Note
+from .models import Counter, Effect, Note
 
 CANCELLED: list[int] = []  # ids of the jobs whose coroutine saw its cancellation
 
@@ -83,3 +83,22 @@ async def blocks_the_loop(ctx, seconds: float) -> None:
 @internal_action
 async def returns_the_wrong_type(ctx) -> int:
     return "not an int"  # type: ignore[return-value]
+
+
+@internal_action
+async def waits_then_records(ctx, i: int, wait: float) -> None:
+    """Test E's job: wait on the network, then record once (an Effect row per job)."""
+    await asyncio.sleep(wait)
+    await ctx.run_mutation(record_effect, {"key": f"async{i}"})
+
+
+@internal_action
+def waits_then_records_sync(ctx, i: int, wait: float) -> None:
+    time.sleep(wait)
+    ctx.run_query(count_of, {"name": "nothing"})
+    ctx.run_mutation(record_effect, {"key": f"sync{i}"})
+
+
+@internal_mutation
+def record_effect(ctx, key: str) -> None:
+    Effect.objects.create(key=key, job_id=ctx.job.id if ctx.job else None)

@@ -22,6 +22,7 @@ from django_scheduled_actions import (
 )
 
 from . import (
+    async_functions,  # noqa: F401 - registers the async actions of the async and connection tests
     http_functions,  # noqa: F401 - registers the functions of the HTTP tests
     orchestration_functions,  # noqa: F401 - registers the functions of the batch, limit and saga tests
     process_functions,  # noqa: F401 - registers the functions of the process tests

@@ -1,0 +1,59 @@
+"""A worker process holds at most ``--db-connections`` database connections, whatever its concurrency: 60 sync
+threads and 300 async actions in flight on 4 connections, counted by the server while the jobs drain. Each
+job's effect is written once. PostgreSQL (pg_stat_activity) and MariaDB (the processlist); SQLite has no
+server to count on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+
+from django_scheduled_actions import scheduler
+from django_scheduled_actions.models import ScheduledFunction, State
+from tests.app import async_functions as af
+from tests.app.models import Effect
+from tests.support import start_worker
+
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
+LIMIT = 4
+JOBS = 600  # of each kind
+
+
+def worker_connections() -> int:
+    """Connections to the test database but this test's own."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid()")
+        else:
+            cursor.execute("SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
+                           "AND id <> CONNECTION_ID()")
+        return cursor.fetchone()[0]
+
+
+def test_a_worker_holds_at_most_its_db_connections_whatever_its_concurrency(vendor, tmp_path):
+    if vendor == "sqlite":
+        pytest.skip("SQLite has no server whose connections could be counted")
+    scheduler.run_many(af.waits_then_records_sync, [{"i": i, "wait": 0.05} for i in range(JOBS)])
+    scheduler.run_many(af.waits_then_records, [{"i": i, "wait": 0.05} for i in range(JOBS)])
+    before = worker_connections()
+    log = tmp_path / "worker.log"
+    worker = start_worker("--concurrency", "60", "--async-concurrency", "300", "--db-connections", str(LIMIT),
+                          "--no-crons", log=log)
+    peak, deadline = 0, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            peak = max(peak, worker_connections() - before)
+            if not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists():
+                break
+            time.sleep(0.05)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    outcomes = dict(ScheduledFunction.objects.values_list("state").annotate(n=Count("id")))
+    assert outcomes == {State.SUCCESS: 2 * JOBS}, (outcomes, log.read_text()[-3000:])
+    assert Effect.objects.count() == Effect.objects.values("key").distinct().count() == 2 * JOBS
+    assert 0 < peak <= LIMIT, f"the worker held {peak} connections, more than --db-connections {LIMIT}"
