@@ -92,7 +92,9 @@ def test_a_duplicate_that_persists_on_retry_raises_integrity_error():
 
 def test_scheduled_mutations_racing_on_one_key_in_a_worker_all_succeed_with_the_one_row():
     ids = [scheduler.run_after(0, pay_once, {"key": "job-race"}) for _ in range(RACERS)]
-    call_command("runworker", burst=True, concurrency=RACERS)
+    # each mutation runs whole on one of the worker's connections: RACERS of them at once need that many
+    # beside the heartbeat's (and the listener's)
+    call_command("runworker", burst=True, concurrency=RACERS, db_connections=RACERS + 2)
     jobs = ScheduledFunction.objects.in_bulk(ids)
     assert {(job.state, job.error) for job in jobs.values()} == {(State.SUCCESS, "")}
     assert {job.result for job in jobs.values()} == {Counter.objects.get(name="job-race").pk}
