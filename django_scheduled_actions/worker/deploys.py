@@ -88,6 +88,10 @@ class Repertoire:
                     job.kind)
         return True
 
+    def due(self, mono: float) -> bool:
+        """Whether ``upkeep`` has anything to write now (it is cheap to ask, on every pass of the loop)."""
+        return self._published != self._changes() or bool(self.unknown and mono >= self._next_check)
+
     def upkeep(self, mono: float) -> None:
         """From the main loop: publish what changed; now and then, fail the left jobs past the grace."""
         if self._published != self._changes():  # two len() per pass of the main loop

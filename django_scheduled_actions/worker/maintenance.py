@@ -107,6 +107,12 @@ class Upkeep:
         self.repertoire, self.clock = repertoire, clock
         self._next_recovery = self._next_prune = 0.0
 
+    def due(self, mono: float) -> bool:
+        """Whether ``run`` has anything to do now: the loop asks on every pass, and hands ``run`` to a
+        database connection only then."""
+        return bool(self.failed_claims or self.orphans or mono >= self._next_recovery or mono >= self._next_prune
+                    or self.repertoire.due(mono))
+
     def run(self, mono: float) -> None:
         try:
             while self.failed_claims:

@@ -153,7 +153,8 @@ class Worker:
         pass (woken earlier by a finished job or a NOTIFY), or None when the worker is done."""
         mono = time.monotonic()
         self.pool.time_out(mono, self._timed_out)
-        self.through(lambda: self.upkeep.run(mono))
+        if self.upkeep.due(mono):
+            self.through(lambda: self.upkeep.run(mono))
         running = self.claims.inflight  # jobs that may still schedule more (a retry) after this claim looked
         claimed, asked = self.claims.claim(mono)
         if self._done(claimed, asked, running):
