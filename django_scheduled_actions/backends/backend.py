@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -74,7 +74,8 @@ class ScheduledActionsBackend(BaseTaskBackend):
     def _enqueued_result(self, job_id: int, key: str | None) -> TaskResult:
         result = self.get_result(job_id)
         if key is not None:  # the job holds the key (the scheduler refuses a key held by another task)
-            object.__setattr__(result, "task", replace(result.task, idempotency_key=key))
+            task = cast(ScheduledActionsTask, result.task)  # a key is this backend's option: its task class
+            object.__setattr__(result, "task", replace(task, idempotency_key=key))
         return result
 
     def get_result(self, result_id: Any) -> TaskResult:

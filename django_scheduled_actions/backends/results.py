@@ -57,7 +57,7 @@ def to_task_result(job: Any) -> TaskResult:
     task = task.using(priority=job.priority, queue_name=job.queue, backend=stored.get("backend", DEFAULT_BACKEND),
                       run_after=stored.get("run_after"))
     status = _status(job)
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task, id=str(job.pk), status=status, enqueued_at=job.created_at, started_at=job.started_at,
         finished_at=job.completed_time if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED) else None,
         last_attempted_at=job.started_at, args=stored["args"], kwargs=stored["kwargs"], backend=task.backend,

@@ -103,7 +103,10 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
             "calls. Schedule it instead, with ctx.scheduler.run_after(0, the_action, args) (it runs once the "
             "transaction commits), or call it after the transaction.")
     kwargs = prepare_args(fn, {} if args is None else args)
-    body = lambda: call_action_body(fn, kwargs, using, job, auth)  # noqa: E731
+
+    def body() -> Any:
+        return call_action_body(fn, kwargs, using, job, auth)
+
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         return idempotency.run_action_once(idempotency.check_key(idempotency_key), fn.name, using, timeout, body,

@@ -61,14 +61,12 @@ class CronDefinition:
 
     def model_fields(self) -> dict[str, Any]:
         """The ``CronJob`` fields this definition owns."""
-        is_interval = isinstance(self.schedule, schedules.Interval)
-        return {
-            "function": self.function.name,
-            "args": self.args,
-            "expression": "" if is_interval else self.schedule.expression,
-            "interval_seconds": self.schedule.every.total_seconds() if is_interval else None,
-            "timezone": "UTC" if is_interval else self.schedule.timezone,
-        }
+        owned = {"function": self.function.name, "args": self.args}
+        if isinstance(self.schedule, schedules.Interval):
+            return {**owned, "expression": "", "interval_seconds": self.schedule.every.total_seconds(),
+                    "timezone": "UTC"}
+        return {**owned, "expression": self.schedule.expression, "interval_seconds": None,
+                "timezone": self.schedule.timezone}
 
 
 @dataclass(frozen=True)
@@ -122,6 +120,7 @@ class CronRegistry:
             if problems:
                 self._problems += [Problem(name, module, message, id) for message, id in problems]
                 return
+            assert isinstance(name, str) and isinstance(fn, Function)  # as _validate found
             json_args = fn.validator.to_json(args or {})
             self._definitions[name] = CronDefinition(name, fn, json_args, schedule(), module)
 
