@@ -14,14 +14,12 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils.json import normalize_json
 
+from ..core.check_ids import TASKS_APP_NOT_INSTALLED, TASKS_UNKNOWN_DATABASE, TASKS_UNKNOWN_OPTION
 from .jobs import MAX_NAME_LENGTH, PREFIX, job_name, task_function
 from .results import load_result
 from .task import ScheduledActionsTask, validate_options
 
 OPTIONS = ("DATABASE",)
-UNKNOWN_OPTION = "scheduled_actions.E201"
-UNKNOWN_DATABASE = "scheduled_actions.E202"
-APP_NOT_INSTALLED = "scheduled_actions.E203"
 
 
 class ScheduledActionsBackend(BaseTaskBackend):
@@ -86,12 +84,13 @@ class ScheduledActionsBackend(BaseTaskBackend):
         where = f"TASKS[{self.alias!r}]"
         for name in sorted(set(self.options) - set(OPTIONS)):
             errors.append(checks.Error(f"{where}: unknown OPTIONS key {name!r}.",
-                                       hint=f"{type(self).__name__} takes: {', '.join(OPTIONS)}.", id=UNKNOWN_OPTION))
+                                       hint=f"{type(self).__name__} takes: {', '.join(OPTIONS)}.",
+                                       id=TASKS_UNKNOWN_OPTION))
         if self.database not in settings.DATABASES:
             errors.append(checks.Error(f"{where}: OPTIONS['DATABASE'] {self.database!r} is not in DATABASES.",
-                                       hint=f"Use one of: {', '.join(settings.DATABASES)}.", id=UNKNOWN_DATABASE))
+                                       hint=f"Use one of: {', '.join(settings.DATABASES)}.", id=TASKS_UNKNOWN_DATABASE))
         if not apps.is_installed("django_scheduled_actions"):
             errors.append(checks.Error(f"{where} uses {type(self).__name__}, but django_scheduled_actions is "
                                        "not in INSTALLED_APPS.", hint="Add it: its worker runs the tasks.",
-                                       id=APP_NOT_INSTALLED))
+                                       id=TASKS_APP_NOT_INSTALLED))
         return errors
