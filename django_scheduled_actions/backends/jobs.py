@@ -2,14 +2,15 @@
 
 A task job is a ``ScheduledFunction`` of kind ``action`` named ``"django.tasks:<module path>"``. Its
 ``args`` hold ``{"args": [...], "kwargs": {...}, "backend": alias, "run_after": iso | absent}``. The
-worker finds its function through ``registry.for_job``, which hands such names to ``resolve`` here:
+worker finds its function through ``registry.for_job``, which hands such names to ``results.resolve``:
 the task is imported from its module path (as Django's own ``Task`` pickling does) and wrapped in an
-internal action whose body calls it. Task bodies are ordinary Django code: unlike action bodies they
-may use the ORM (they run outside any transaction, in autocommit).
+internal action whose body calls it (``task_function`` here). Task bodies are ordinary Django code:
+unlike action bodies they may use the ORM (they run outside any transaction, in autocommit).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -50,23 +51,25 @@ def load_task(module_path: str) -> Task:
     return task
 
 
-def resolve(module_path: str) -> Function:
-    """The registry's resolver for job names starting with ``PREFIX``."""
-    return task_function(load_task(module_path))
+CurrentResult = Callable[[Any], Any]  # ctx -> the TaskResult of the job ctx runs as
 
 
-def task_function(task: Task) -> Function:
-    """An unregistered internal action that runs ``task`` with a job's stored arguments."""
+def task_function(task: Task, current_result: CurrentResult | None = None) -> Function:
+    """An unregistered internal action that runs ``task`` with a job's stored arguments. A task that takes a
+    context gets its ``TaskResult`` from ``current_result`` (the worker's resolver, ``results.resolve``,
+    passes it; a function built only to schedule or to read arguments never runs)."""
     options = Options(timeout=getattr(task, "timeout", None), retry=getattr(task, "retry", None) or NO_RETRY)
-    return Function(_body(task), "action", "internal", job_name(task), options)
+    return Function(_body(task, current_result), "action", "internal", job_name(task), options)
 
 
-def _body(task: Task):
+def _body(task: Task, current_result: CurrentResult | None) -> Callable[..., Any]:
     def run_task(ctx: Any, args: list, kwargs: dict, backend: str = DEFAULT_TASK_BACKEND_ALIAS,
                  run_after: datetime | None = None) -> Any:
         with guards.policy("allow"):  # a task body may use the ORM
             if task.takes_context:
-                args = [TaskContext(task_result=_current_result(ctx)), *args]
+                if current_result is None or ctx.job is None:
+                    raise RuntimeError("a task that takes_context runs as a job; enqueue it with .enqueue()")
+                args = [TaskContext(task_result=current_result(ctx)), *args]
             return normalize_json(_call(task, args, kwargs))
 
     return run_task
@@ -79,11 +82,3 @@ def _call(task: Task, args: list, kwargs: dict) -> Any:
         raise
     except BaseException as exc:  # never let SystemExit & co. end an executor thread
         raise TaskAborted(f"the task raised {type(exc).__name__}: {exc}") from exc
-
-
-def _current_result(ctx: Any):
-    from .results import load_result
-
-    if ctx.job is None:
-        raise RuntimeError("a task that takes_context runs as a job; enqueue it with .enqueue()")
-    return load_result(ctx.job.id, ctx.using)

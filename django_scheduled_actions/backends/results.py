@@ -23,6 +23,7 @@ from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 
 from ..core import guards
+from ..core.registry import Function
 from ..exceptions import FunctionNotFound
 from .jobs import PREFIX, load_task, task_function
 
@@ -31,6 +32,16 @@ _BLOCK_START = re.compile(r"^(?:Traceback \(most recent call last\):|The above e
                           r"exception occurred:)$", re.MULTILINE)
 _EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
 UNKNOWN_EXCEPTION = "django_scheduled_actions.exceptions.ScheduledActionsError"
+
+
+def resolve(module_path: str) -> Function:
+    """The registry's resolver for job names starting with ``PREFIX``: the function the worker runs, whose
+    body reads its own ``TaskResult`` when the task takes a context."""
+    return task_function(load_task(module_path), current_result=_current_result)
+
+
+def _current_result(ctx: Any) -> TaskResult:
+    return load_result(ctx.job.id, ctx.using)
 
 
 def load_result(result_id: Any, using: str) -> TaskResult:

@@ -27,8 +27,8 @@ from django.utils.module_loading import import_string
 
 from .. import signals
 from ..core.registry import registry
-from .jobs import PREFIX, is_task_job, resolve
-from .results import load_result
+from .jobs import PREFIX, is_task_job
+from .results import load_result, resolve
 
 logger = logging.getLogger("django_scheduled_actions")
 
