@@ -46,6 +46,7 @@ def _current_result(ctx: Any) -> TaskResult:
 
 def load_result(result_id: Any, using: str) -> TaskResult:
     """The ``TaskResult`` of the task job ``result_id``; ``TaskResultDoesNotExist`` when there is none."""
+    # here: Django loads this backend for an @task at import time, maybe before the app registry is ready
     from ..models import ScheduledFunction
 
     try:
@@ -80,7 +81,7 @@ def to_task_result(job: Any) -> TaskResult:
 
 
 def _status(job: Any) -> TaskResultStatus:
-    from ..models import State
+    from ..models import State  # here: as in load_result, the app registry may not be ready at import
 
     if job.state == State.SUCCESS:
         return TaskResultStatus.SUCCESSFUL
