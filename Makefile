@@ -26,6 +26,6 @@ lint:
 	STAGES=lint scripts/test.sh
 
 clean:
-	rm -rf .venv .venv-dj52 build .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf .venv .venv-dj52 build .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .hypothesis *.egg-info
 	rm -f testproject/db.sqlite3 testproject/db.sqlite3-* testproject/test.sqlite3 testproject/test.sqlite3-*
 	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +

@@ -1,5 +1,7 @@
 """Convex-style queries, mutations, actions, a transactional scheduler and crons for Django."""
 
+from typing import Any
+
 from .core.auth import Auth
 from .core.registry import action, internal_action, internal_mutation, internal_query, mutation, query
 from .core.retry import RetryPolicy
@@ -64,7 +66,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """Names that need the app registry (models) are imported on first use, after django.setup()."""
     if name in _LAZY:
         from importlib import import_module

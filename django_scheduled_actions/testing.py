@@ -39,7 +39,10 @@ def run_due_jobs(*, now: datetime | None = None, advance: timedelta | None = Non
     Without ``now`` the clock is the real one shifted by ``advance``, so a job scheduled "now" by a job
     that ran (``run_after(0, ...)``) is due too."""
     offset = advance or timedelta(0)
-    clock = (lambda: now + offset) if now is not None else (lambda: timezone.now() + offset)
+
+    def clock() -> datetime:
+        return (now if now is not None else timezone.now()) + offset
+
     executor = Executor(WORKER_ID, using, clock=clock)
     ran = 0
     while ran < limit:

@@ -3,6 +3,8 @@
 # listed at the end, then a summary table and a last line "N passed, N failed" (N = matrix runs).
 #
 #   lint     ruff check; makemigrations --check --dry-run            each venv
+#            mypy; lint-imports (the layers' contracts)              .venv, once
+#            ruff format --check, only when FORMAT_CHECK=1           .venv, once
 #   unit     pytest -m "not process and not browser and not chaos"   each venv x each database
 #   process  pytest -m process (real worker processes)               .venv x each database
 #   chaos    pytest -m chaos (faults, on the suite's own PostgreSQL  .venv, once (no database of the matrix)
@@ -15,6 +17,7 @@
 #   DBS="sqlite postgres"         databases (default "sqlite postgres mysql")
 #   STAGES="lint unit"            stages (default "lint unit process browser chaos")
 #   JOBS=2                        matrix runs at a time (default 1; each run has its own test database)
+#   FORMAT_CHECK=1                lint also runs `ruff format --check` (default off until the code is formatted)
 #   RUN_TIMEOUT=1200              seconds before a single run is killed and counted as failed
 #   POSTGRES_URL / MYSQL_URL      servers (defaults below; pytest-django creates and drops test_* databases)
 #
@@ -32,6 +35,7 @@ DBS="${DBS:-sqlite postgres mysql}"
 STAGES="${STAGES:-lint unit process browser chaos}"
 JOBS="${JOBS:-1}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-1200}"
+FORMAT_CHECK="${FORMAT_CHECK:-0}"  # the code is not ruff-formatted yet: set the default to 1 once it is
 POSTGRES_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/scheduled_actions}"
 MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306/scheduled_actions}"
 PYTEST_ARGS=("$@")
@@ -48,6 +52,7 @@ for v in $VENVS; do contains ".venv .venv-dj52" "$v" || die "unknown venv '$v' i
 for d in $DBS; do contains "sqlite postgres mysql" "$d" || die "unknown database '$d' in DBS (known: sqlite postgres mysql)"; done
 for s in $STAGES; do contains "lint unit process browser chaos" "$s" || die "unknown stage '$s' in STAGES (known: lint unit process browser chaos)"; done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "JOBS must be a positive integer"
+[[ "$FORMAT_CHECK" == 0 || "$FORMAT_CHECK" == 1 ]] || die "FORMAT_CHECK must be 0 or 1"
 
 # --- the plan: one entry per matrix run --------------------------------------------------------
 
@@ -61,6 +66,11 @@ for venv in $VENVS; do
         plan "migrations-$(tag "$venv")" makemigrations "$venv" -
     fi
 done
+if contains "$STAGES" lint && contains "$VENVS" .venv; then  # the same code and rules whatever the venv: once
+    plan "mypy-dj6" mypy .venv -
+    plan "imports-dj6" lint-imports .venv -
+    if [ "$FORMAT_CHECK" = 1 ]; then plan "format-dj6" format .venv -; fi
+fi
 if contains "$STAGES" unit; then
     for venv in $VENVS; do for db in $DBS; do plan "unit-$(tag "$venv")-$db" unit "$venv" "$db"; done; done
 fi
@@ -110,6 +120,9 @@ command_of() {  # command_of INDEX -> the run's command line, one word per line
     local i="$1" py="${RUN_VENV[$1]}/bin/python"
     case "${RUN_CHECK[$i]}" in
         ruff) printf '%s\n' "${RUN_VENV[$i]}/bin/ruff" check --output-format=concise . ;;
+        format) printf '%s\n' "${RUN_VENV[$i]}/bin/ruff" format --check . ;;
+        mypy) printf '%s\n' "$py" -m mypy ;;  # what and how strictly: [tool.mypy] in pyproject.toml
+        lint-imports) printf '%s\n' "$py" -c 'from importlinter.cli import lint_imports_command; lint_imports_command()' ;;
         makemigrations) printf '%s\n' "$py" -m django makemigrations --check --dry-run ;;
         unit) printf '%s\n' "$py" -m pytest -m "not process and not browser and not chaos" --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
         process) printf '%s\n' "$py" -m pytest -m process --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
@@ -124,7 +137,7 @@ run_one() {  # run_one INDEX [stream]: runs the entry, writes OUT/ID.rc and OUT/
     mapfile -t cmd < <(command_of "$i")
     envs=(DJANGO_SETTINGS_MODULE=tests.settings "PYTHONPATH=$REPO:$REPO/testproject")
     case "${RUN_CHECK[$i]}" in
-        ruff) ;;
+        ruff|format|mypy|lint-imports) ;;  # mypy's Django plugin loads the settings, and queries nothing
         chaos) envs+=("TEST_DATABASE_NAME=$OUT/$id.sqlite3") ;;  # pytest-django's own database: SQLite
         makemigrations) envs+=("DATABASE_URL=sqlite:///$OUT/$id.sqlite3") ;;
         *) mapfile -t -O "${#envs[@]}" envs < <(database_env "$id" "${RUN_DB[$i]}")

@@ -71,8 +71,9 @@ def function_counts(jobs) -> list[dict[str, Any]]:
     table: dict[str, dict[str, int]] = {}
     for name, state, n in jobs.values_list("name", "state").annotate(n=Count("pk")):
         table.setdefault(name, dict.fromkeys(State.values, 0))[state] = n
-    rows = [{"name": name, "counts": [by_state[s] for s in State.values], "total": sum(by_state.values())}
-            for name, by_state in table.items()]
+    rows: list[dict[str, Any]] = [
+        {"name": name, "counts": [by_state[s] for s in State.values], "total": sum(by_state.values())}
+        for name, by_state in table.items()]
     rows.sort(key=lambda row: (-row["total"], row["name"]))
     return rows[:TOP_FUNCTIONS]
 
@@ -96,7 +97,7 @@ def throughput(jobs, now: datetime, step: timedelta, buckets: int) -> list[tuple
     rows = (jobs.filter(completed_time__gte=start, completed_time__lt=end,
                         state__in=(State.SUCCESS, State.FAILED))
             .annotate(bucket=trunc("completed_time")).values_list("bucket", "state").annotate(n=Count("pk")))
-    series = [[start + step * i, 0, 0] for i in range(buckets)]
+    series: list[list[Any]] = [[start + step * i, 0, 0] for i in range(buckets)]
     for bucket, state, n in rows:
         if bucket is None:  # MySQL without time zone tables cannot convert to a named zone
             continue

@@ -37,7 +37,7 @@ def badge(value: str, label: str | None = None) -> SafeString:
 
 
 def state_badge(state: str) -> SafeString:
-    return badge(state, State(state).label if state in State.values else state)
+    return badge(state, str(State(state).label) if state in State.values else state)
 
 
 def relative(when: datetime | None, now: datetime | None = None) -> str:

@@ -40,7 +40,8 @@ class CronJobForm(forms.ModelForm):
             self.fields["timezone"].initial = "UTC"
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if "function" in self.fields:  # code-defined crons only show ``enabled``
             self._clean_function_and_args(data)
             self._clean_schedule(data)

@@ -4,6 +4,7 @@ queryset method the worker and the scheduler use), and the dashboard's URL."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -83,7 +84,7 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
         ("Related", {"fields": ("parent_link", "children_links", "cron_link", "batch_link", "retry_of_link",
                                 "retries_links", "idempotency_keys_display")}),
     )
-    readonly_fields = [field for _name, options in fieldsets for field in options["fields"]]
+    readonly_fields = [field for _name, options in fieldsets for field in cast("tuple[str, ...]", options["fields"])]
 
     # --- jobs are written by the scheduler and the worker, never by hand ---
 

@@ -24,10 +24,11 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         now = timezone.now()
         live = queryset.alive(now).filter(stopped_at__isnull=True)
-        return {"alive": lambda: live.exclude(pk__in=queryset.late(now)),
-                "late": lambda: queryset.late(now),
-                "lost": lambda: queryset.lost(now),
-                "stopped": lambda: queryset.filter(stopped_at__isnull=False)}.get(self.value(), lambda: queryset)()
+        chosen = {"alive": lambda: live.exclude(pk__in=queryset.late(now)),
+                  "late": lambda: queryset.late(now),
+                  "lost": lambda: queryset.lost(now),
+                  "stopped": lambda: queryset.filter(stopped_at__isnull=False)}.get(self.value() or "")
+        return chosen() if chosen else queryset
 
 
 @admin.register(WorkerProcess)

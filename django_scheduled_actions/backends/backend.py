@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -14,15 +14,13 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils.json import normalize_json
 
+from ..core.check_ids import TASKS_APP_NOT_INSTALLED, TASKS_UNKNOWN_DATABASE, TASKS_UNKNOWN_OPTION
 from .jobs import task_function
 from .names import MAX_NAME_LENGTH, PREFIX, job_name
 from .results import load_result
 from .task import ScheduledActionsTask, validate_options
 
 OPTIONS = ("DATABASE",)
-UNKNOWN_OPTION = "scheduled_actions.E201"
-UNKNOWN_DATABASE = "scheduled_actions.E202"
-APP_NOT_INSTALLED = "scheduled_actions.E203"
 
 
 class ScheduledActionsBackend(BaseTaskBackend):
@@ -75,7 +73,8 @@ class ScheduledActionsBackend(BaseTaskBackend):
     def _enqueued_result(self, job_id: int, key: str | None) -> TaskResult:
         result = self.get_result(job_id)
         if key is not None:  # the job holds the key (the scheduler refuses a key held by another task)
-            object.__setattr__(result, "task", replace(result.task, idempotency_key=key))
+            task = cast(ScheduledActionsTask, result.task)  # a key is this backend's option: its task class
+            object.__setattr__(result, "task", replace(task, idempotency_key=key))
         return result
 
     def get_result(self, result_id: Any) -> TaskResult:
@@ -86,12 +85,13 @@ class ScheduledActionsBackend(BaseTaskBackend):
         where = f"TASKS[{self.alias!r}]"
         for name in sorted(set(self.options) - set(OPTIONS)):
             errors.append(checks.Error(f"{where}: unknown OPTIONS key {name!r}.",
-                                       hint=f"{type(self).__name__} takes: {', '.join(OPTIONS)}.", id=UNKNOWN_OPTION))
+                                       hint=f"{type(self).__name__} takes: {', '.join(OPTIONS)}.",
+                                       id=TASKS_UNKNOWN_OPTION))
         if self.database not in settings.DATABASES:
             errors.append(checks.Error(f"{where}: OPTIONS['DATABASE'] {self.database!r} is not in DATABASES.",
-                                       hint=f"Use one of: {', '.join(settings.DATABASES)}.", id=UNKNOWN_DATABASE))
+                                       hint=f"Use one of: {', '.join(settings.DATABASES)}.", id=TASKS_UNKNOWN_DATABASE))
         if not apps.is_installed("django_scheduled_actions"):
             errors.append(checks.Error(f"{where} uses {type(self).__name__}, but django_scheduled_actions is "
                                        "not in INSTALLED_APPS.", hint="Add it: its worker runs the tasks.",
-                                       id=APP_NOT_INSTALLED))
+                                       id=TASKS_APP_NOT_INSTALLED))
         return errors

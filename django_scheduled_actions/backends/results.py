@@ -35,6 +35,7 @@ UNKNOWN_EXCEPTION = "django_scheduled_actions.exceptions.ScheduledActionsError"
 
 def load_result(result_id: Any, using: str) -> TaskResult:
     """The ``TaskResult`` of the task job ``result_id``; ``TaskResultDoesNotExist`` when there is none."""
+    # here: Django loads this backend for an @task at import time, maybe before the app registry is ready
     from ..models import ScheduledFunction
 
     try:
@@ -57,7 +58,7 @@ def to_task_result(job: Any) -> TaskResult:
     task = task.using(priority=job.priority, queue_name=job.queue, backend=stored.get("backend", DEFAULT_BACKEND),
                       run_after=stored.get("run_after"))
     status = _status(job)
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task, id=str(job.pk), status=status, enqueued_at=job.created_at, started_at=job.started_at,
         finished_at=job.completed_time if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED) else None,
         last_attempted_at=job.started_at, args=stored["args"], kwargs=stored["kwargs"], backend=task.backend,
@@ -69,7 +70,7 @@ def to_task_result(job: Any) -> TaskResult:
 
 
 def _status(job: Any) -> TaskResultStatus:
-    from ..models import State
+    from ..models import State  # here: as in load_result, the app registry may not be ready at import
 
     if job.state == State.SUCCESS:
         return TaskResultStatus.SUCCESSFUL

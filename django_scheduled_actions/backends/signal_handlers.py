@@ -27,6 +27,8 @@ from django.utils.module_loading import import_string
 
 from .. import signals
 from ..core.registry import registry
+from ..models import ScheduledFunction
+from .backend import ScheduledActionsBackend
 from .jobs import resolve
 from .names import PREFIX, is_task_job
 from .results import load_result
@@ -43,9 +45,6 @@ def connect() -> None:
 
 
 def _follow_tasks_setting() -> None:
-    from ..models import ScheduledFunction
-    from .backend import ScheduledActionsBackend
-
     def ours(path: str) -> bool:
         try:
             return issubclass(import_string(path), ScheduledActionsBackend)

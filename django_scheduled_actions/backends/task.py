@@ -14,7 +14,7 @@ given per call through ``.using()``. The backend validates them (``InvalidTask``
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
@@ -31,7 +31,8 @@ class ScheduledActionsTask(Task):
 
     def using(self, *, idempotency_key: str | None = None, **changes: Any) -> ScheduledActionsTask:
         """Django's ``using()`` (priority, queue_name, run_after, backend), plus ``idempotency_key``."""
-        task = Task.using(self, **changes)  # explicit: zero-argument super() fails in slotted dataclasses
+        # explicit: zero-argument super() fails in slotted dataclasses; it returns a copy of this class
+        task = cast(ScheduledActionsTask, Task.using(self, **changes))
         return task if idempotency_key is None else replace(task, idempotency_key=idempotency_key)
 
 

@@ -122,10 +122,11 @@ def _run_action(fn: Function, args: dict[str, Any] | None, idempotency_key: str 
             "calls. Schedule it instead, with ctx.scheduler.run_after(0, the_action, args) (it runs once the "
             "transaction commits), or call it after the transaction.")
     kwargs = prepare_args(fn, {} if args is None else args)
-    if fn.is_async:
-        body = lambda: async_to_sync(call_async_action_body)(fn, kwargs, using, job, auth)  # noqa: E731
-    else:
-        body = lambda: call_action_body(fn, kwargs, using, job, auth, through)  # noqa: E731
+    def body() -> Any:
+        if fn.is_async:
+            return async_to_sync(call_async_action_body)(fn, kwargs, using, job, auth)
+        return call_action_body(fn, kwargs, using, job, auth, through)
+
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         return idempotency.run_action_once(values.key(idempotency_key), fn.name, using, timeout, body,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from django.utils import timezone
 
@@ -101,14 +101,17 @@ class Saga:
                 compensate.validator.to_json(compensate_args or {})  # bad arguments fail before the step runs
         elif compensate_args is not None:
             raise TypeError("compensate_args without compensate")
-        record = lambda result: self._record(name, fn, result, compensate, compensate_args)  # noqa: E731
+
+        def record(result: Any) -> None:
+            self._record(name, fn, result, compensate, compensate_args)
+
         if fn.kind == "mutation":
             return self._run_mutation_step(fn, args, record)
         result = self.ctx.run_action(fn, args or {})
         record(result)
         return result
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         assert self.row is not None
         if exc is None:
             self._set_state(Row.RUNNING, Row.COMPLETED)
@@ -132,6 +135,7 @@ class Saga:
         if compensate is not None:
             comp_args = compensate_args(result) if callable(compensate_args) else (compensate_args or {})
             comp_args = compensate.validator.to_json(comp_args)
+        assert self.row is not None  # entered
         with guards.policy("allow"):
             self.journal[name] = SagaStep.objects.using(self.using).create(
                 saga=self.row, position=len(self.journal), name=name, function=fn.name, result=result,

@@ -36,7 +36,7 @@ _CTE_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 
 def _stack() -> list[Policy]:
-    stack = getattr(_local, "stack", None)
+    stack: list[Policy] | None = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
     return stack
@@ -44,10 +44,11 @@ def _stack() -> list[Policy]:
 
 def current() -> Policy | None:
     """The innermost policy of this thread, else the one it inherited when it was started."""
-    stack = getattr(_local, "stack", None)
+    stack: list[Policy] | None = getattr(_local, "stack", None)
     if stack:
         return stack[-1]
-    return getattr(threading.current_thread(), INHERITED, None)
+    inherited: Policy | None = getattr(threading.current_thread(), INHERITED, None)
+    return inherited
 
 
 def is_read(sql: str) -> bool:

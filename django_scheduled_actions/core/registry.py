@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -159,17 +159,30 @@ def _same_definition(a: Function, b: Function) -> bool:
 registry = Registry()
 
 
-def _decorator(kind: Kind, visibility: Visibility):
+class Decorator(Protocol):
+    """``@mutation`` and ``@mutation(name=..., queue=..., ...)``: both give a ``Function``."""
+
+    @overload
+    def __call__(self, fn: Callable[..., Any], /) -> Function: ...
+
+    @overload
+    def __call__(self, *, name: str | None = ..., queue: str = ..., priority: int = ...,
+                 timeout: float | None = ..., retry: RetryPolicy | None = ...,
+                 max_concurrency: int | None = ...) -> Callable[[Callable[..., Any]], Function]: ...
+
+
+def _decorator(kind: Kind, visibility: Visibility) -> Decorator:
     @overload
     def decorate(fn: Callable[..., Any], /) -> Function: ...
 
     @overload
     def decorate(*, name: str | None = ..., queue: str = ..., priority: int = ...,
                  timeout: float | None = ..., retry: RetryPolicy | None = ...,
-                 max_concurrency: int | None = ...) -> Callable[..., Function]: ...
+                 max_concurrency: int | None = ...) -> Callable[[Callable[..., Any]], Function]: ...
 
-    def decorate(fn=None, /, *, name=None, queue="default", priority=0, timeout=None, retry=None,
-                 max_concurrency=None):
+    def decorate(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, queue: str = "default",
+                 priority: int = 0, timeout: float | None = None, retry: RetryPolicy | None = None,
+                 max_concurrency: int | None = None) -> Function | Callable[[Callable[..., Any]], Function]:
         if kind != "action" and (timeout is not None or retry is not None):
             raise TypeError(f"timeout= and retry= apply to actions only, not to a {kind}")
         if kind == "query" and max_concurrency is not None:

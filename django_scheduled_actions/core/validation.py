@@ -99,7 +99,7 @@ def _convert(tp: Any, value: Any, path: str, *, to_json: bool, from_json: bool) 
     return scalar(value, path, to_json, from_json)
 
 
-def _convert_union(options: tuple, value: Any, path: str, *, to_json: bool, from_json: bool) -> Any:
+def _convert_union(options: tuple[Any, ...], value: Any, path: str, *, to_json: bool, from_json: bool) -> Any:
     errors = []
     for option in options:
         try:
@@ -137,7 +137,10 @@ def _bool(value: Any, path: str, to_json: bool, from_json: bool) -> bool:
     return value
 
 
-def _textual(kind: type, parse: Callable[[str], Any], fmt: Callable[[Any], str]):
+Scalar = Callable[[Any, str, bool, bool], Any]  # (value, path, to_json, from_json) -> the converted value
+
+
+def _textual(kind: type, parse: Callable[[str], Any], fmt: Callable[[Any], str]) -> Scalar:
     def convert(value: Any, path: str, to_json: bool, from_json: bool) -> Any:
         if isinstance(value, str) and from_json:
             try:
@@ -149,16 +152,16 @@ def _textual(kind: type, parse: Callable[[str], Any], fmt: Callable[[Any], str])
             value = parsed
         if not isinstance(value, kind) or (kind is date and isinstance(value, datetime)):
             raise _Mismatch(path, f"expected {kind.__name__}, got {_describe(value)}")
-        if kind is datetime and value.tzinfo is None:
+        if isinstance(value, datetime) and value.tzinfo is None:  # kind is datetime (refused above for a date)
             raise _Mismatch(path, "expected an aware datetime, got a naive one")
-        if kind is Decimal and not value.is_finite():
+        if isinstance(value, Decimal) and not value.is_finite():
             raise _Mismatch(path, f"expected a finite Decimal, got {value!r}")
         return fmt(value) if to_json else value
 
     return convert
 
 
-SCALARS: dict[Any, Callable[[Any, str, bool, bool], Any]] = {
+SCALARS: dict[Any, Scalar] = {
     int: _int,
     float: _float,
     str: _str,

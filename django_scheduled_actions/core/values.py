@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 QUEUE_MAX_LENGTH = 100  # ScheduledFunction.queue
 KEY_MAX_LENGTH = 255  # IdempotencyKey.key, Saga.key
@@ -14,26 +14,26 @@ PRIORITY_LIMIT = 2**31 - 1  # ScheduledFunction.priority is a 32-bit integer col
 FAR_FUTURE = timedelta(days=36500)  # what a delay beyond 1e9 seconds means
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """An int or a float, not a bool."""
     return not isinstance(value, bool) and isinstance(value, int | float)
 
 
-def is_finite(value: Any) -> bool:
+def is_finite(value: Any) -> TypeGuard[int | float]:
     return is_number(value) and math.isfinite(value)
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """An int, not a bool."""
     return not isinstance(value, bool) and isinstance(value, int)
 
 
-def is_count(value: Any, minimum: int = 1) -> bool:
+def is_count(value: Any, minimum: int = 1) -> TypeGuard[int]:
     """A whole number of at least ``minimum``."""
     return is_int(value) and value >= minimum
 
 
-def is_name(value: Any, max_length: int) -> bool:
+def is_name(value: Any, max_length: int) -> TypeGuard[str]:
     """A non-empty string of at most ``max_length`` characters."""
     return isinstance(value, str) and 0 < len(value) <= max_length
 

@@ -10,9 +10,9 @@ crons.cron("daily report", "0 9 * * *", f.generate_daily, {}, tz="Europe/Amsterd
 ```
 
 A bad definition does not raise where it is written: it is recorded and reported by the system checks
-(``scheduled_actions.E101`` ... ``E106``, naming the cron), so ``manage.py check`` and ``runworker``
+(``scheduled_actions.E101`` ... ``E107``, naming the cron), so ``manage.py check`` and ``runworker``
 refuse to start and list every problem at once. Workers sync the valid definitions to the ``CronJob``
-model when they start (``cron_scheduler.sync``).
+model when they start (``ticker.sync``).
 """
 
 from __future__ import annotations
@@ -25,27 +25,28 @@ from typing import Any
 
 from django.core.checks import Error
 
+from ..core.check_ids import (
+    CRON_BAD_ARGUMENTS,
+    CRON_BAD_EXPRESSION,
+    CRON_BAD_INTERVAL,
+    CRON_BAD_NAME,
+    CRON_DUPLICATE,
+    CRON_NOT_SCHEDULABLE,
+    CRON_UNKNOWN_TIMEZONE,
+)
 from ..core.registry import Function
 from . import schedules
 
 NAME_MAX_LENGTH = 200
 
-DUPLICATE = "scheduled_actions.E101"
-BAD_EXPRESSION = "scheduled_actions.E102"
-UNKNOWN_TIMEZONE = "scheduled_actions.E103"
-BAD_INTERVAL = "scheduled_actions.E104"
-NOT_SCHEDULABLE = "scheduled_actions.E105"
-BAD_ARGUMENTS = "scheduled_actions.E106"
-BAD_NAME = "scheduled_actions.E107"
-
 HINTS = {
-    DUPLICATE: "Cron names are unique across all crons.py modules; rename one of them.",
-    BAD_EXPRESSION: "Use five fields: minute hour day-of-month month day-of-week, e.g. '0 9 * * *'.",
-    UNKNOWN_TIMEZONE: "Use an IANA time zone name such as 'UTC' or 'Europe/Amsterdam'.",
-    BAD_INTERVAL: 'Use {"seconds"|"minutes"|"hours": n} or a timedelta of at least one second.',
-    NOT_SCHEDULABLE: "Decorate the function with @mutation, @action, @internal_mutation or @internal_action.",
-    BAD_ARGUMENTS: "Pass the arguments as a dict that matches the function's signature.",
-    BAD_NAME: f"Give the cron a non-empty name of at most {NAME_MAX_LENGTH} characters.",
+    CRON_DUPLICATE: "Cron names are unique across all crons.py modules; rename one of them.",
+    CRON_BAD_EXPRESSION: "Use five fields: minute hour day-of-month month day-of-week, e.g. '0 9 * * *'.",
+    CRON_UNKNOWN_TIMEZONE: "Use an IANA time zone name such as 'UTC' or 'Europe/Amsterdam'.",
+    CRON_BAD_INTERVAL: 'Use {"seconds"|"minutes"|"hours": n} or a timedelta of at least one second.',
+    CRON_NOT_SCHEDULABLE: "Decorate the function with @mutation, @action, @internal_mutation or @internal_action.",
+    CRON_BAD_ARGUMENTS: "Pass the arguments as a dict that matches the function's signature.",
+    CRON_BAD_NAME: f"Give the cron a non-empty name of at most {NAME_MAX_LENGTH} characters.",
 }
 
 
@@ -61,14 +62,12 @@ class CronDefinition:
 
     def model_fields(self) -> dict[str, Any]:
         """The ``CronJob`` fields this definition owns."""
-        is_interval = isinstance(self.schedule, schedules.Interval)
-        return {
-            "function": self.function.name,
-            "args": self.args,
-            "expression": "" if is_interval else self.schedule.expression,
-            "interval_seconds": self.schedule.every.total_seconds() if is_interval else None,
-            "timezone": "UTC" if is_interval else self.schedule.timezone,
-        }
+        owned = {"function": self.function.name, "args": self.args}
+        if isinstance(self.schedule, schedules.Interval):
+            return {**owned, "expression": "", "interval_seconds": self.schedule.every.total_seconds(),
+                    "timezone": "UTC"}
+        return {**owned, "expression": self.schedule.expression, "interval_seconds": None,
+                "timezone": self.schedule.timezone}
 
 
 @dataclass(frozen=True)
@@ -118,10 +117,11 @@ class CronRegistry:
         with self._lock:
             if not problems and name in self._definitions:
                 other = self._definitions[name].module
-                problems = [(f"the name is already used by a cron in {other}", DUPLICATE)]
+                problems = [(f"the name is already used by a cron in {other}", CRON_DUPLICATE)]
             if problems:
                 self._problems += [Problem(name, module, message, id) for message, id in problems]
                 return
+            assert isinstance(name, str) and isinstance(fn, Function)  # as _validate found
             json_args = fn.validator.to_json(args or {})
             self._definitions[name] = CronDefinition(name, fn, json_args, schedule(), module)
 
@@ -135,25 +135,25 @@ def _validate(name: object, fn: object, args: object, schedule: Any) -> list[tup
     problems = []
     if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX_LENGTH:
         problems.append((f"the name must be a non-empty string of at most {NAME_MAX_LENGTH} characters",
-                         BAD_NAME))
+                         CRON_BAD_NAME))
     try:
         schedule()
     except schedules.UnknownTimeZone as exc:
-        problems.append((str(exc), UNKNOWN_TIMEZONE))
+        problems.append((str(exc), CRON_UNKNOWN_TIMEZONE))
     except schedules.InvalidInterval as exc:
-        problems.append((str(exc), BAD_INTERVAL))
+        problems.append((str(exc), CRON_BAD_INTERVAL))
     except schedules.InvalidSchedule as exc:
-        problems.append((str(exc), BAD_EXPRESSION))
+        problems.append((str(exc), CRON_BAD_EXPRESSION))
     if not isinstance(fn, Function) or fn.kind not in ("mutation", "action"):
         what = f"a {fn.kind}" if isinstance(fn, Function) else repr(fn)
-        problems.append((f"only mutations and actions can run as crons, got {what}", NOT_SCHEDULABLE))
+        problems.append((f"only mutations and actions can run as crons, got {what}", CRON_NOT_SCHEDULABLE))
     elif args is not None and not isinstance(args, dict):
-        problems.append((f"arguments must be a dict, got {type(args).__name__}", BAD_ARGUMENTS))
+        problems.append((f"arguments must be a dict, got {type(args).__name__}", CRON_BAD_ARGUMENTS))
     else:
         try:
             fn.validator.to_json(args or {})
         except ValueError as exc:
-            problems.append((str(exc), BAD_ARGUMENTS))
+            problems.append((str(exc), CRON_BAD_ARGUMENTS))
     return problems
 
 

@@ -130,7 +130,7 @@ class Cron:
         object.__setattr__(self, "tz", zone(self.timezone))
         expression = _normalise(self.expression)
         object.__setattr__(self, "expression", expression)
-        hours = croniter(expression).expanded[1]
+        hours: list[Any] = croniter(expression).expanded[1]  # ints, or ["*"] (the stubs say strings)
         object.__setattr__(self, "every_hour", hours == ["*"] or sorted(hours) == list(range(24)))
         try:
             self.next_after(datetime(2000, 1, 1, tzinfo=UTC))
@@ -291,8 +291,8 @@ def _duration_words(every: timedelta) -> str:
         if seconds >= size and seconds % size == 0:
             amount = int(seconds // size)
             return f"{amount} {unit}" + ("s" if amount != 1 else "")
-    amount = int(seconds) if seconds == int(seconds) else seconds
-    return f"{amount} second" + ("s" if amount != 1 else "")
+    count = int(seconds) if seconds == int(seconds) else seconds
+    return f"{count} second" + ("s" if count != 1 else "")
 
 
 def describe_cron(expression: str, timezone: str = "UTC") -> str:

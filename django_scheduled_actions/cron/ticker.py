@@ -186,8 +186,9 @@ class CronScheduler:
     def handle(self, row: CronJob, now: datetime) -> TickResult:
         """Fire or skip the latest due tick of ``row`` (as read from the database, due at ``now``)."""
         schedule = self.schedule_of(row)
+        assert row.next_run_at is not None  # due(now) selected it: next_run_at <= now
         tick, count = schedule.due(row.next_run_at, now, limit=MISSED_COUNT_LIMIT)
-        assert tick is not None  # due(now) selected it: next_run_at <= now
+        assert tick is not None
         missed, following = count - 1, schedule.next_after(tick)
         try:
             fn = _function(row)
@@ -203,7 +204,7 @@ class CronScheduler:
         return ScheduledFunction.objects.using(self.using).filter(
             cron=row, state__in=(State.PENDING, State.IN_PROGRESS)).exists()
 
-    def _fire(self, row: CronJob, fn: Function, args: dict, tick: datetime, following: datetime, missed: int,
+    def _fire(self, row: CronJob, fn: Function, args: dict[str, Any], tick: datetime, following: datetime, missed: int,
               now: datetime) -> TickResult:
         job = _run_of(row, fn, args, now, tick)
         crons = CronJob.objects.using(self.using)
@@ -219,6 +220,7 @@ class CronScheduler:
                     raise _Taken
                 _on_commit_fired(job, self.using)
                 if missed:
+                    assert row.next_run_at is not None  # the first of the missed ticks
                     _on_commit_skipped(row, row.next_run_at, missed, SkipReason.MISSED, self.using)
         except _Taken:
             return TickResult(row.name, tick, Outcome.TAKEN)
@@ -247,7 +249,7 @@ def _function(row: CronJob) -> Function:
     return fn
 
 
-def _run_of(row: CronJob, fn: Function, args: dict, now: datetime,
+def _run_of(row: CronJob, fn: Function, args: dict[str, Any], now: datetime,
             tick: datetime | None) -> ScheduledFunction:
     return ScheduledFunction(
         name=fn.name, kind=fn.kind, args=args, scheduled_time=tick or now, created_at=now,
@@ -337,7 +339,7 @@ class CronLoop(threading.Thread):
             results = self.through(lambda: self.scheduler.tick(self.clock()))
             if any(r.outcome is Outcome.FIRED for r in results):
                 self.on_fired()
-            upcoming = self.through(self.scheduler.next_tick)
+            upcoming: datetime | None = self.through(self.scheduler.next_tick)
         except DatabaseError as exc:
             reason = "a transaction conflict" if is_conflict(exc) else "database unavailable?"
             logger.warning("cron tick failed (%s), retrying error=%r", reason, exc)

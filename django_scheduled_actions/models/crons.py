@@ -11,7 +11,7 @@ from django.utils.timezone import now as _now
 from django.utils.translation import gettext_lazy as _
 
 
-class CronJobQuerySet(models.QuerySet):
+class CronJobQuerySet(models.QuerySet["CronJob"]):
     def due(self, now: datetime) -> CronJobQuerySet:
         """Enabled crons whose next tick has come."""
         return self.filter(enabled=True, next_run_at__lte=now)
@@ -20,7 +20,8 @@ class CronJobQuerySet(models.QuerySet):
         return self.filter(enabled=True, next_run_at__isnull=True)
 
     def next_tick(self) -> datetime | None:
-        return self.filter(enabled=True).aggregate(next=models.Min("next_run_at"))["next"]
+        earliest: datetime | None = self.filter(enabled=True).aggregate(next=models.Min("next_run_at"))["next"]
+        return earliest
 
     def advance(self, cron_id: int, cursor: datetime | None, next_run_at: datetime, *,
                 fired: datetime | None = None, skipped: int = 0) -> int:

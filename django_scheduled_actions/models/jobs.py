@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from django.core.checks import CheckMessage
 from django.db import connections, models
-from django.db.models import Q
+from django.db.models import Expression, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -38,9 +39,18 @@ FINAL_STATES = (State.SUCCESS, State.FAILED, State.CANCELED)
 _PENDING_LITERAL = RawSQL("scheduled_actions_job.state = 'pending'", [], output_field=models.BooleanField())
 
 
+def _field(name: str) -> models.Field[Any, Any]:
+    """The job's concrete field ``name`` (``get_field`` is typed to return relations too)."""
+    return cast("models.Field[Any, Any]", ScheduledFunction._meta.get_field(name))
+
+
+def _column(name: str) -> str:
+    return cast(str, _field(name).column)  # a concrete field's column is never None
+
+
 def _prep(name: str, value: Any, connection: Any) -> Any:
     """``value`` as a query parameter for the job field ``name``."""
-    return ScheduledFunction._meta.get_field(name).get_db_prep_save(value, connection)
+    return _field(name).get_db_prep_save(value, connection)
 
 
 class Kind(models.TextChoices):
@@ -48,9 +58,10 @@ class Kind(models.TextChoices):
     ACTION = "action", _("action")
 
 
-class ScheduledFunctionQuerySet(models.QuerySet):
-    def due(self, now: datetime) -> ScheduledFunctionQuerySet:
-        """Pending jobs whose time has come (served by the partial index ``sa_job_due_idx``).
+class ScheduledFunctionQuerySet(models.QuerySet["ScheduledFunction"]):
+    def due(self, now: datetime | Expression) -> ScheduledFunctionQuerySet:
+        """Pending jobs whose time has come by ``now`` (a moment, or the database's clock as an expression);
+        served by the partial index ``sa_job_due_idx``.
 
         The state is compared with a literal, not a bound parameter: SQLite's planner only uses a
         partial index when it can prove the index's WHERE clause from the query text.
@@ -100,13 +111,14 @@ class ScheduledFunctionQuerySet(models.QuerySet):
                         else "attempts = attempts + 1")
             params += written_params
         for name, value in values.items():
-            sets.append(f"{connection.ops.quote_name(ScheduledFunction._meta.get_field(name).column)} = %s")
+            sets.append(f"{connection.ops.quote_name(_column(name))} = %s")
             params.append(_prep(name, value, connection))
         held = f"(state = 'in_progress' OR ({' AND '.join(written)}))" if written else "state = 'in_progress'"
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE scheduled_actions_job SET {', '.join(sets)} "
                            f"WHERE id = %s AND token = %s AND {held}", [*params, job_id, token, *written_params])
-            return cursor.rowcount
+            changed: int = cursor.rowcount
+            return changed
 
     def mark_started(self, job_id: int, token: str, now: datetime) -> int:
         return self.update_claimed(job_id, token, {"started_at": now}, count_attempt=True)
@@ -195,6 +207,11 @@ class ScheduledFunction(models.Model):
 
     objects = ScheduledFunctionQuerySet.as_manager()
 
+    # Not columns: set on some instances only, and read with getattr(job, name, default).
+    ctid: str | None  # where a PostgreSQL claim found the row (store/engines/postgresql.py)
+    claim_committed: float  # time.monotonic() once the claim that returned the job committed (store/leases.py)
+    unrunnable: bool  # no live worker knows its function (the admin's change list)
+
     class Meta:
         db_table = "scheduled_actions_job"
         verbose_name = _("scheduled function")
@@ -223,7 +240,7 @@ class ScheduledFunction(models.Model):
         return f"#{self.pk} {self.name} ({self.state})"
 
     @classmethod
-    def check(cls, **kwargs: Any) -> list:
+    def check(cls, **kwargs: Any) -> list[CheckMessage]:
         # MySQL/MariaDB ignore the partial indexes' conditions (models.W037): migration 0002 gives them
         # composite indexes led by state instead, which serve the same queries.
         return [error for error in super().check(**kwargs) if error.id != "models.W037"]

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from .jobs import ScheduledFunction
 
 
-class IdempotencyKeyQuerySet(models.QuerySet):
+class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
     def held(self, now: datetime) -> IdempotencyKeyQuerySet:
         return self.filter(expires_at__gt=now)
 

@@ -21,7 +21,7 @@ def is_late(heartbeat_at: datetime, expires_at: datetime, now: datetime) -> bool
     return now - heartbeat_at > interval * MISSED_HEARTBEATS_LATE
 
 
-class WorkerProcessQuerySet(models.QuerySet):
+class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
     def alive(self, now: datetime) -> WorkerProcessQuerySet:
         return self.filter(expires_at__gte=now)
 

@@ -26,8 +26,9 @@ def report(ctx, batch_id: int, succeeded: int, failed: int, canceled: int, repor
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,7 +39,7 @@ from ..core import guards
 from ..core.jobs import JobInfo
 from ..core.registry import registry
 from ..exceptions import FunctionNotFound
-from ..models import FINAL_STATES, Batch, ScheduledFunction, State
+from ..models import FINAL_STATES, Batch, ScheduledFunction, ScheduledFunctionQuerySet, State
 from ..store.transactions import in_transaction, outermost, retry_on_conflict
 from . import jobs
 
@@ -111,7 +112,7 @@ def settle(batch_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS, *, job_id: i
     """Count the finished, uncounted items of each batch (only ``job_id`` if given) and finish the batches
     whose items are all counted. Joins the caller's transaction if there is one."""
     for batch_id in sorted(set(batch_ids)):
-        _atomically(lambda b=batch_id: _settle_one(b, using, job_id), using)
+        _atomically(functools.partial(_settle_one, batch_id, using, job_id), using)
 
 
 def _settle_one(batch_id: int, using: str, job_id: int | None) -> None:
@@ -188,6 +189,6 @@ def _atomically(body: Callable[[], T], using: str) -> T:
         return retry_on_conflict(once)
 
 
-def items_of(batch_id: int, using: str = DEFAULT_DB_ALIAS) -> Sequence[ScheduledFunction]:
+def items_of(batch_id: int, using: str = DEFAULT_DB_ALIAS) -> ScheduledFunctionQuerySet:
     """The batch's item jobs, in the order they were scheduled (until finished jobs are pruned)."""
     return ScheduledFunction.objects.using(using).filter(batch_id=batch_id).order_by("pk")

@@ -75,7 +75,7 @@ def _retry(selected: QuerySet[ScheduledFunction], now: datetime) -> list[RetryOu
     outcomes, created = [], []
     for old in selected.order_by("pk").annotate(retried_as=models.Max("retries__pk")):
         try:
-            reason = _not_retryable(old) or ""
+            reason = _not_retryable(old, old.retried_as) or ""
             fn = None if reason else registry.for_job(old.name)
         except FunctionNotFound:
             reason = "its function is not registered"
@@ -97,9 +97,9 @@ def _retry(selected: QuerySet[ScheduledFunction], now: datetime) -> list[RetryOu
     return outcomes
 
 
-def _not_retryable(job: ScheduledFunction) -> str | None:
+def _not_retryable(job: ScheduledFunction, retried_as: int | None) -> str | None:
     if job.state not in (State.FAILED, State.CANCELED):
         return f"it is {job.get_state_display()}, not failed or canceled"
-    if job.retried_as is not None:
-        return f"it was already retried as #{job.retried_as}"
+    if retried_as is not None:
+        return f"it was already retried as #{retried_as}"
     return None

@@ -41,7 +41,7 @@ def _check(model: Any, fn: Any, args: Any, when: Any, delay: Any) -> None:
 
 
 def _make_saves_atomic(model: type[models.Model]) -> None:
-    original = model.save_base
+    original: Callable[..., Any] = model.save_base
     if getattr(original, "_scheduled_actions_atomic", False):
         return
 

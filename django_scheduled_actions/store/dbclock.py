@@ -15,6 +15,7 @@ with the database's clock too (``scheduled_time`` is written by whoever schedule
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -24,16 +25,21 @@ from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.expressions import CombinedExpression
+    from django.db.models.sql.compiler import _AsSqlType
+
 
 class DatabaseNow(Now):
     """The database's present time, as an ORM expression (``Now``, UTC on MySQL/MariaDB)."""
 
-    def as_mysql(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+    def as_mysql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> _AsSqlType:
         template = "UTC_TIMESTAMP(6)" if settings.USE_TZ else "CURRENT_TIMESTAMP(6)"
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
-def after(delta: timedelta) -> ExpressionWrapper:
+def after(delta: timedelta) -> ExpressionWrapper[CombinedExpression]:
     """The database's time plus ``delta``: a lease's expiry, written by the database."""
     return ExpressionWrapper(DatabaseNow() + delta, output_field=DateTimeField())
 
@@ -49,7 +55,7 @@ def now(using: str = DEFAULT_DB_ALIAS) -> datetime:
     sql, params = SQLCompiler(Query(None), connection, using).compile(DatabaseNow())  # as each vendor renders it
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {sql}", params)
-        value = cursor.fetchone()[0]
+        value: datetime | str = cursor.fetchone()[0]
     if isinstance(value, str):  # SQLite
         value = datetime.fromisoformat(value)
     if settings.USE_TZ and timezone.is_naive(value):

@@ -23,7 +23,7 @@ from django.db.models import Count, Q
 
 from ..conf import app_settings
 from ..core.registry import registry
-from ..models import ConcurrencyLimit, ScheduledFunction, State
+from ..models import ConcurrencyLimit, ScheduledFunction, ScheduledFunctionQuerySet, State
 from . import dbclock
 from .engines import engine
 from .transactions import outermost, retry_on_conflict
@@ -64,10 +64,10 @@ class Limits:
         """The function names the usual claim query leaves out: limited ones and skipped ones."""
         return [*self.functions, *sorted(self.skip - set(self.functions))]
 
-    def without_skipped(self, jobs):
+    def without_skipped(self, jobs: ScheduledFunctionQuerySet) -> ScheduledFunctionQuerySet:
         return jobs.exclude(name__in=sorted(self.skip)) if self.skip else jobs
 
-    def exclude_limited(self, jobs):
+    def exclude_limited(self, jobs: ScheduledFunctionQuerySet) -> ScheduledFunctionQuerySet:
         """``jobs`` without the limited (and skipped) ones: what the usual claim query may take."""
         if self.functions or self.skip:
             jobs = jobs.exclude(name__in=self.unclaimed_names())
@@ -141,7 +141,8 @@ def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime | No
     return chosen
 
 
-def _fitting(limits: Limits, free: dict[str, int], due, limit: int) -> list[ScheduledFunction]:
+def _fitting(limits: Limits, free: dict[str, int], due: ScheduledFunctionQuerySet,
+             limit: int) -> list[ScheduledFunction]:
     at_limit = Limits({n: 0 for n in limits.functions if free[f"function:{n}"] <= 0},
                       {q: 0 for q in limits.queues if free[f"queue:{q}"] <= 0})
     due = at_limit.exclude_limited(due)  # a job under two limits waits while either is full
@@ -149,7 +150,7 @@ def _fitting(limits: Limits, free: dict[str, int], due, limit: int) -> list[Sche
     for key in limits.keys():
         if free[key] > 0:
             candidates.update((job.pk, job) for job in due.filter(limits.matching(key))[:min(free[key], limit)])
-    fitting = []
+    fitting: list[ScheduledFunction] = []
     for job in sorted(candidates.values(), key=lambda j: (-j.priority, j.scheduled_time, j.pk)):
         keys = limits.keys_of(job.name, job.queue)
         if len(fitting) < limit and all(free[key] > 0 for key in keys):

@@ -20,8 +20,8 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol, TypeVar, cast
 
 from django.db import DatabaseError, InterfaceError, connections, transaction
 
@@ -115,6 +115,12 @@ def _pg_isolation_levels() -> dict[str, object]:
 PG_ISOLATION = _pg_isolation_levels()
 
 
+class _SQLiteModes(Protocol):
+    """What Django's SQLite connection has and django-stubs leave out: the mode its ``BEGIN`` uses."""
+
+    transaction_mode: str | None
+
+
 def conflict_backoff(attempt: int) -> float:
     return random.uniform(0, min(0.5, 0.002 * 2**attempt))
 
@@ -130,14 +136,15 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         conn.ensure_connection()
     vendor = conn.vendor
     if vendor == "sqlite":
-        saved = conn.transaction_mode
-        conn.transaction_mode = "DEFERRED" if read_only else "IMMEDIATE"
+        sqlite = cast(_SQLiteModes, conn)
+        saved = sqlite.transaction_mode
+        sqlite.transaction_mode = "DEFERRED" if read_only else "IMMEDIATE"
         try:
             with transaction.atomic(using=using):
-                conn.transaction_mode = saved
+                sqlite.transaction_mode = saved
                 yield
         finally:
-            conn.transaction_mode = saved
+            sqlite.transaction_mode = saved
         return
     if (vendor == "postgresql" and PG_ISOLATION and (isolation or read_only) and conn.connection is not None
             and not conn.in_atomic_block):
@@ -167,10 +174,10 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         yield
 
 
-_UNPREPARABLE: weakref.WeakSet = weakref.WeakSet()  # PostgreSQL connections where preparing failed
+_UNPREPARABLE: weakref.WeakSet[Any] = weakref.WeakSet()  # PostgreSQL connections where preparing failed
 
 
-def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple]:
+def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     """Run ``sql`` and return its rows; on PostgreSQL as a prepared statement, planned once per connection.
 
     For the statements a worker runs per claim, planning costs more than running (a claim: ~1.9 ms
@@ -190,7 +197,8 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
         try:
             with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
                 cursor.execute(sql, params, prepare=True)
-                return cursor.fetchall()
+                rows: list[tuple[Any, ...]] = cursor.fetchall()
+                return rows
         except DatabaseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in ("26000", "42P05"):
                 raise
@@ -201,7 +209,8 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
                 raise
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        unprepared: list[tuple[Any, ...]] = cursor.fetchall()
+        return unprepared
 
 
 def in_transaction(using: str) -> bool:
@@ -252,6 +261,7 @@ def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
     """Run ``body`` read-only: a repeatable-read snapshot that is rolled back, never committed."""
 
     def once() -> T:
+        ctx: AbstractContextManager[None]
         if in_transaction(using):
             ctx = transaction.atomic(using=using)
         else:

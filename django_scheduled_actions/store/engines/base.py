@@ -6,13 +6,16 @@ import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
 
 from ...models import ScheduledFunction, ScheduledFunctionQuerySet, State
 from .. import dbclock
 from ..transactions import outermost
+
+if TYPE_CHECKING:
+    from ..limits import Limits  # which imports the engines
 
 MutationRow = tuple[str | None, int, str, Any, datetime]  # (ctid, job id, token, result, started_at)
 
@@ -67,7 +70,7 @@ class Engine:
 
     # --- claiming ---
 
-    def claim_unlimited(self, limited: Any, worker_id: str, token: str, limit: int, now: datetime | None,
+    def claim_unlimited(self, limited: Limits, worker_id: str, token: str, limit: int, now: datetime | None,
                         lease: timedelta, queues: Iterable[str] | None, start: int) -> list[ScheduledFunction]:
         """Claim due jobs without a concurrency limit, one priority at a time, highest first.
 
@@ -84,7 +87,7 @@ class Engine:
                 break
         return claimed
 
-    def _claim_at(self, priority: int, limited: Any, worker_id: str, token: str, limit: int, now: datetime | None,
+    def _claim_at(self, priority: int, limited: Limits, worker_id: str, token: str, limit: int, now: datetime | None,
                   lease: timedelta, queues: Iterable[str] | None) -> list[ScheduledFunction]:
         with outermost(self.using, None):
             due = self.jobs.due(dbclock.due_by(now)).filter(priority=priority).in_queues(queues).claim_order()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from django.db import connections
 
 from .base import Engine
+
+if TYPE_CHECKING:
+    from django.db.backends.mysql.base import DatabaseWrapper
 
 
 class MySQL(Engine):
@@ -13,7 +18,7 @@ class MySQL(Engine):
     def session_bounds(self, seconds: float) -> list[str]:
         """MariaDB bounds idle transactions too; MySQL has no such bound, only the lock wait."""
         statements = [f"SET SESSION innodb_lock_wait_timeout = {max(int(seconds), 1)}"]
-        if connections[self.using].mysql_is_mariadb:
+        if cast("DatabaseWrapper", connections[self.using]).mysql_is_mariadb:
             statements.append(f"SET SESSION idle_transaction_timeout = {max(int(seconds), 1)}")
         return statements
 

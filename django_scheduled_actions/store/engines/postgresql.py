@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -17,7 +17,10 @@ from ...models import ScheduledFunction
 from ..transactions import fetch_prepared
 from .base import POSTGRESQL, Engine, MutationRow
 
-Converters = list[tuple[int, Callable, Col]]
+if TYPE_CHECKING:
+    from ..limits import Limits  # which imports the engines
+
+Converters = list[tuple[int, Callable[..., Any], Col]]
 
 
 def _json(value: Any) -> str | None:
@@ -35,9 +38,10 @@ class PostgreSQL(Engine):
     def next_due_time(self, queues: Iterable[str] | None) -> datetime | None:
         queues = list(queues) if queues else None
         sql = POSTGRESQL["next_due_time"].format(queues="AND queue = ANY(%s)" if queues else "")
-        return fetch_prepared(self.using, sql, [queues] if queues else [])[0][0]
+        earliest: datetime | None = fetch_prepared(self.using, sql, [queues] if queues else [])[0][0]
+        return earliest
 
-    def claim_unlimited(self, limited: Any, worker_id: str, token: str, limit: int, now: datetime | None,
+    def claim_unlimited(self, limited: Limits, worker_id: str, token: str, limit: int, now: datetime | None,
                         lease: timedelta, queues: Iterable[str] | None, start: int) -> list[ScheduledFunction]:
         """Each claim statement also names the next priority down (see ``claim`` in postgresql.sql)."""
         claimed, below = self._claim(None, limited, worker_id, token, limit, now, lease, queues, start)
@@ -47,7 +51,7 @@ class PostgreSQL(Engine):
             claimed += more
         return claimed
 
-    def _claim(self, priority: int | None, limited: Any, worker_id: str, token: str, limit: int,
+    def _claim(self, priority: int | None, limited: Limits, worker_id: str, token: str, limit: int,
                now: datetime | None, lease: timedelta, queues: Iterable[str] | None,
                start: int) -> tuple[list[ScheduledFunction], int | None]:
         """Claim at ``priority`` (None: the highest pending), starting the actions among the first ``start``;
@@ -66,7 +70,7 @@ class PostgreSQL(Engine):
         params += [limit, start, worker_id, token, lease]
         if priority is not None:
             params.append(priority)
-        sql = POSTGRESQL["claim"].format(conditions=" ".join(conditions), columns=", ".join(f.column for f in fields),
+        sql = POSTGRESQL["claim"].format(conditions=" ".join(conditions), columns=", ".join(_column(f) for f in fields),
                                          priority="(SELECT v FROM top)" if priority is None else "%s")
         rows = fetch_prepared(self.using, sql, params)
         names = [f.attname for f in fields]
@@ -88,7 +92,7 @@ class PostgreSQL(Engine):
         for field in ScheduledFunction._meta.concrete_fields:
             if field.primary_key:
                 continue
-            columns.append(connection.ops.quote_name(field.column))
+            columns.append(connection.ops.quote_name(_column(field)))
             if field.name == "args":
                 values.append("u.a")
             else:
@@ -115,7 +119,8 @@ class PostgreSQL(Engine):
             with connections[self.using].cursor() as cursor:
                 cursor.execute(POSTGRESQL["complete_mutation"], [_json(result), now, started_at, ctid, job_id, token])
                 if cursor.rowcount:
-                    return cursor.rowcount
+                    completed: int = cursor.rowcount
+                    return completed
         return super().complete_mutation(ctid, job_id, token, result, now, started_at)
 
     def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
@@ -129,7 +134,11 @@ class PostgreSQL(Engine):
         return {job_id for done, job_id in rows if done}, {job_id for done, job_id in rows if not done}
 
 
-def _claimed_fields(connection: BaseDatabaseWrapper) -> tuple[list[Field], Converters]:
+def _column(field: Field[Any, Any]) -> str:
+    return cast(str, field.column)  # a concrete field's column is never None
+
+
+def _claimed_fields(connection: BaseDatabaseWrapper) -> tuple[list[Field[Any, Any]], Converters]:
     """The columns a claim returns (all but the result and the error) and the converters Django applies
     to them when it reads them (JSON decoding, for instance)."""
     fields = [f for f in ScheduledFunction._meta.concrete_fields if f.name not in ("result", "error")]
@@ -142,7 +151,7 @@ def _claimed_fields(connection: BaseDatabaseWrapper) -> tuple[list[Field], Conve
 
 
 def _job(connection: BaseDatabaseWrapper, using: str, names: list[str], converters: Converters,
-         row: tuple) -> ScheduledFunction:
+         row: tuple[Any, ...]) -> ScheduledFunction:
     """A claimed row as a job (what ``QuerySet.raw`` does, without its per-row bookkeeping)."""
     values = list(row[1:])
     for i, convert, col in converters:

@@ -1,0 +1,54 @@
+"""The ids of the system checks: one literal table (core/check_ids.py), one id per check, as the README says."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from django_scheduled_actions.conf import SETTINGS
+from django_scheduled_actions.core import check_ids
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+ID = re.compile(r"scheduled_actions\.E\d{3}")
+
+
+def all_ids() -> list[str]:
+    """Every id the module holds: its constants and the values of its tables."""
+    found: list[str] = []
+    for name, value in vars(check_ids).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, str) and value.startswith("scheduled_actions."):
+            found.append(value)
+        elif isinstance(value, dict):
+            found += value.values()
+    return found
+
+
+def test_every_setting_has_an_id_and_every_id_a_setting():
+    assert sorted(check_ids.SETTINGS) == sorted(SETTINGS)
+
+
+def test_no_id_repeats_and_each_is_well_formed():
+    ids = all_ids()
+    assert len(ids) == 1 + len(SETTINGS) + 7 + 3  # unknown setting, the settings, the crons, the tasks backend
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert [i for i in ids if not ID.fullmatch(i)] == []
+
+
+def test_the_ids_of_the_settings_never_moved():
+    """Ids are kept once given (SILENCED_SYSTEM_CHECKS names them): these are the ones released."""
+    assert check_ids.UNKNOWN_SETTING == "scheduled_actions.E001"
+    assert {name: int(i[-3:]) for name, i in check_ids.SETTINGS.items()} == {
+        "POLL_INTERVAL": 2, "LEASE_SECONDS": 3, "ACTION_TIMEOUT": 4, "RETENTION": 5, "IDEMPOTENCY_TTL": 6,
+        "STRICT_ACTIONS": 7, "MAX_ARGS_BYTES": 8, "MUTATION_ISOLATION": 9, "QUEUE_CONCURRENCY": 10,
+        "UNKNOWN_FUNCTION_GRACE": 11}
+
+
+def test_the_readme_gives_each_setting_its_id_and_names_every_id():
+    text = README.read_text()
+    rows = dict(re.findall(r"^\| `SCHEDULED_ACTIONS_(\w+)` \|.*\| `(E\d{3})` \|$", text, re.MULTILINE))
+    assert rows == {name: i.removeprefix("scheduled_actions.") for name, i in check_ids.SETTINGS.items()}
+    missing = [i for i in all_ids() if not re.search(rf"\b{i.removeprefix('scheduled_actions.')}\b", text)]
+    assert missing == []
