@@ -85,7 +85,9 @@ def is_lock_timeout(exc: BaseException) -> bool:
 
 
 PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
-MYSQL_CONNECTION_ERRORS = {1053, 1927, 2002, 2003, 2006, 2013}  # shutdown, killed, can't connect, gone, lost
+# too many connections, shutdown, over a user's connection limit (the global one, the account's), killed,
+# can't connect, gone, lost (PostgreSQL's refusals when connecting carry no SQLSTATE: connection errors)
+MYSQL_CONNECTION_ERRORS = {1040, 1053, 1203, 1226, 1927, 2002, 2003, 2006, 2013}
 
 
 def is_connection_error(exc: BaseException) -> bool:

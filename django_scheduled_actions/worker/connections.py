@@ -9,18 +9,23 @@ these never waits on another of them: work they submit runs inline)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from ..core import guards
 from ..store import sessions
+from ..store.transactions import is_connection_error
 
 T = TypeVar("T")
 DEFAULT = 8
+CONNECT_PATIENCE = 30.0  # seconds work waits for the database to accept a connection
+logger = logging.getLogger("django_scheduled_actions")
 
 
 class Connections:
@@ -55,9 +60,9 @@ class Connections:
         future: Future[T] = self._threads.submit(self._run, work)
         return asyncio.wrap_future(future)
 
-    @staticmethod
-    def _run(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         drop_broken_connections()
+        wait_for_connection(self.using)
         try:
             # the worker's own work, whatever policy the thread that first needed this one held: each
             # ctx.run_* sets its own (a query stays read-only)
@@ -100,6 +105,25 @@ class PooledStore:
         nothing: a connections' thread whose work failed on its connection has closed it already."""
         if self._connections.here():
             self._store.reconnect()
+
+
+def wait_for_connection(using: str, patience: float = CONNECT_PATIENCE) -> None:
+    """Open this thread's connection if it is not open, waiting while the database refuses it (too many
+    connections, a connection limit, a restart): nothing has run yet, so waiting is safe, and no job fails
+    for want of a connection. Raises the database's error after ``patience`` seconds, or at once if it is
+    not a refusal (the caller's retries, ``persist`` or a hand-back, take it from there)."""
+    conn = connections[using]
+    deadline, delay = time.monotonic() + patience, 0.05
+    while conn.connection is None:
+        try:
+            with guards.policy("allow"):  # opening runs setup statements (MySQL: SET SESSION ...)
+                conn.ensure_connection()
+        except DatabaseError as exc:
+            if not is_connection_error(exc) or time.monotonic() + delay > deadline:
+                raise
+            logger.debug("database refused a connection, waiting error=%s", exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def drop_broken_connections() -> None:

@@ -24,6 +24,7 @@ class Heartbeat(threading.Thread):
         super().__init__(name="scheduled-actions-heartbeat", daemon=True)
         self.store, self.worker_id, self.lease = store, worker_id, lease
         self.finished, self.register = finished, register
+        self.connected = threading.Event()  # its connection was tried: the worker's other threads start after
 
     def run(self) -> None:
         interval = self.lease.total_seconds() / 3
@@ -32,6 +33,7 @@ class Heartbeat(threading.Thread):
             connections[self.store.using].ensure_connection()
         except (OperationalError, InterfaceError) as exc:
             logger.warning("heartbeat could not connect yet, retrying error=%r", exc)
+        self.connected.set()
         while not self.finished.wait(interval):
             try:
                 if not self.store.heartbeat(self.worker_id, self.lease):

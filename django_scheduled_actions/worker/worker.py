@@ -114,6 +114,8 @@ class Worker:
                     len(registry.all()))
         heartbeat = Heartbeat(self.own_store, self.worker_id, self.lease, self.finished, self.register)
         heartbeat.start()  # its connection first: the lease is renewed whatever the rest waits for
+        heartbeat.connected.wait(10)  # where the database allows fewer connections than the worker's, the
+        # others wait for one; a heartbeat connecting after them found none, and its jobs looked lost
         self.register()
         self.store.recover_previous_incarnation(self.worker_id, self.clock())
         self.background = [heartbeat]
