@@ -35,6 +35,7 @@ from ..core import guards
 from ..core.registry import Function, registry
 from ..exceptions import FunctionNotFound
 from ..models import CronJob, ScheduledFunction, State
+from ..scheduling import jobs
 from ..store.transactions import is_conflict, outermost
 from . import schedules
 from .definitions import CronDefinition, CronRegistry, cron_registry
@@ -251,16 +252,11 @@ def _function(row: CronJob) -> Function:
 
 def _run_of(row: CronJob, fn: Function, args: dict[str, Any], now: datetime,
             tick: datetime | None) -> ScheduledFunction:
-    return ScheduledFunction(
-        name=fn.name, kind=fn.kind, args=args, scheduled_time=tick or now, created_at=now,
-        queue=fn.options.queue, priority=fn.options.priority, max_attempts=fn.retry.max_attempts,
-        cron=row, cron_tick=tick)
+    return ScheduledFunction(args=args, **jobs.row(fn, tick or now, now, cron=row, cron_tick=tick))
 
 
 def _on_commit_fired(job: ScheduledFunction, using: str) -> None:
-    if signals.job_scheduled.has_listeners(ScheduledFunction):
-        transaction.on_commit(lambda: signals.job_scheduled.send_robust(ScheduledFunction, job=job),
-                              using=using)
+    jobs.announce([job], using)
 
 
 def _on_commit_skipped(row: CronJob, tick: datetime, count: int, reason: SkipReason, using: str) -> None:
