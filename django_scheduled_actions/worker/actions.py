@@ -13,6 +13,7 @@ its start undone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -96,7 +97,7 @@ class Actions:
         _started, error = self.outcomes.settle(outcomes, [])
         try:
             for token, job in unstarted:
-                persist(lambda t=token, j=job: self.store.undo_start(j.pk, t), self.store)
+                persist(functools.partial(self.store.undo_start, job.pk, token), self.store)
         except Exception as exc:
             error = exc
         if error is not None:

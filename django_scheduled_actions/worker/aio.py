@@ -26,11 +26,11 @@ from ..core.registry import Function
 from ..exceptions import JobTimeout
 from ..models import ScheduledFunction
 from .connections import Connections
-from .outcomes import Claimed, Outcome, Outcomes, send
+from .outcomes import Claimed, Outcome, Outcomes, Written, send
 
 logger = logging.getLogger("django_scheduled_actions")
 BLOCKED_SECONDS = 1.0  # a loop that has not come round for this long is reported, with the job holding it
-Submit = Callable[[list[Outcome], list[Claimed]], Future]  # the ledger's: the write as a future
+Submit = Callable[[list[Outcome], list[Claimed]], Future[Written]]  # the ledger's: the write as a future
 
 
 class AsyncRunner(threading.Thread):
@@ -41,7 +41,7 @@ class AsyncRunner(threading.Thread):
         self.slots, self.size = threading.BoundedSemaphore(slots), slots
         self.submitted = 0  # async actions handed in so far (read by the claims: none yet, no room claimed)
         self.loop = asyncio.new_event_loop()
-        self.running: dict[asyncio.Task, ScheduledFunction] = {}
+        self.running: dict[asyncio.Task[None], ScheduledFunction] = {}
         self.beat = time.monotonic()
         self._ready = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="scheduled-actions-async-watchdog", daemon=True)

@@ -7,6 +7,7 @@ one per thread and ``PREFETCH_MAX``."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -123,7 +124,7 @@ class Claims:
         for token, job in items:
             claims.setdefault(token, []).append(job)
         for token, jobs in claims.items():
-            persist(lambda t=token, j=jobs: self.store.hand_back(t, j), self.store, patience=5.0)
+            persist(functools.partial(self.store.hand_back, token, jobs), self.store, patience=5.0)
         with self._count_lock:
             self.inflight -= len(items)
         if items:
@@ -141,4 +142,4 @@ class Claims:
                 waiting.append(item)
         self.hand_back(waiting)
         for token in self.failed:
-            persist(lambda t=token: self.store.release_claim(t), self.store, patience=5.0)
+            persist(functools.partial(self.store.release_claim, token), self.store, patience=5.0)

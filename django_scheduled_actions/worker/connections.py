@@ -49,7 +49,8 @@ class Connections:
         """Run ``work`` on one of the connections' threads and return its result (inline on one of them)."""
         if self.here():
             return work(*args, **kwargs)
-        return self._threads.submit(self._run, work, *args, **kwargs).result()
+        future: Future[T] = self._threads.submit(self._run, work, *args, **kwargs)
+        return future.result()
 
     def through(self, work: Callable[[], T]) -> T:
         """``call`` of a zero-argument work: the ``through`` of the bodies' ``ctx``."""

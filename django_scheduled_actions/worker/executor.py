@@ -59,7 +59,8 @@ class Executor:
                     joined.add(following[1].pk)
                 return following, leftover
 
-            return self.through(lambda: self.mutations.run_together([(fn, job, token)], take))
+            leftover: Claimed | None = self.through(lambda: self.mutations.run_together([(fn, job, token)], take))
+            return leftover
         if fn.is_async and self.aio is not None:  # on the worker's event loop; this thread goes on
             self.aio.submit(fn, job, token)
             return None

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from django.db import connections
 
 from ..store import sessions
-from .outcomes import Claimed, Outcome
+from .outcomes import Claimed, Outcome, Written
 
 Settle = Callable[[list[Outcome], list[Claimed]], tuple[set[int], BaseException | None]]
 
@@ -78,7 +78,7 @@ class Ledger(threading.Thread):
 
 
 class _Request:
-    def __init__(self, outcomes: list[Outcome], starts: list[Claimed], future: Future | None = None):
+    def __init__(self, outcomes: list[Outcome], starts: list[Claimed], future: Future[Written] | None = None):
         self.outcomes, self.starts, self.future = outcomes, starts, future
         self.started: set[int] = set()
         self.error: BaseException | None = None

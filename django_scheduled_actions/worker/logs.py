@@ -21,7 +21,7 @@ FORMAT = "%(asctime)s %(levelname)s %(message)s"
 THREADED_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(message)s"
 
 
-class ConsoleHandler(logging.StreamHandler):
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in the stubs
     """The handler ``console_logging`` adds: recognised when ``runworker`` runs again in one process."""
 
 

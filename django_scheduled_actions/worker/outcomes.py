@@ -3,6 +3,7 @@ write repeated while the database is away (``persist``) and announced by the app
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -25,6 +26,7 @@ Claimed = tuple[str, ScheduledFunction]  # (claim token, job): what the worker's
 Pull = Callable[[], "Claimed | None"]  # the next claimed job if one is waiting, without blocking
 Runnable = tuple[Function, ScheduledFunction, str]  # a claimed job with its function: (fn, job, token)
 Outcome = tuple[ScheduledFunction, str, Any]  # a succeeded action: (job, token, result)
+Written = tuple[set[int], BaseException | None]  # what a settle wrote: the ids it started, or its error
 
 
 class ClaimLost(Exception):
@@ -95,7 +97,7 @@ class Outcomes:
             if job.pk in done:
                 self.finished(job)
                 send(signals.job_succeeded, job, result=result, worker_id=self.worker_id)
-            elif persist(lambda j=job, r=result: self.store.keep_late_result(j.pk, r), self.store):
+            elif persist(functools.partial(self.store.keep_late_result, job.pk, result), self.store):
                 logger.info("canceled action finished; result kept, state stays canceled job=%s", job.pk)
         return started, None
 
