@@ -31,13 +31,19 @@ DATABASES = {
     "postgres": "postgres://postgres@127.0.0.1:5432/scheduled_actions_bench",
     "mysql": "mysql://root@127.0.0.1:3306/scheduled_actions_bench",
 }
-SIZES = {"full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300},
-         "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20}}
+SIZES = {
+    "full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300},
+    "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20},
+}
 
 
 def env_for(db: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": DATABASES[db], "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")])}
+    return {
+        **os.environ,
+        "DATABASE_URL": DATABASES[db],
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]),
+    }
 
 
 def setup_django(db: str) -> None:
@@ -56,16 +62,38 @@ def recreate_database(db: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
     elif db == "postgres":
-        subprocess.run(["psql", "-qh", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {name}",
-                        "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "psql",
+                "-qh",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-c",
+                f"DROP DATABASE IF EXISTS {name}",
+                "-c",
+                f"CREATE DATABASE {name}",
+            ],
+            check=True,
+            capture_output=True,
+        )
     else:
-        subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e",
-                        f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} CHARACTER SET utf8mb4"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "mariadb",
+                "-h127.0.0.1",
+                "-uroot",
+                "-e",
+                f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} CHARACTER SET utf8mb4",
+            ],
+            check=True,
+            capture_output=True,
+        )
     subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=env_for(db), check=True, cwd=ROOT)
 
 
 # ---- measurements, run inside a child process per database (see main) ----
+
 
 def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
@@ -88,8 +116,9 @@ def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
     results["select1_per_s"] = rate(n, time.perf_counter() - started)
     started = time.perf_counter()
     for i in range(n):
-        ScheduledFunction.objects.create(name=noop_mutation.name, kind="mutation", args={"i": i},
-                                         scheduled_time=timezone.now(), state="canceled")
+        ScheduledFunction.objects.create(
+            name=noop_mutation.name, kind="mutation", args={"i": i}, scheduled_time=timezone.now(), state="canceled"
+        )
     results["bare_create_per_s"] = rate(n, time.perf_counter() - started)
     started = time.perf_counter()
     for i in range(n):
@@ -102,8 +131,14 @@ def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
     results["enqueue_in_one_txn_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
     started = time.perf_counter()
     ScheduledFunction.objects.bulk_create(
-        [ScheduledFunction(name=noop_mutation.name, kind="mutation", args={"i": i}, scheduled_time=timezone.now(),
-                           state="canceled") for i in range(sizes["bulk"])], batch_size=1000)
+        [
+            ScheduledFunction(
+                name=noop_mutation.name, kind="mutation", args={"i": i}, scheduled_time=timezone.now(), state="canceled"
+            )
+            for i in range(sizes["bulk"])
+        ],
+        batch_size=1000,
+    )
     results["bare_bulk_create_per_s"] = rate(sizes["bulk"], time.perf_counter() - started)
     started = time.perf_counter()
     scheduler.run_many(noop_mutation, [{"i": i} for i in range(sizes["bulk"])], delay=3600)
@@ -116,9 +151,14 @@ def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
 
 
 def start_worker(db: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "django", "runworker", "--concurrency", "4", "--no-crons"],
-                            env=env_for(db), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "runworker", "--concurrency", "4", "--no-crons"],
+        env=env_for(db),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def peak_rss_mb(proc: subprocess.Popen) -> float:
@@ -191,8 +231,11 @@ def measure_drain(db: str, kind: str, workers: int, n: int, plans: list[str] | N
         stop(procs)
     span = done.aggregate(first=Min("started_at"), last=Max("completed_time"))
     steady = (span["last"] - span["first"]).total_seconds()
-    return {f"drain_{kind}_{workers}w_per_s": rate(n, span["last"].timestamp() - launched),
-            f"steady_{kind}_{workers}w_per_s": rate(n, steady), f"rss_{kind}_{workers}w_mb": rss}
+    return {
+        f"drain_{kind}_{workers}w_per_s": rate(n, span["last"].timestamp() - launched),
+        f"steady_{kind}_{workers}w_per_s": rate(n, steady),
+        f"rss_{kind}_{workers}w_mb": rss,
+    }
 
 
 def measure_latency(db: str, n: int, per_second: float = 30.0) -> dict[str, float]:
@@ -221,8 +264,13 @@ def measure_latency(db: str, n: int, per_second: float = 30.0) -> dict[str, floa
     started = dict(ScheduledFunction.objects.filter(pk__in=enqueued).values_list("pk", "result"))
     latencies = sorted((started[pk] - t) * 1000 for pk, t in enqueued.items())
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
-    return {"latency_p50_ms": pick(0.50), "latency_p95_ms": pick(0.95), "latency_p99_ms": pick(0.99),
-            "latency_max_ms": latencies[-1], "rss_idle_worker_mb": rss}
+    return {
+        "latency_p50_ms": pick(0.50),
+        "latency_p95_ms": pick(0.95),
+        "latency_p99_ms": pick(0.99),
+        "latency_max_ms": latencies[-1],
+        "rss_idle_worker_mb": rss,
+    }
 
 
 # ---- scale: a table that already holds many finished jobs and many jobs scheduled for later ----
@@ -241,19 +289,25 @@ def fill_table(rows: int) -> None:
     if connection.vendor == "postgresql":
         source, args = "FROM generate_series(1, %s)", "'{}'::jsonb"
     else:  # SQLite and MariaDB: a recursive CTE counts
-        source, args = "FROM (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %s) " \
-                       "SELECT i FROM s) AS numbers", "'{}'"
+        source, args = (
+            "FROM (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %s) "
+            "SELECT i FROM s) AS numbers",
+            "'{}'",
+        )
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":  # recursion is capped at 1,000 rows by default
             variable = "max_recursive_iterations" if connection.mysql_is_mariadb else "cte_max_recursion_depth"
             cursor.execute(f"SET SESSION {variable} = %s", [rows + 1])
-        for state, scheduled, completed in (("success", now - timedelta(hours=1), now - timedelta(hours=1)),
-                                            ("pending", now + timedelta(days=1), None)):
+        for state, scheduled, completed in (
+            ("success", now - timedelta(hours=1), now - timedelta(hours=1)),
+            ("pending", now + timedelta(days=1), None),
+        ):
             cursor.execute(
                 "INSERT INTO scheduled_actions_job (name, kind, args, state, queue, priority, scheduled_time, "
                 "created_at, completed_time, attempts, max_attempts, error, worker_id, token, batch_counted) "
                 f"SELECT %s, 'mutation', {args}, %s, 'default', 0, %s, %s, %s, 0, 1, '', '', '', %s {source}",
-                [FILLER, state, scheduled, now, completed, False, rows])
+                [FILLER, state, scheduled, now, completed, False, rows],
+            )
         if connection.vendor == "postgresql":  # as after a while in production: vacuumed, written out
             cursor.execute("VACUUM scheduled_actions_job")
             cursor.execute("CHECKPOINT")
@@ -358,17 +412,26 @@ def report(all_results: dict[str, list[dict[str, float]]]) -> str:
 
 
 def scale_report(all_results: dict[str, list[dict]], rows: int) -> str:
-    lines = [f"| drain of no-op mutations, 1 worker | empty table | beside {rows:,} finished + {rows:,} future jobs "
-             "| ratio | claim plan |", "|---|---|---|---|---|"]
+    lines = [
+        f"| drain of no-op mutations, 1 worker | empty table | beside {rows:,} finished + {rows:,} future jobs "
+        "| ratio | claim plan |",
+        "|---|---|---|---|---|",
+    ]
     for db, results in all_results.items():
         ratios = [r["drain_full_per_s"] / r["drain_empty_per_s"] for r in results]
         same = all(r["plan_empty"] == r["plan_full"] for r in results)
-        lines.append(f"| {db} (n={len(results)}) | {summarise([r['drain_empty_per_s'] for r in results])}/s "
-                     f"| {summarise([r['drain_full_per_s'] for r in results])}/s | {summarise(ratios)} "
-                     f"| {'unchanged' if same else 'CHANGED'} |")
+        lines.append(
+            f"| {db} (n={len(results)}) | {summarise([r['drain_empty_per_s'] for r in results])}/s "
+            f"| {summarise([r['drain_full_per_s'] for r in results])}/s | {summarise(ratios)} "
+            f"| {'unchanged' if same else 'CHANGED'} |"
+        )
     for db, results in all_results.items():
-        lines += ["", f"{db}: claim plan with the table full (filling took "
-                      f"{statistics.median(r['fill_seconds'] for r in results):.0f} s):", results[0]["plan_full"]]
+        lines += [
+            "",
+            f"{db}: claim plan with the table full (filling took "
+            f"{statistics.median(r['fill_seconds'] for r in results):.0f} s):",
+            results[0]["plan_full"],
+        ]
         if results[0]["plan_empty"] != results[0]["plan_full"]:
             lines += [f"{db}: claim plan on the empty table:", results[0]["plan_empty"]]
     return "\n".join(lines)
@@ -379,9 +442,13 @@ def main() -> int:
     parser.add_argument("--db", action="append", choices=list(DATABASES), help="database(s); default all three")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run: checks the benchmark works")
-    parser.add_argument("--scale", type=int, metavar="ROWS",
-                        help="instead: drain rate and claim plan on an empty table, then with ROWS finished and "
-                             "ROWS future jobs in it (the issue's scale check uses 1000000)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="ROWS",
+        help="instead: drain rate and claim plan on an empty table, then with ROWS finished and "
+        "ROWS future jobs in it (the issue's scale check uses 1000000)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = SIZES["smoke" if args.smoke else "full"]
@@ -399,8 +466,11 @@ def main() -> int:
         for i in range(runs):
             print(f"{db}: run {i + 1}/{runs}", file=sys.stderr, flush=True)
             recreate_database(db)
-            cmd = [sys.executable, __file__, "--child", db] + (["--smoke"] if args.smoke else []) + (
-                ["--scale", str(args.scale)] if args.scale else [])
+            cmd = (
+                [sys.executable, __file__, "--child", db]
+                + (["--smoke"] if args.smoke else [])
+                + (["--scale", str(args.scale)] if args.scale else [])
+            )
             out = subprocess.run(cmd, env=env_for(db), cwd=ROOT, check=True, capture_output=True, text=True)
             all_results[db].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(scale_report(all_results, args.scale) if args.scale else report(all_results))

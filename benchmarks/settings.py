@@ -11,5 +11,8 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BENCH_SQLITE
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20}
 SCHEDULED_ACTIONS_POLL_INTERVAL = env.float("SCHEDULED_ACTIONS_POLL_INTERVAL", default=1.0)
-LOGGING = {"version": 1, "disable_existing_loggers": False,
-           "loggers": {"django_scheduled_actions": {"level": "WARNING"}}}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"django_scheduled_actions": {"level": "WARNING"}},
+}

@@ -19,7 +19,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     for attr in sorted(set(dir(settings))):
         if not attr.startswith(PREFIX):
             continue
-        name = attr[len(PREFIX):]
+        name = attr[len(PREFIX) :]
         if name not in SETTINGS:
             close = difflib.get_close_matches(name, SETTINGS, n=1)
             hint = f"Did you mean {PREFIX}{close[0]}?" if close else f"Known settings: {', '.join(SETTINGS)}."
@@ -27,8 +27,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             continue
         problem = validate(name, getattr(settings, attr))
         if problem:
-            errors.append(Error(f"{attr} {problem}, got {getattr(settings, attr)!r}.",
-                                hint=f"{attr}: {SETTINGS[name].help}.", id=check_ids.SETTINGS[name]))
+            errors.append(
+                Error(
+                    f"{attr} {problem}, got {getattr(settings, attr)!r}.",
+                    hint=f"{attr}: {SETTINGS[name].help}.",
+                    id=check_ids.SETTINGS[name],
+                )
+            )
     return errors
 
 

@@ -35,11 +35,15 @@ SETTINGS: dict[str, Setting] = {
     "STRICT_ACTIONS": Setting(True, "bool", "forbid direct ORM use inside actions"),
     "MAX_ARGS_BYTES": Setting(1024 * 1024, "bytes", "largest serialised argument object"),
     "MUTATION_ISOLATION": Setting("serializable", "isolation", "isolation of mutations"),
-    "QUEUE_CONCURRENCY": Setting({}, "queue_limits",
-                                 "most jobs of a queue running at once across all workers, e.g. {\"emails\": 2}"),
-    "UNKNOWN_FUNCTION_GRACE": Setting(600.0, "seconds_or_zero",
-                                      "seconds a due job whose function no live worker knows waits for one that "
-                                      "does before it fails (0: fails at once)"),
+    "QUEUE_CONCURRENCY": Setting(
+        {}, "queue_limits", 'most jobs of a queue running at once across all workers, e.g. {"emails": 2}'
+    ),
+    "UNKNOWN_FUNCTION_GRACE": Setting(
+        600.0,
+        "seconds_or_zero",
+        "seconds a due job whose function no live worker knows waits for one that "
+        "does before it fails (0: fails at once)",
+    ),
 }
 
 ISOLATION_LEVELS = ("serializable", "read committed")
@@ -80,8 +84,9 @@ def validate_queue_limits(value: Any) -> str | None:
         return "must be a dict of queue names to positive ints"
     for queue, limit in value.items():
         if not values.is_name(queue, values.QUEUE_MAX_LENGTH):
-            return (f"has a bad queue name {queue!r} (a non-empty string of at most "
-                    f"{values.QUEUE_MAX_LENGTH} characters)")
+            return (
+                f"has a bad queue name {queue!r} (a non-empty string of at most {values.QUEUE_MAX_LENGTH} characters)"
+            )
         if not values.is_count(limit):
             return f"must map each queue to a positive int, got {limit!r} for {queue!r}"
     return None

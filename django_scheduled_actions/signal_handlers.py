@@ -23,14 +23,23 @@ def log_succeeded(sender: Any, job: Any, worker_id: str | None = None, **kwargs:
     logger.info("job succeeded job=%s name=%s worker=%s", job.pk, job.name, worker_id)
 
 
-def log_failed(sender: Any, job: Any, error: BaseException, will_retry: bool, worker_id: str | None = None,
-               **kwargs: Any) -> None:
+def log_failed(
+    sender: Any, job: Any, error: BaseException, will_retry: bool, worker_id: str | None = None, **kwargs: Any
+) -> None:
     if will_retry:
-        logger.warning("job failed, will retry job=%s name=%s attempt=%s error=%r", job.pk, job.name,
-                       job.attempts, error)
+        logger.warning(
+            "job failed, will retry job=%s name=%s attempt=%s error=%r", job.pk, job.name, job.attempts, error
+        )
         return
-    logger.error("job failed job=%s name=%s attempt=%s worker=%s error=%r", job.pk, job.name, job.attempts,
-                 worker_id, error, exc_info=(type(error), error, error.__traceback__))
+    logger.error(
+        "job failed job=%s name=%s attempt=%s worker=%s error=%r",
+        job.pk,
+        job.name,
+        job.attempts,
+        worker_id,
+        error,
+        exc_info=(type(error), error, error.__traceback__),
+    )
 
 
 def log_canceled(sender: Any, job_ids: list[int], **kwargs: Any) -> None:
@@ -38,6 +47,10 @@ def log_canceled(sender: Any, job_ids: list[int], **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    for signal, receiver in ((signals.job_started, log_started), (signals.job_succeeded, log_succeeded),
-                             (signals.job_failed, log_failed), (signals.job_canceled, log_canceled)):
+    for signal, receiver in (
+        (signals.job_started, log_started),
+        (signals.job_succeeded, log_succeeded),
+        (signals.job_failed, log_failed),
+        (signals.job_canceled, log_canceled),
+    ):
         signal.connect(receiver, dispatch_uid=f"scheduled_actions_log_{receiver.__name__}")

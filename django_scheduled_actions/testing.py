@@ -31,8 +31,14 @@ WORKER_ID = "testing"
 LEASE = timedelta(minutes=10)
 
 
-def run_due_jobs(*, now: datetime | None = None, advance: timedelta | None = None,
-                 queues: list[str] | None = None, using: str = DEFAULT_DB_ALIAS, limit: int = 10_000) -> int:
+def run_due_jobs(
+    *,
+    now: datetime | None = None,
+    advance: timedelta | None = None,
+    queues: list[str] | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    limit: int = 10_000,
+) -> int:
     """Run every job due at ``now`` (default: the present, plus ``advance``), including jobs those
     jobs schedule when they are due too. Returns how many jobs ran.
 
@@ -59,12 +65,18 @@ def run_job(job_id: int, using: str = DEFAULT_DB_ALIAS) -> None:
     token = uuid.uuid4().hex
     jobs = ScheduledFunction.objects.using(using)
     if jobs.filter(pk=job_id, state=State.PENDING).update(
-            state=State.IN_PROGRESS, worker_id=WORKER_ID, token=token, lease_expires_at=timezone.now() + LEASE):
+        state=State.IN_PROGRESS, worker_id=WORKER_ID, token=token, lease_expires_at=timezone.now() + LEASE
+    ):
         Executor(WORKER_ID, using).run(jobs.get(pk=job_id), token)
 
 
-def scheduled(fn: Function | None = None, args: dict[str, Any] | None = None, *, state: str | None = State.PENDING,
-              using: str = DEFAULT_DB_ALIAS) -> list[ScheduledFunction]:
+def scheduled(
+    fn: Function | None = None,
+    args: dict[str, Any] | None = None,
+    *,
+    state: str | None = State.PENDING,
+    using: str = DEFAULT_DB_ALIAS,
+) -> list[ScheduledFunction]:
     """Jobs of ``fn`` (all functions if None) whose arguments equal ``args`` (any if None)."""
     jobs = ScheduledFunction.objects.using(using).order_by("scheduled_time", "id")
     if fn is not None:
@@ -78,20 +90,27 @@ def scheduled(fn: Function | None = None, args: dict[str, Any] | None = None, *,
     return found
 
 
-def assert_scheduled(fn: Function, args: dict[str, Any] | None = None, *, count: int | None = None,
-                     state: str | None = State.PENDING, using: str = DEFAULT_DB_ALIAS) -> list[ScheduledFunction]:
+def assert_scheduled(
+    fn: Function,
+    args: dict[str, Any] | None = None,
+    *,
+    count: int | None = None,
+    state: str | None = State.PENDING,
+    using: str = DEFAULT_DB_ALIAS,
+) -> list[ScheduledFunction]:
     """Assert that ``fn`` was scheduled (with ``args``, ``count`` times if given); returns the jobs."""
     found = scheduled(fn, args, state=state, using=using)
     if (count is None and not found) or (count is not None and len(found) != count):
         present = [(j.name, j.args, j.state) for j in ScheduledFunction.objects.using(using).order_by("id")]
         wanted = f"{count} job(s)" if count is not None else "a job"
-        raise AssertionError(f"expected {wanted} of {fn.name} with args {args!r} in state {state!r}, found "
-                             f"{len(found)}; scheduled: {present}")
+        raise AssertionError(
+            f"expected {wanted} of {fn.name} with args {args!r} in state {state!r}, found "
+            f"{len(found)}; scheduled: {present}"
+        )
     return found
 
 
-def assert_not_scheduled(fn: Function, args: dict[str, Any] | None = None, *,
-                         using: str = DEFAULT_DB_ALIAS) -> None:
+def assert_not_scheduled(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS) -> None:
     assert_scheduled(fn, args, count=0, using=using)
 
 

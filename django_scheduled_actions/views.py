@@ -54,8 +54,7 @@ MAX_KEY_LENGTH = 200
 class HttpError(Exception):
     """A request the view answers with an error status instead of running the function."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
-                 **details: Any):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **details: Any):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -63,8 +62,9 @@ class HttpError(Exception):
         self.details = details
 
     def response(self) -> JsonResponse:
-        response = respond(self.status, {"status": "error", "error": {
-            "code": self.code, "message": str(self), **self.details}})
+        response = respond(
+            self.status, {"status": "error", "error": {"code": self.code, "message": str(self), **self.details}}
+        )
         for header, value in self.headers.items():
             response[header] = value
         return response
@@ -95,8 +95,7 @@ class JsonCsrfCheck(CsrfViewMiddleware):
 
     def _reject(self, request: HttpRequest, reason: str) -> JsonResponse:
         response = HttpError(403, "csrf_failed", f"CSRF verification failed: {reason}").response()
-        log_response("Forbidden (%s): %s", reason, request.path, response=response, request=request,
-                     logger=csrf_logger)
+        log_response("Forbidden (%s): %s", reason, request.path, response=response, request=request, logger=csrf_logger)
         return response
 
 
@@ -118,8 +117,12 @@ def public_function(name: str) -> Function:
 def check_method(request: HttpRequest, fn: Function) -> None:
     allowed = ALLOWED_METHODS[fn.kind]
     if request.method not in allowed:
-        raise HttpError(405, "method_not_allowed", f"call a {fn.kind} with {' or '.join(allowed)}",
-                        headers={"Allow": ", ".join(allowed)})
+        raise HttpError(
+            405,
+            "method_not_allowed",
+            f"call a {fn.kind} with {' or '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
 
 
 def read_args(request: HttpRequest, fn: Function) -> dict[str, Any]:
@@ -143,15 +146,19 @@ def read_body(request: HttpRequest) -> bytes:
     try:
         return request.body
     except RequestDataTooBig:
-        raise HttpError(413, "too_large", "the request body is larger than Django's "
-                        "DATA_UPLOAD_MAX_MEMORY_SIZE") from None
+        raise HttpError(
+            413, "too_large", "the request body is larger than Django's DATA_UPLOAD_MAX_MEMORY_SIZE"
+        ) from None
 
 
 def check_size(size: int) -> None:
     limit = app_settings.MAX_ARGS_BYTES
     if size > limit:
-        raise HttpError(413, "too_large", f"the arguments are {size} bytes, over the limit of {limit} "
-                        "(SCHEDULED_ACTIONS_MAX_ARGS_BYTES)")
+        raise HttpError(
+            413,
+            "too_large",
+            f"the arguments are {size} bytes, over the limit of {limit} (SCHEDULED_ACTIONS_MAX_ARGS_BYTES)",
+        )
 
 
 def _reject_constant(name: str) -> Any:
@@ -177,8 +184,9 @@ def idempotency_key(request: HttpRequest, fn: Function, auth: Auth) -> str | Non
     if key is None or fn.kind == "query":
         return None
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise HttpError(400, "invalid_idempotency_key",
-                        f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+        raise HttpError(
+            400, "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+        )
     caller = f"user:{auth.user.pk}" if auth.is_authenticated else "anonymous"
     digest = hashlib.sha256("\n".join((caller, fn.name, key)).encode()).hexdigest()
     return f"http:{digest}"
@@ -195,11 +203,18 @@ def run(request: HttpRequest, fn: Function, args: dict[str, Any], auth: Auth, ke
     except PermissionDenied as exc:
         return HttpError(403, "permission_denied", str(exc) or "permission denied").response()
     except IdempotencyKeyInProgress:
-        return HttpError(409, "in_progress", "a call with this Idempotency-Key is still running; retry later",
-                         headers={"Retry-After": "1"}).response()
+        return HttpError(
+            409,
+            "in_progress",
+            "a call with this Idempotency-Key is still running; retry later",
+            headers={"Retry-After": "1"},
+        ).response()
     except IdempotencyKeyReused:
-        return HttpError(422, "idempotency_key_reused", "this Idempotency-Key was used for a call with other "
-                         "arguments; send a new key for a new call").response()
+        return HttpError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a call with other arguments; send a new key for a new call",
+        ).response()
     except Exception as exc:
         return server_error(request, fn, exc)
     return respond(200, {"status": "success", "value": value})

@@ -4,7 +4,7 @@
 #
 #   lint     ruff check; makemigrations --check --dry-run            each venv
 #            mypy; lint-imports (the layers' contracts)              .venv, once
-#            ruff format --check, only when FORMAT_CHECK=1           .venv, once
+#            ruff format --check (FORMAT_CHECK=0 skips it)           .venv, once
 #   unit     pytest -m "not process and not browser and not chaos"   each venv x each database
 #   process  pytest -m process (real worker processes)               .venv x each database
 #   chaos    pytest -m chaos (faults, on the suite's own PostgreSQL  .venv, once (no database of the matrix)
@@ -17,7 +17,7 @@
 #   DBS="sqlite postgres"         databases (default "sqlite postgres mysql")
 #   STAGES="lint unit"            stages (default "lint unit process browser chaos")
 #   JOBS=2                        matrix runs at a time (default 1; each run has its own test database)
-#   FORMAT_CHECK=1                lint also runs `ruff format --check` (default off until the code is formatted)
+#   FORMAT_CHECK=0                lint skips `ruff format --check`
 #   RUN_TIMEOUT=1200              seconds before a single run is killed and counted as failed
 #   POSTGRES_URL / MYSQL_URL      servers (defaults below; pytest-django creates and drops test_* databases)
 #
@@ -35,7 +35,7 @@ DBS="${DBS:-sqlite postgres mysql}"
 STAGES="${STAGES:-lint unit process browser chaos}"
 JOBS="${JOBS:-1}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-1200}"
-FORMAT_CHECK="${FORMAT_CHECK:-0}"  # the code is not ruff-formatted yet: set the default to 1 once it is
+FORMAT_CHECK="${FORMAT_CHECK:-1}"  # ruff format --check; FORMAT_CHECK=0 skips it
 POSTGRES_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/scheduled_actions}"
 MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306/scheduled_actions}"
 PYTEST_ARGS=("$@")

@@ -19,5 +19,9 @@ LOGGING["loggers"]["django_scheduled_actions"]["level"] = env("TEST_LOG_LEVEL", 
 SCHEDULED_ACTIONS_LEASE_SECONDS = env.float("SCHEDULED_ACTIONS_LEASE_SECONDS", default=60)  # noqa: F405
 SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE = env.float("SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE", default=600)  # noqa: F405
 if find_spec("django.tasks") is not None:  # Django 6+: @task functions run on the worker
-    TASKS = {"default": {"BACKEND": "django_scheduled_actions.backends.ScheduledActionsBackend",
-                         "QUEUES": ["default", "tasks-other"]}}
+    TASKS = {
+        "default": {
+            "BACKEND": "django_scheduled_actions.backends.ScheduledActionsBackend",
+            "QUEUES": ["default", "tasks-other"],
+        }
+    }

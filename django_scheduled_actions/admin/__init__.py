@@ -6,5 +6,11 @@ from .jobs import IdempotencyKeyAdmin, ScheduledFunctionAdmin
 from .orchestration import BatchAdmin, SagaAdmin
 from .workers import WorkerProcessAdmin
 
-__all__ = ["BatchAdmin", "CronJobAdmin", "IdempotencyKeyAdmin", "SagaAdmin", "ScheduledFunctionAdmin",
-           "WorkerProcessAdmin"]
+__all__ = [
+    "BatchAdmin",
+    "CronJobAdmin",
+    "IdempotencyKeyAdmin",
+    "SagaAdmin",
+    "ScheduledFunctionAdmin",
+    "WorkerProcessAdmin",
+]

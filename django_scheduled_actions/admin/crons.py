@@ -27,22 +27,42 @@ class CronJobAdmin(admin.ModelAdmin):
     """Admin-defined crons are validated like code-defined ones; code-defined ones only toggle ``enabled``."""
 
     form = CronJobForm
-    list_display = ("name", "function", "schedule_in_words", "enabled", "source", "last_run", "next_run",
-                    "skipped_count")
+    list_display = (
+        "name",
+        "function",
+        "schedule_in_words",
+        "enabled",
+        "source",
+        "last_run",
+        "next_run",
+        "skipped_count",
+    )
     list_editable = ("enabled",)
     list_filter = ("enabled", "source")
     search_fields = ("name", "function")
     ordering = ("name",)
     actions = ["enable_crons", "disable_crons", "run_crons_now"]
-    status_fields = ("schedule_in_words", "next_runs", "source", "last_run_at", "last_run", "next_run_at",
-                     "skipped_count")
+    status_fields = (
+        "schedule_in_words",
+        "next_runs",
+        "source",
+        "last_run_at",
+        "last_run",
+        "next_run_at",
+        "skipped_count",
+    )
     code_fields = ("name", "function", "args", "expression", "interval_seconds", "timezone")
 
     def get_queryset(self, request):
         """Each cron with its latest job's id and state (one subquery each, not a query per row)."""
         latest = ScheduledFunction.objects.filter(cron=OuterRef("pk")).order_by("-id")
-        return super().get_queryset(request).annotate(
-            last_job_id=Subquery(latest.values("pk")[:1]), last_job_state=Subquery(latest.values("state")[:1]))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_job_id=Subquery(latest.values("pk")[:1]), last_job_state=Subquery(latest.values("state")[:1])
+            )
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.source == CronJob.Source.CODE:
@@ -73,8 +93,9 @@ class CronJobAdmin(admin.ModelAdmin):
         except ValueError:
             return "-"
         zone = zoneinfo.ZoneInfo(obj.timezone or "UTC")  # valid: get_schedule() parsed it
-        return format_html_join(mark_safe("<br>"), "{}", ((run.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z (%a)"),)
-                                                          for run in runs))
+        return format_html_join(
+            mark_safe("<br>"), "{}", ((run.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z (%a)"),) for run in runs)
+        )
 
     @admin.display(description="next run", ordering="next_run_at")
     def next_run(self, obj):
@@ -86,8 +107,13 @@ class CronJobAdmin(admin.ModelAdmin):
         job_id = getattr(obj, "last_job_id", None)
         if job_id is None:
             return display.when(obj.last_run_at)
-        return format_html('{} <a href="{}">#{}</a> {}', display.when(obj.last_run_at), job_url(job_id), job_id,
-                           display.state_badge(obj.last_job_state))
+        return format_html(
+            '{} <a href="{}">#{}</a> {}',
+            display.when(obj.last_run_at),
+            job_url(job_id),
+            job_id,
+            display.state_badge(obj.last_job_state),
+        )
 
     @admin.action(description="Enable selected crons (from their next tick)", permissions=["change"])
     def enable_crons(self, request, queryset):

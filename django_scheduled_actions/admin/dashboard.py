@@ -29,9 +29,13 @@ CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 720, 140, 14  # CHART_TOP: room above the
 def dashboard_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.opts,
-               "title": "Scheduled actions dashboard", "breadcrumbs_as_list": django.VERSION >= (6,),
-               **dashboard_data(timezone.now())}
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": "Scheduled actions dashboard",
+        "breadcrumbs_as_list": django.VERSION >= (6,),
+        **dashboard_data(timezone.now()),
+    }
     return TemplateResponse(request, TEMPLATE, context)
 
 
@@ -39,7 +43,8 @@ def dashboard_data(now: datetime) -> dict[str, Any]:
     jobs = ScheduledFunction.objects.order_by()
     changelist = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
     return {
-        "now": now, "changelist": changelist,
+        "now": now,
+        "changelist": changelist,
         "states": state_counts(jobs, changelist),
         "functions": function_counts(jobs),
         "lag": scheduler_lag(jobs, now),
@@ -56,15 +61,25 @@ def unrunnable(jobs, now: datetime) -> list[dict[str, Any]]:
     code that is gone: see deploys.py), most first."""
     knowledge = Knowledge(now, now)
     rows = jobs.filter(state=State.PENDING).values_list("name", "kind", "queue").annotate(n=Count("pk"))
-    found = [{"name": name, "kind": kind, "queue": queue, "count": n} for name, kind, queue, n in rows
-             if knowledge.unrunnable(name, kind, queue)]
+    found = [
+        {"name": name, "kind": kind, "queue": queue, "count": n}
+        for name, kind, queue, n in rows
+        if knowledge.unrunnable(name, kind, queue)
+    ]
     return sorted(found, key=lambda row: (-row["count"], row["name"], row["queue"]))
 
 
 def state_counts(jobs, changelist: str) -> list[dict[str, Any]]:
     counts = dict(jobs.values_list("state").annotate(n=Count("pk")))
-    return [{"state": state, "badge": display.state_badge(state), "count": counts.get(state, 0),
-             "url": f"{changelist}?state__exact={state}"} for state in State.values]
+    return [
+        {
+            "state": state,
+            "badge": display.state_badge(state),
+            "count": counts.get(state, 0),
+            "url": f"{changelist}?state__exact={state}",
+        }
+        for state in State.values
+    ]
 
 
 def function_counts(jobs) -> list[dict[str, Any]]:
@@ -73,7 +88,8 @@ def function_counts(jobs) -> list[dict[str, Any]]:
         table.setdefault(name, dict.fromkeys(State.values, 0))[state] = n
     rows: list[dict[str, Any]] = [
         {"name": name, "counts": [by_state[s] for s in State.values], "total": sum(by_state.values())}
-        for name, by_state in table.items()]
+        for name, by_state in table.items()
+    ]
     rows.sort(key=lambda row: (-row["total"], row["name"]))
     return rows[:TOP_FUNCTIONS]
 
@@ -85,8 +101,12 @@ def scheduler_lag(jobs, now: datetime) -> dict[str, Any]:
     oldest_id = None
     if row["oldest"]:
         oldest_id = jobs.due(now).filter(scheduled_time=row["oldest"]).values_list("pk", flat=True).first()
-    return {"seconds": lag.total_seconds(), "text": display.short_duration(lag), "overdue": row["overdue"],
-            "oldest_id": oldest_id}
+    return {
+        "seconds": lag.total_seconds(),
+        "text": display.short_duration(lag),
+        "overdue": row["overdue"],
+        "oldest_id": oldest_id,
+    }
 
 
 def throughput(jobs, now: datetime, step: timedelta, buckets: int) -> list[tuple[datetime, int, int]]:
@@ -94,9 +114,12 @@ def throughput(jobs, now: datetime, step: timedelta, buckets: int) -> list[tuple
     trunc = TruncMinute if step == timedelta(minutes=1) else TruncHour
     end = trunc_time(now, step) + step
     start = end - step * buckets
-    rows = (jobs.filter(completed_time__gte=start, completed_time__lt=end,
-                        state__in=(State.SUCCESS, State.FAILED))
-            .annotate(bucket=trunc("completed_time")).values_list("bucket", "state").annotate(n=Count("pk")))
+    rows = (
+        jobs.filter(completed_time__gte=start, completed_time__lt=end, state__in=(State.SUCCESS, State.FAILED))
+        .annotate(bucket=trunc("completed_time"))
+        .values_list("bucket", "state")
+        .annotate(n=Count("pk"))
+    )
     series: list[list[Any]] = [[start + step * i, 0, 0] for i in range(buckets)]
     for bucket, state, n in rows:
         if bucket is None:  # MySQL without time zone tables cannot convert to a named zone
@@ -132,19 +155,44 @@ def chart(series: list[tuple[datetime, int, int]], label_format: str, unit: str)
     for i, (at, ok, failed) in enumerate(series):
         ok_height, failed_height = ok * scale, failed * scale
         label = timezone.localtime(at).strftime(label_format)
-        bars.append(Bar(x=f"{i * slot + 1:.1f}", width=f"{max(slot - 2, 1):.1f}",
-                        ok_y=f"{CHART_HEIGHT - ok_height:.1f}", ok_height=f"{ok_height:.1f}",
-                        failed_y=f"{CHART_HEIGHT - ok_height - failed_height:.1f}",
-                        failed_height=f"{failed_height:.1f}", title=f"{label}: {ok} succeeded, {failed} failed"))
-    ticks = [{"x": f"{i * slot:.1f}", "label": timezone.localtime(series[i][0]).strftime(label_format)}
-             for i in range(0, len(series), max(len(series) // 6, 1))]
-    return {"bars": bars, "ticks": ticks, "peak": peak, "unit": unit, "width": CHART_WIDTH, "height": CHART_HEIGHT,
-            "total_ok": sum(ok for _at, ok, _f in series), "total_failed": sum(f for _at, _ok, f in series)}
+        bars.append(
+            Bar(
+                x=f"{i * slot + 1:.1f}",
+                width=f"{max(slot - 2, 1):.1f}",
+                ok_y=f"{CHART_HEIGHT - ok_height:.1f}",
+                ok_height=f"{ok_height:.1f}",
+                failed_y=f"{CHART_HEIGHT - ok_height - failed_height:.1f}",
+                failed_height=f"{failed_height:.1f}",
+                title=f"{label}: {ok} succeeded, {failed} failed",
+            )
+        )
+    ticks = [
+        {"x": f"{i * slot:.1f}", "label": timezone.localtime(series[i][0]).strftime(label_format)}
+        for i in range(0, len(series), max(len(series) // 6, 1))
+    ]
+    return {
+        "bars": bars,
+        "ticks": ticks,
+        "peak": peak,
+        "unit": unit,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "total_ok": sum(ok for _at, ok, _f in series),
+        "total_failed": sum(f for _at, _ok, f in series),
+    }
 
 
 def recent_failures(jobs, now: datetime) -> list[dict[str, Any]]:
-    rows = (jobs.filter(state=State.FAILED, completed_time__gte=now - timedelta(hours=1))
-            .order_by("-completed_time", "-id").values("pk", "name", "completed_time", "error")[:RECENT_FAILURES])
-    return [{**row, "when": display.relative(row["completed_time"], now),
-             "error_line": (row["error"].strip().splitlines() or [""])[-1][:200]} for row in rows]
-
+    rows = (
+        jobs.filter(state=State.FAILED, completed_time__gte=now - timedelta(hours=1))
+        .order_by("-completed_time", "-id")
+        .values("pk", "name", "completed_time", "error")[:RECENT_FAILURES]
+    )
+    return [
+        {
+            **row,
+            "when": display.relative(row["completed_time"], now),
+            "error_line": (row["error"].strip().splitlines() or [""])[-1][:200],
+        }
+        for row in rows
+    ]

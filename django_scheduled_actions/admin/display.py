@@ -28,8 +28,10 @@ COLOURS = {
     "held": "#2e7d32",
     "expired": "#757575",
 }
-BADGE = ('<span class="sa-badge sa-badge-{}" style="background:{};color:#fff;border-radius:4px;'
-         'padding:1px 6px;white-space:nowrap;font-size:0.9em">{}</span>')
+BADGE = (
+    '<span class="sa-badge sa-badge-{}" style="background:{};color:#fff;border-radius:4px;'
+    'padding:1px 6px;white-space:nowrap;font-size:0.9em">{}</span>'
+)
 
 
 def badge(value: str, label: str | None = None) -> SafeString:
@@ -76,8 +78,10 @@ def when(moment: datetime | None, now: datetime | None = None) -> SafeString | s
 
 
 def pretty_json(value: Any) -> SafeString:
-    return format_html('<pre class="sa-json" style="margin:0;white-space:pre-wrap">{}</pre>',
-                       json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+    return format_html(
+        '<pre class="sa-json" style="margin:0;white-space:pre-wrap">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str),
+    )
 
 
 def preformatted(text: str) -> SafeString | str:

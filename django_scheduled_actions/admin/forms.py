@@ -25,10 +25,10 @@ def timezone_choices() -> list[tuple[str, str]]:
 
 class CronJobForm(forms.ModelForm):
     function = forms.ChoiceField(choices=function_choices)
-    timezone = forms.ChoiceField(choices=timezone_choices, initial="UTC",
-                                 help_text="IANA time zone in which the expression is evaluated")
-    args = forms.JSONField(initial=dict, required=False,
-                           help_text="a JSON object matching the function's signature")
+    timezone = forms.ChoiceField(
+        choices=timezone_choices, initial="UTC", help_text="IANA time zone in which the expression is evaluated"
+    )
+    args = forms.JSONField(initial=dict, required=False, help_text="a JSON object matching the function's signature")
 
     class Meta:
         model = CronJob

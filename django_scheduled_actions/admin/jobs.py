@@ -66,8 +66,17 @@ class OverdueFilter(admin.SimpleListFilter):
 
 @admin.register(ScheduledFunction)
 class ScheduledFunctionAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "kind", "state_badge", "scheduled", "attempts_display", "duration_display",
-                    "queue", "origin")
+    list_display = (
+        "id",
+        "name",
+        "kind",
+        "state_badge",
+        "scheduled",
+        "attempts_display",
+        "duration_display",
+        "queue",
+        "origin",
+    )
     list_display_links = ("id", "name")
     list_filter = ("state", OverdueFilter, "kind", "name", "queue")
     search_fields = ("=id", "name", "idempotency_keys__key")
@@ -78,11 +87,36 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
     actions = ["cancel_jobs", "retry_jobs", "run_jobs_now"]
     fieldsets = (
         (None, {"fields": ("id", "name", "kind", "state_badge", "queue", "priority")}),
-        ("Timing", {"fields": ("scheduled", "created_at", "started_at", "completed_time", "duration_display",
-                               "attempts_display", "worker_id", "lease_expires_at")}),
+        (
+            "Timing",
+            {
+                "fields": (
+                    "scheduled",
+                    "created_at",
+                    "started_at",
+                    "completed_time",
+                    "duration_display",
+                    "attempts_display",
+                    "worker_id",
+                    "lease_expires_at",
+                )
+            },
+        ),
         ("Arguments and outcome", {"fields": ("args_pretty", "result_pretty", "error_pretty")}),
-        ("Related", {"fields": ("parent_link", "children_links", "cron_link", "batch_link", "retry_of_link",
-                                "retries_links", "idempotency_keys_display")}),
+        (
+            "Related",
+            {
+                "fields": (
+                    "parent_link",
+                    "children_links",
+                    "cron_link",
+                    "batch_link",
+                    "retry_of_link",
+                    "retries_links",
+                    "idempotency_keys_display",
+                )
+            },
+        ),
     )
     readonly_fields = [field for _name, options in fieldsets for field in cast("tuple[str, ...]", options["fields"])]
 
@@ -200,16 +234,19 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
         return ", ".join(keys) or "-"
 
     def _related_jobs(self, jobs: QuerySet, field: str, owner_id: int):
-        rows = list(jobs.order_by("id").values_list("pk", "name", "state")[:SHOWN_IDS + 1])
+        rows = list(jobs.order_by("id").values_list("pk", "name", "state")[: SHOWN_IDS + 1])
         if not rows:
             return "-"
-        items = format_html_join(mark_safe("<br>"), '<a href="{}">#{} {}</a> {}',
-                                 ((job_url(pk), pk, name, display.state_badge(state))
-                                  for pk, name, state in rows[:SHOWN_IDS]))
+        items = format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">#{} {}</a> {}',
+            ((job_url(pk), pk, name, display.state_badge(state)) for pk, name, state in rows[:SHOWN_IDS]),
+        )
         if len(rows) > SHOWN_IDS:
             changelist = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
-            items = format_html('{}<br><a href="{}?{}__id__exact={}">all of them</a>', items, changelist, field,
-                                owner_id)
+            items = format_html(
+                '{}<br><a href="{}?{}__id__exact={}">all of them</a>', items, changelist, field, owner_id
+            )
         return items
 
     # --- actions: each one calls the queryset method the worker and the scheduler use ---
@@ -223,24 +260,34 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
         if canceled:
             self.message_user(request, f"Canceled {canceled} job(s): #{id_list(open_ids)}.", messages.SUCCESS)
         if len(open_ids) > canceled:
-            self.message_user(request, f"{len(open_ids) - canceled} job(s) finished before they could be canceled.",
-                              messages.WARNING)
+            self.message_user(
+                request, f"{len(open_ids) - canceled} job(s) finished before they could be canceled.", messages.WARNING
+            )
         finished = sorted(pk for pk, state in states.items() if pk not in open_ids)
         if finished:
-            self.message_user(request, f"Skipped {len(finished)} job(s) already finished: "
-                              f"{self._with_states(finished, states)}.", messages.WARNING)
+            self.message_user(
+                request,
+                f"Skipped {len(finished)} job(s) already finished: {self._with_states(finished, states)}.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Retry selected jobs (failed and canceled)", permissions=["retry"])
     def retry_jobs(self, request, queryset):
         outcomes = changes.retry(selected(queryset), timezone.now())
         retried = [o for o in outcomes if o.new_job_id]
         if retried:
-            self.message_user(request, f"Retried {len(retried)} job(s): "
-                              f"{id_list(f'#{o.job_id} as #{o.new_job_id}' for o in retried)}.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Retried {len(retried)} job(s): {id_list(f'#{o.job_id} as #{o.new_job_id}' for o in retried)}.",
+                messages.SUCCESS,
+            )
         skipped = [o for o in outcomes if not o.new_job_id]
         if skipped:
-            self.message_user(request, f"Skipped {len(skipped)} job(s): "
-                              f"{id_list(f'#{o.job_id} ({o.skipped})' for o in skipped)}.", messages.WARNING)
+            self.message_user(
+                request,
+                f"Skipped {len(skipped)} job(s): {id_list(f'#{o.job_id} ({o.skipped})' for o in skipped)}.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Run selected jobs now (pending)", permissions=["change"])
     def run_jobs_now(self, request, queryset):
@@ -257,8 +304,11 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
         other = [pk for pk, state, _at in rows if state != State.PENDING]
         if other:
             states = {pk: state for pk, state, _at in rows}
-            self.message_user(request, f"Skipped {len(other)} job(s) not pending: "
-                              f"{self._with_states(other, states)}.", messages.WARNING)
+            self.message_user(
+                request,
+                f"Skipped {len(other)} job(s) not pending: {self._with_states(other, states)}.",
+                messages.WARNING,
+            )
 
     @staticmethod
     def _with_states(ids: list[int], states: dict[int, str]) -> str:

@@ -21,21 +21,47 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Batch)
 class BatchAdmin(ReadOnlyAdmin):
-    list_display = ("id", "name", "progress", "succeeded", "failed", "canceled", "on_complete", "created_at",
-                    "finished_at")
+    list_display = (
+        "id",
+        "name",
+        "progress",
+        "succeeded",
+        "failed",
+        "canceled",
+        "on_complete",
+        "created_at",
+        "finished_at",
+    )
     list_filter = (("finished_at", admin.EmptyFieldListFilter), "name")
     search_fields = ("=id", "name", "on_complete")
     ordering = ("-created_at", "-id")
-    readonly_fields = ("name", "progress", "items", "succeeded", "failed", "canceled", "on_complete",
-                       "on_complete_args", "on_complete_job", "created_at", "finished_at")
+    readonly_fields = (
+        "name",
+        "progress",
+        "items",
+        "succeeded",
+        "failed",
+        "canceled",
+        "on_complete",
+        "on_complete_args",
+        "on_complete_job",
+        "created_at",
+        "finished_at",
+    )
     fields = readonly_fields
     actions = ["cancel_items"]
 
     @admin.display(description="progress")
     def progress(self, obj):
         percent = 100 * obj.done // obj.total if obj.total else 100
-        return format_html('<progress max="{}" value="{}"></progress> {}/{} ({}%)', max(obj.total, 1),
-                           obj.done if obj.total else 1, obj.done, obj.total, percent)
+        return format_html(
+            '<progress max="{}" value="{}"></progress> {}/{} ({}%)',
+            max(obj.total, 1),
+            obj.done if obj.total else 1,
+            obj.done,
+            obj.total,
+            percent,
+        )
 
     @admin.display(description="items")
     def items(self, obj):
@@ -53,8 +79,18 @@ class BatchAdmin(ReadOnlyAdmin):
 
 class SagaStepInline(admin.TabularInline):
     model = SagaStep
-    fields = ("position", "name", "function", "state", "result", "compensation", "compensation_args", "error",
-              "created_at", "compensated_at")
+    fields = (
+        "position",
+        "name",
+        "function",
+        "state",
+        "result",
+        "compensation",
+        "compensation_args",
+        "error",
+        "created_at",
+        "compensated_at",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False

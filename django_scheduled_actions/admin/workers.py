@@ -24,10 +24,12 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         now = timezone.now()
         live = queryset.alive(now).filter(stopped_at__isnull=True)
-        chosen = {"alive": lambda: live.exclude(pk__in=queryset.late(now)),
-                  "late": lambda: queryset.late(now),
-                  "lost": lambda: queryset.lost(now),
-                  "stopped": lambda: queryset.filter(stopped_at__isnull=False)}.get(self.value() or "")
+        chosen = {
+            "alive": lambda: live.exclude(pk__in=queryset.late(now)),
+            "late": lambda: queryset.late(now),
+            "lost": lambda: queryset.lost(now),
+            "stopped": lambda: queryset.filter(stopped_at__isnull=False),
+        }.get(self.value() or "")
         return chosen() if chosen else queryset
 
 
@@ -35,13 +37,33 @@ class StatusFilter(admin.SimpleListFilter):
 class WorkerProcessAdmin(admin.ModelAdmin):
     """Written by the workers (register, heartbeat, sign off); deleting a row only forgets it."""
 
-    list_display = ("worker_id", "hostname", "pid", "status", "started", "heartbeat", "jobs_running", "queues_display",
-                    "concurrency")
+    list_display = (
+        "worker_id",
+        "hostname",
+        "pid",
+        "status",
+        "started",
+        "heartbeat",
+        "jobs_running",
+        "queues_display",
+        "concurrency",
+    )
     list_filter = (StatusFilter, "hostname")
     search_fields = ("worker_id", "hostname", "=pid")
     ordering = ("-started_at", "-id")
-    fields = ("worker_id", "hostname", "pid", "status", "queues_display", "concurrency", "started", "heartbeat",
-              "expires_at", "stopped_at", "jobs_running")
+    fields = (
+        "worker_id",
+        "hostname",
+        "pid",
+        "status",
+        "queues_display",
+        "concurrency",
+        "started",
+        "heartbeat",
+        "expires_at",
+        "stopped_at",
+        "jobs_running",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -52,10 +74,18 @@ class WorkerProcessAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         """Each worker with the number of in-progress jobs it holds: one subquery, not a query per row."""
-        running = (ScheduledFunction.objects.filter(state=State.IN_PROGRESS, worker_id=OuterRef("worker_id"))
-                   .order_by().values("worker_id").annotate(n=Count("pk")).values("n"))
-        return super().get_queryset(request).annotate(
-            running=Coalesce(Subquery(running, output_field=IntegerField()), Value(0)))
+        running = (
+            ScheduledFunction.objects.filter(state=State.IN_PROGRESS, worker_id=OuterRef("worker_id"))
+            .order_by()
+            .values("worker_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(running=Coalesce(Subquery(running, output_field=IntegerField()), Value(0)))
+        )
 
     @admin.display(description="status")
     def status(self, obj):
@@ -75,8 +105,9 @@ class WorkerProcessAdmin(admin.ModelAdmin):
         if not obj.running:
             return 0
         url = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
-        return format_html('<a href="{}?state__exact=in_progress&amp;worker_id={}">{}</a>', url, obj.worker_id,
-                           obj.running)
+        return format_html(
+            '<a href="{}?state__exact=in_progress&amp;worker_id={}">{}</a>', url, obj.worker_id, obj.running
+        )
 
     @admin.display(description="queues")
     def queues_display(self, obj):
@@ -89,7 +120,8 @@ def worker_counts(now) -> dict[str, int]:
     counts = WorkerProcess.objects.aggregate(
         live=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__gte=now)),
         lost=Count("pk", filter=Q(stopped_at__isnull=True, expires_at__lt=now)),
-        stopped=Count("pk", filter=Q(stopped_at__isnull=False)))
+        stopped=Count("pk", filter=Q(stopped_at__isnull=False)),
+    )
     live = WorkerProcess.objects.alive(now).filter(stopped_at__isnull=True).values_list("heartbeat_at", "expires_at")
     late = sum(is_late(beat, expires, now) for beat, expires in live)
     return {"alive": counts.pop("live") - late, "late": late, **counts}

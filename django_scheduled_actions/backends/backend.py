@@ -44,8 +44,10 @@ class ScheduledActionsBackend(BaseTaskBackend):
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
         if len(job_name(task)) > MAX_NAME_LENGTH:
-            raise InvalidTask(f"Task path {task.module_path!r} is too long for a job name "
-                              f"(at most {MAX_NAME_LENGTH - len(PREFIX)} characters).")
+            raise InvalidTask(
+                f"Task path {task.module_path!r} is too long for a job name "
+                f"(at most {MAX_NAME_LENGTH - len(PREFIX)} characters)."
+            )
         validate_options(task)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
@@ -54,8 +56,7 @@ class ScheduledActionsBackend(BaseTaskBackend):
         from .. import Scheduler  # the scheduler module imports models: load it on first use
 
         self.validate_task(task)
-        stored: dict[str, Any] = {"args": normalize_json(args), "kwargs": normalize_json(kwargs),
-                                  "backend": self.alias}
+        stored: dict[str, Any] = {"args": normalize_json(args), "kwargs": normalize_json(kwargs), "backend": self.alias}
         if task.run_after is not None:
             stored["run_after"] = task.run_after
         key = getattr(task, "idempotency_key", None)
@@ -84,14 +85,27 @@ class ScheduledActionsBackend(BaseTaskBackend):
         errors: list[checks.CheckMessage] = []
         where = f"TASKS[{self.alias!r}]"
         for name in sorted(set(self.options) - set(OPTIONS)):
-            errors.append(checks.Error(f"{where}: unknown OPTIONS key {name!r}.",
-                                       hint=f"{type(self).__name__} takes: {', '.join(OPTIONS)}.",
-                                       id=TASKS_UNKNOWN_OPTION))
+            errors.append(
+                checks.Error(
+                    f"{where}: unknown OPTIONS key {name!r}.",
+                    hint=f"{type(self).__name__} takes: {', '.join(OPTIONS)}.",
+                    id=TASKS_UNKNOWN_OPTION,
+                )
+            )
         if self.database not in settings.DATABASES:
-            errors.append(checks.Error(f"{where}: OPTIONS['DATABASE'] {self.database!r} is not in DATABASES.",
-                                       hint=f"Use one of: {', '.join(settings.DATABASES)}.", id=TASKS_UNKNOWN_DATABASE))
+            errors.append(
+                checks.Error(
+                    f"{where}: OPTIONS['DATABASE'] {self.database!r} is not in DATABASES.",
+                    hint=f"Use one of: {', '.join(settings.DATABASES)}.",
+                    id=TASKS_UNKNOWN_DATABASE,
+                )
+            )
         if not apps.is_installed("django_scheduled_actions"):
-            errors.append(checks.Error(f"{where} uses {type(self).__name__}, but django_scheduled_actions is "
-                                       "not in INSTALLED_APPS.", hint="Add it: its worker runs the tasks.",
-                                       id=TASKS_APP_NOT_INSTALLED))
+            errors.append(
+                checks.Error(
+                    f"{where} uses {type(self).__name__}, but django_scheduled_actions is not in INSTALLED_APPS.",
+                    hint="Add it: its worker runs the tasks.",
+                    id=TASKS_APP_NOT_INSTALLED,
+                )
+            )
         return errors

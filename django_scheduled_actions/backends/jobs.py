@@ -41,8 +41,9 @@ def task_function(task: Task) -> Function:
 
 
 def _body(task: Task):
-    def run_task(ctx: Any, args: list, kwargs: dict, backend: str = DEFAULT_TASK_BACKEND_ALIAS,
-                 run_after: datetime | None = None) -> Any:
+    def run_task(
+        ctx: Any, args: list, kwargs: dict, backend: str = DEFAULT_TASK_BACKEND_ALIAS, run_after: datetime | None = None
+    ) -> Any:
         with guards.policy("allow"):  # a task body may use the ORM
             if task.takes_context:
                 args = [TaskContext(task_result=_current_result(ctx)), *args]

@@ -35,8 +35,9 @@ def load_task(module_path: str) -> Task:
     return task
 
 
-def stored(ctx: Any, args: list, kwargs: dict, backend: str = DEFAULT_TASK_BACKEND_ALIAS,
-           run_after: datetime | None = None) -> None:
+def stored(
+    ctx: Any, args: list, kwargs: dict, backend: str = DEFAULT_TASK_BACKEND_ALIAS, run_after: datetime | None = None
+) -> None:
     """The signature of every task job's body (``jobs.task_function``): what its ``args`` hold."""
 
 

@@ -26,9 +26,12 @@ from ..core import guards
 from ..exceptions import FunctionNotFound
 from .names import PREFIX, STORED, load_task
 
-_BLOCK_START = re.compile(r"^(?:Traceback \(most recent call last\):|The above exception was the direct cause "
-                          r"of the following exception:|During handling of the above exception, another "
-                          r"exception occurred:)$", re.MULTILINE)
+_BLOCK_START = re.compile(
+    r"^(?:Traceback \(most recent call last\):|The above exception was the direct cause "
+    r"of the following exception:|During handling of the above exception, another "
+    r"exception occurred:)$",
+    re.MULTILINE,
+)
 _EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
 UNKNOWN_EXCEPTION = "django_scheduled_actions.exceptions.ScheduledActionsError"
 
@@ -55,14 +58,26 @@ def load_result(result_id: Any, using: str) -> TaskResult:
 def to_task_result(job: Any) -> TaskResult:
     task = load_task(job.name.removeprefix(PREFIX))
     stored = STORED.to_python(job.args)
-    task = task.using(priority=job.priority, queue_name=job.queue, backend=stored.get("backend", DEFAULT_BACKEND),
-                      run_after=stored.get("run_after"))
+    task = task.using(
+        priority=job.priority,
+        queue_name=job.queue,
+        backend=stored.get("backend", DEFAULT_BACKEND),
+        run_after=stored.get("run_after"),
+    )
     status = _status(job)
     result: TaskResult = TaskResult(
-        task=task, id=str(job.pk), status=status, enqueued_at=job.created_at, started_at=job.started_at,
+        task=task,
+        id=str(job.pk),
+        status=status,
+        enqueued_at=job.created_at,
+        started_at=job.started_at,
         finished_at=job.completed_time if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED) else None,
-        last_attempted_at=job.started_at, args=stored["args"], kwargs=stored["kwargs"], backend=task.backend,
-        errors=[task_error(job.error)] if job.error else [], worker_ids=_worker_ids(job),
+        last_attempted_at=job.started_at,
+        args=stored["args"],
+        kwargs=stored["kwargs"],
+        backend=task.backend,
+        errors=[task_error(job.error)] if job.error else [],
+        worker_ids=_worker_ids(job),
     )
     if status == TaskResultStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", job.result)
@@ -89,8 +104,9 @@ def _worker_ids(job: Any) -> list[str]:
 
 def task_error(error: str) -> TaskError:
     """A stored error (a formatted traceback) as Django's ``TaskError``."""
-    return TaskError(exception_class_path=exception_class_path(error),
-                     traceback=error if error.endswith("\n") else error + "\n")
+    return TaskError(
+        exception_class_path=exception_class_path(error), traceback=error if error.endswith("\n") else error + "\n"
+    )
 
 
 def exception_class_path(error: str) -> str:

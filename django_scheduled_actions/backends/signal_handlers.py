@@ -52,8 +52,12 @@ def _follow_tasks_setting() -> None:
             return False
 
     used = any(ours(str(config.get("BACKEND", ""))) for config in getattr(settings, "TASKS", {}).values())
-    for signal, receiver in ((signals.job_scheduled, on_job_scheduled), (signals.job_started, on_job_started),
-                             (signals.job_succeeded, on_job_succeeded), (signals.job_failed, on_job_failed)):
+    for signal, receiver in (
+        (signals.job_scheduled, on_job_scheduled),
+        (signals.job_started, on_job_started),
+        (signals.job_succeeded, on_job_succeeded),
+        (signals.job_failed, on_job_failed),
+    ):
         uid = f"django_tasks.{receiver.__name__}"
         if used:
             signal.connect(receiver, sender=ScheduledFunction, dispatch_uid=uid)

@@ -45,15 +45,21 @@ def fingerprint(fn: Function, kwargs: dict[str, Any]) -> str:
 def stored_result(key: str, name: str, using: str, now: datetime, args_fingerprint: str) -> Any:
     """The stored result under a held key, ``MISSING`` if the key is free; raises if it is held by another
     call, or while it is in progress."""
-    row = (IdempotencyKey.objects.using(using).held(now).filter(key=key)
-           .values("name", "args_fingerprint", "completed", "result").first())
+    row = (
+        IdempotencyKey.objects.using(using)
+        .held(now)
+        .filter(key=key)
+        .values("name", "args_fingerprint", "completed", "result")
+        .first()
+    )
     if row is None:
         return MISSING
     if row["name"] != name:
         raise IdempotencyKeyReused(f"idempotency key {key!r} is held by a call of {row['name']}, not {name}")
     if row["args_fingerprint"] not in (None, args_fingerprint):  # None: written before fingerprints were kept
-        raise IdempotencyKeyReused(f"idempotency key {key!r} is held by a call of {name} with other arguments; "
-                                   "use a new key for a new call")
+        raise IdempotencyKeyReused(
+            f"idempotency key {key!r} is held by a call of {name} with other arguments; use a new key for a new call"
+        )
     if not row["completed"]:
         raise IdempotencyKeyInProgress(f"a call of {name} with idempotency key {key!r} is still running")
     return row["result"]
@@ -74,9 +80,15 @@ def run_mutation_once(key: str, name: str, using: str, body: Callable[[], Any], 
             return found
         _replace_expired(key, using, now)
         result = body()
-        IdempotencyKey.objects.using(using).create(key=key, name=name, args_fingerprint=args_fingerprint,
-                                                   result=result, completed=True, created_at=now,
-                                                   expires_at=now + app_settings.IDEMPOTENCY_TTL)
+        IdempotencyKey.objects.using(using).create(
+            key=key,
+            name=name,
+            args_fingerprint=args_fingerprint,
+            result=result,
+            completed=True,
+            created_at=now,
+            expires_at=now + app_settings.IDEMPOTENCY_TTL,
+        )
         return result
 
     with guards.policy("allow"):
@@ -89,8 +101,9 @@ def run_mutation_once(key: str, name: str, using: str, body: Callable[[], Any], 
             return found
 
 
-def run_action_once(key: str, name: str, using: str, timeout: float, body: Callable[[], Any],
-                    args_fingerprint: str) -> Any:
+def run_action_once(
+    key: str, name: str, using: str, timeout: float, body: Callable[[], Any], args_fingerprint: str
+) -> Any:
     now = timezone.now()
     keys = IdempotencyKey.objects.using(using)
     with guards.policy("allow"):
@@ -100,8 +113,14 @@ def run_action_once(key: str, name: str, using: str, timeout: float, body: Calla
         try:
             with transaction.atomic(using=using):
                 _replace_expired(key, using, now)
-                keys.create(key=key, name=name, args_fingerprint=args_fingerprint, completed=False,
-                            created_at=now, expires_at=now + timedelta(seconds=timeout) + ACTION_KEY_MARGIN)
+                keys.create(
+                    key=key,
+                    name=name,
+                    args_fingerprint=args_fingerprint,
+                    completed=False,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=timeout) + ACTION_KEY_MARGIN,
+                )
         except IntegrityError:
             found = stored_result(key, name, using, timezone.now(), args_fingerprint)
             if found is MISSING:
@@ -114,6 +133,7 @@ def run_action_once(key: str, name: str, using: str, timeout: float, body: Calla
             keys.filter(key=key, completed=False).delete()
         raise
     with guards.policy("allow"):
-        keys.filter(key=key).update(completed=True, result=result,
-                                    expires_at=timezone.now() + app_settings.IDEMPOTENCY_TTL)
+        keys.filter(key=key).update(
+            completed=True, result=result, expires_at=timezone.now() + app_settings.IDEMPOTENCY_TTL
+        )
     return result

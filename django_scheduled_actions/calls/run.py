@@ -37,8 +37,14 @@ def prepare_args(fn: Function, args: Any, *, from_json: bool = False) -> dict[st
     return fn.validator.to_python(fn.validator.to_json(args, from_json=from_json))
 
 
-def run_query(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS,
-              job: JobInfo | None = None, auth: Auth | None = None) -> Any:
+def run_query(
+    fn: Function,
+    args: dict[str, Any] | None = None,
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    job: JobInfo | None = None,
+    auth: Auth | None = None,
+) -> Any:
     """Run a query read-only in a consistent snapshot and return its JSON-able result.
 
     ``auth`` is the caller (``ctx.auth``); ``None`` means anonymous.
@@ -51,15 +57,23 @@ def run_query(fn: Function, args: dict[str, Any] | None = None, *, using: str = 
     return fn.validator.result_to_json(result)
 
 
-def call_mutation_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
-                       auth: Auth | None = None) -> Any:
+def call_mutation_body(
+    fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None, auth: Auth | None = None
+) -> Any:
     """The body of a mutation, inside its transaction; its result is checked against its return annotation
     there, so a mismatch rolls the transaction back."""
     return fn.validator.result_to_json(fn.fn(MutationCtx(job, using, auth), **kwargs))
 
 
-def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
-                 using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
+def run_mutation(
+    fn: Function,
+    args: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    job: JobInfo | None = None,
+    auth: Auth | None = None,
+) -> Any:
     """Run a mutation in one serializable transaction (a savepoint inside an open one).
 
     With ``idempotency_key``, a repeat while the key is held returns the first call's stored result; a
@@ -71,14 +85,21 @@ def run_mutation(fn: Function, args: dict[str, Any] | None = None, *, idempotenc
     kwargs = prepare_args(fn, {} if args is None else args)
     body = lambda: call_mutation_body(fn, kwargs, using, job, auth)  # noqa: E731
     if idempotency_key is not None:
-        return idempotency.run_mutation_once(values.key(idempotency_key), fn.name, using, body,
-                                             idempotency.fingerprint(fn, kwargs))
+        return idempotency.run_mutation_once(
+            values.key(idempotency_key), fn.name, using, body, idempotency.fingerprint(fn, kwargs)
+        )
     with guards.policy("allow"):
         return run_in_mutation_transaction(body, using)
 
 
-def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
-                     auth: Auth | None = None, through: Through = direct) -> Any:
+def call_action_body(
+    fn: Function,
+    kwargs: dict[str, Any],
+    using: str,
+    job: JobInfo | None,
+    auth: Auth | None = None,
+    through: Through = direct,
+) -> Any:
     """A sync action's body on this thread; ``through`` runs its ``ctx``'s database work (the worker's
     connections)."""
     mode: guards.Policy = "action" if app_settings.STRICT_ACTIONS else "allow"
@@ -87,16 +108,29 @@ def call_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobI
     return fn.validator.result_to_json(result)
 
 
-async def call_async_action_body(fn: Function, kwargs: dict[str, Any], using: str, job: JobInfo | None,
-                                 auth: Auth | None = None, awaited: Awaited = on_callers_thread,
-                                 through: Through = direct) -> Any:
+async def call_async_action_body(
+    fn: Function,
+    kwargs: dict[str, Any],
+    using: str,
+    job: JobInfo | None,
+    auth: Auth | None = None,
+    awaited: Awaited = on_callers_thread,
+    through: Through = direct,
+) -> Any:
     """An async action's body, awaited; ``awaited`` runs its ``ctx``'s database work off the event loop."""
     result = await fn.fn(AsyncActionCtx(job, using, auth, awaited, through), **kwargs)
     return fn.validator.result_to_json(result)
 
 
-def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
-               using: str = DEFAULT_DB_ALIAS, job: JobInfo | None = None, auth: Auth | None = None) -> Any:
+def run_action(
+    fn: Function,
+    args: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    job: JobInfo | None = None,
+    auth: Auth | None = None,
+) -> Any:
     """Run an action here and now, outside any transaction, and return its result (an ``async def`` one
     runs to completion, its database work on this thread, as Django's ``async_to_sync`` does).
 
@@ -110,8 +144,15 @@ def run_action(fn: Function, args: dict[str, Any] | None = None, *, idempotency_
     return _run_action(fn, args, idempotency_key, using, job, auth, direct)
 
 
-def _run_action(fn: Function, args: dict[str, Any] | None, idempotency_key: str | None, using: str,
-                job: JobInfo | None, auth: Auth | None, through: Through) -> Any:
+def _run_action(
+    fn: Function,
+    args: dict[str, Any] | None,
+    idempotency_key: str | None,
+    using: str,
+    job: JobInfo | None,
+    auth: Auth | None,
+    through: Through,
+) -> Any:
     fn = _check_kind(fn, "action", "run_action")
     if guards.current() == "query":
         raise QueryWriteError(f"a query cannot run the action {fn.name}")
@@ -120,8 +161,10 @@ def _run_action(fn: Function, args: dict[str, Any] | None, idempotency_key: str 
             f"cannot run the action {fn.name} inside a mutation or an open transaction (transaction.atomic(), "
             "ATOMIC_REQUESTS): a rollback or a conflict retry would undo its writes or repeat its external "
             "calls. Schedule it instead, with ctx.scheduler.run_after(0, the_action, args) (it runs once the "
-            "transaction commits), or call it after the transaction.")
+            "transaction commits), or call it after the transaction."
+        )
     kwargs = prepare_args(fn, {} if args is None else args)
+
     def body() -> Any:
         if fn.is_async:
             return async_to_sync(call_async_action_body)(fn, kwargs, using, job, auth)
@@ -129,8 +172,9 @@ def _run_action(fn: Function, args: dict[str, Any] | None, idempotency_key: str 
 
     if idempotency_key is not None:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
-        return idempotency.run_action_once(values.key(idempotency_key), fn.name, using, timeout, body,
-                                           idempotency.fingerprint(fn, kwargs))
+        return idempotency.run_action_once(
+            values.key(idempotency_key), fn.name, using, timeout, body, idempotency.fingerprint(fn, kwargs)
+        )
     return body()
 
 
@@ -176,8 +220,14 @@ class AsyncActionCtx:
 
     kind = "action"
 
-    def __init__(self, job: JobInfo | None, using: str, auth: Auth | None = None,
-                 awaited: Awaited = on_callers_thread, through: Through = direct):
+    def __init__(
+        self,
+        job: JobInfo | None,
+        using: str,
+        auth: Auth | None = None,
+        awaited: Awaited = on_callers_thread,
+        through: Through = direct,
+    ):
         self.job, self.using, self.auth = job, using, auth or ANONYMOUS
         self._awaited, self._through = awaited, through
 
@@ -185,18 +235,19 @@ class AsyncActionCtx:
         return await self._awaited(lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
     async def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return await self._awaited(
-            lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+        return await self._awaited(lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
     async def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         """Another action: an async one is awaited here, a sync one runs on a thread of its own."""
         fn = _check_kind(fn, "action", "run_action")
         if fn.is_async:
             kwargs = prepare_args(fn, {} if args is None else args)
-            return await call_async_action_body(fn, kwargs, self.using, self.job, self.auth, self._awaited,
-                                                self._through)
-        return await asyncio.to_thread(_run_action, fn, args or {}, None, self.using, self.job, self.auth,
-                                       self._through)
+            return await call_async_action_body(
+                fn, kwargs, self.using, self.job, self.auth, self._awaited, self._through
+            )
+        return await asyncio.to_thread(
+            _run_action, fn, args or {}, None, self.using, self.job, self.auth, self._through
+        )
 
     @property
     def scheduler(self) -> Any:

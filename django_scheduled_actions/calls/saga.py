@@ -83,9 +83,15 @@ class Saga:
             raise SagaRolledBack(f"saga {self.key!r} was rolled back ({self.row.state}): {self.row.error}")
         return self
 
-    def step(self, name: str, fn: Function, args: dict[str, Any] | None = None, *,
-             compensate: Function | None = None,
-             compensate_args: dict[str, Any] | Callable[[Any], dict[str, Any]] | None = None) -> Any:
+    def step(
+        self,
+        name: str,
+        fn: Function,
+        args: dict[str, Any] | None = None,
+        *,
+        compensate: Function | None = None,
+        compensate_args: dict[str, Any] | Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Any:
         """Run ``fn(args)`` once per saga and return its result (the journaled one on a rerun)."""
         if self.row is None:
             raise RuntimeError("use saga.step() inside `with Saga(ctx) as saga:`")
@@ -138,8 +144,14 @@ class Saga:
         assert self.row is not None  # entered
         with guards.policy("allow"):
             self.journal[name] = SagaStep.objects.using(self.using).create(
-                saga=self.row, position=len(self.journal), name=name, function=fn.name, result=result,
-                compensation=compensate.name if compensate else "", compensation_args=comp_args)
+                saga=self.row,
+                position=len(self.journal),
+                name=name,
+                function=fn.name,
+                result=result,
+                compensation=compensate.name if compensate else "",
+                compensation_args=comp_args,
+            )
 
     # --- rolling back ---
 
@@ -153,8 +165,9 @@ class Saga:
                 ok = self._compensate(step) and ok
             elif step.state in (Step.COMPENSATING, Step.COMPENSATION_FAILED):
                 ok = False  # interrupted by a crash, or failed: never run twice
-                logger.error("saga compensation not run again saga=%s step=%s state=%s", self.key, step.name,
-                             step.state)
+                logger.error(
+                    "saga compensation not run again saga=%s step=%s state=%s", self.key, step.name, step.state
+                )
         self._set_state(Row.ROLLING_BACK, Row.ROLLED_BACK if ok else Row.FAILED)
 
     def _compensate(self, step: SagaStep) -> bool:
@@ -174,7 +187,8 @@ class Saga:
             logger.error("saga compensation failed saga=%s step=%s error=%r", self.key, step.name, exc)
             with guards.policy("allow"):
                 steps.filter(state__in=(Step.DONE, Step.COMPENSATING)).update(
-                    state=Step.COMPENSATION_FAILED, error=_describe(exc))
+                    state=Step.COMPENSATION_FAILED, error=_describe(exc)
+                )
             return False
         return True
 

@@ -30,8 +30,9 @@ from ..exceptions import ActionDatabaseAccessError, QueryWriteError
 Policy = Literal["action", "query", "allow"]
 _local = threading.local()
 
-_READ_STATEMENT = re.compile(r"\s*(SELECT|BEGIN|SAVEPOINT|RELEASE|ROLLBACK|SHOW|EXPLAIN|VALUES|SET TRANSACTION)\b",
-                             re.IGNORECASE)
+_READ_STATEMENT = re.compile(
+    r"\s*(SELECT|BEGIN|SAVEPOINT|RELEASE|ROLLBACK|SHOW|EXPLAIN|VALUES|SET TRANSACTION)\b", re.IGNORECASE
+)
 _CTE_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 

@@ -38,8 +38,7 @@ class Options:
 class Function:
     """A registered query, mutation or action."""
 
-    def __init__(self, fn: Callable[..., Any], kind: Kind, visibility: Visibility, name: str | None,
-                 options: Options):
+    def __init__(self, fn: Callable[..., Any], kind: Kind, visibility: Visibility, name: str | None, options: Options):
         self.fn = fn
         self.kind = kind
         self.visibility = visibility
@@ -105,7 +104,7 @@ class Registry:
         """
         for prefix, resolve in self._resolvers.items():
             if name.startswith(prefix):
-                function = resolve(name[len(prefix):])
+                function = resolve(name[len(prefix) :])
                 self.resolved[name] = function.kind  # what this worker publishes it knows (deploys.py)
                 return function
         return self.get(name)
@@ -125,15 +124,19 @@ _ARGUMENT_TYPES = (int, float, str, bool, bytes, list, dict, tuple, set, type(No
 def _check_runnable(fn: Callable[..., Any], kind: Kind, name: str, is_async: bool) -> None:
     """Refuse at once what cannot run: an ``async def`` query or mutation, no context parameter."""
     if is_async and kind != "action":
-        raise TypeError(f"{name}: a {kind} cannot be async def: it runs inside a database transaction, which "
-                        f"is synchronous. Make it a plain def (its database work is quick), or make it an action")
+        raise TypeError(
+            f"{name}: a {kind} cannot be async def: it runs inside a database transaction, which "
+            f"is synchronous. Make it a plain def (its database work is quick), or make it an action"
+        )
     if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
         raise TypeError(f"{name}: a generator cannot be a {kind}; return the value instead")
     params = list(inspect.signature(fn).parameters.values())
     first = params[0] if params else None
     if first is None or first.kind not in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
-        raise TypeError(f"{name}: a {kind} takes the context as its first parameter, e.g. def {fn.__name__}(ctx, "
-                        "...); this function has none")
+        raise TypeError(
+            f"{name}: a {kind} takes the context as its first parameter, e.g. def {fn.__name__}(ctx, "
+            "...); this function has none"
+        )
     try:
         hints = typing.get_type_hints(fn) if first.annotation is not first.empty else {}
     except Exception:  # an annotation naming what is not importable here: judge it as written
@@ -141,9 +144,11 @@ def _check_runnable(fn: Callable[..., Any], kind: Kind, name: str, is_async: boo
     annotation = hints.get(first.name, first.annotation)
     origin = typing.get_origin(annotation) or annotation
     if origin in _ARGUMENT_TYPES or origin in (typing.Union, types.UnionType):
-        raise TypeError(f"{name}: its first parameter {first.name!r} is annotated {annotation!r}, an argument "
-                        f"type; a {kind}'s first parameter receives the context: def {fn.__name__}(ctx, "
-                        f"{first.name}: ...)")
+        raise TypeError(
+            f"{name}: its first parameter {first.name!r} is annotated {annotation!r}, an argument "
+            f"type; a {kind}'s first parameter receives the context: def {fn.__name__}(ctx, "
+            f"{first.name}: ...)"
+        )
 
 
 def _where(fn: Callable[..., Any]) -> str:
@@ -166,9 +171,16 @@ class Decorator(Protocol):
     def __call__(self, fn: Callable[..., Any], /) -> Function: ...
 
     @overload
-    def __call__(self, *, name: str | None = ..., queue: str = ..., priority: int = ...,
-                 timeout: float | None = ..., retry: RetryPolicy | None = ...,
-                 max_concurrency: int | None = ...) -> Callable[[Callable[..., Any]], Function]: ...
+    def __call__(
+        self,
+        *,
+        name: str | None = ...,
+        queue: str = ...,
+        priority: int = ...,
+        timeout: float | None = ...,
+        retry: RetryPolicy | None = ...,
+        max_concurrency: int | None = ...,
+    ) -> Callable[[Callable[..., Any]], Function]: ...
 
 
 def _decorator(kind: Kind, visibility: Visibility) -> Decorator:
@@ -176,13 +188,27 @@ def _decorator(kind: Kind, visibility: Visibility) -> Decorator:
     def decorate(fn: Callable[..., Any], /) -> Function: ...
 
     @overload
-    def decorate(*, name: str | None = ..., queue: str = ..., priority: int = ...,
-                 timeout: float | None = ..., retry: RetryPolicy | None = ...,
-                 max_concurrency: int | None = ...) -> Callable[[Callable[..., Any]], Function]: ...
+    def decorate(
+        *,
+        name: str | None = ...,
+        queue: str = ...,
+        priority: int = ...,
+        timeout: float | None = ...,
+        retry: RetryPolicy | None = ...,
+        max_concurrency: int | None = ...,
+    ) -> Callable[[Callable[..., Any]], Function]: ...
 
-    def decorate(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, queue: str = "default",
-                 priority: int = 0, timeout: float | None = None, retry: RetryPolicy | None = None,
-                 max_concurrency: int | None = None) -> Function | Callable[[Callable[..., Any]], Function]:
+    def decorate(
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int | None = None,
+    ) -> Function | Callable[[Callable[..., Any]], Function]:
         if kind != "action" and (timeout is not None or retry is not None):
             raise TypeError(f"timeout= and retry= apply to actions only, not to a {kind}")
         if kind == "query" and max_concurrency is not None:
@@ -211,8 +237,9 @@ def _options(queue: Any, priority: Any, timeout: Any, retry: Any, max_concurrenc
         raise TypeError(f"retry= must be a RetryPolicy, got {retry!r}")
     if max_concurrency is not None and not values.is_count(max_concurrency):
         raise ValueError(f"max_concurrency= must be a positive int, got {max_concurrency!r}")
-    return Options(queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY,
-                   max_concurrency=max_concurrency)
+    return Options(
+        queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY, max_concurrency=max_concurrency
+    )
 
 
 query = _decorator("query", "public")

@@ -78,8 +78,7 @@ def _convert(tp: Any, value: Any, path: str, *, to_json: bool, from_json: bool) 
         (item,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, list | tuple):
             raise _Mismatch(path, f"expected list, got {_describe(value)}")
-        return [_convert(item, v, f"{path}[{i}]", to_json=to_json, from_json=from_json)
-                for i, v in enumerate(value)]
+        return [_convert(item, v, f"{path}[{i}]", to_json=to_json, from_json=from_json) for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         key_tp, item = typing.get_args(tp) or (str, Any)
         if key_tp is not str:
@@ -293,9 +292,11 @@ def _check_annotation(name: str, where: str, tp: Any) -> None:
         if key_tp is str:
             _check_annotation(name, where, item)
             return
-    raise TypeError(f"{name}: {where} has an unsupported annotation {tp!r}; use int, float, "
-                    "str, bool, None, list[T], dict[str, T], X | None, Literal[...], datetime, date, "
-                    "UUID or Decimal")
+    raise TypeError(
+        f"{name}: {where} has an unsupported annotation {tp!r}; use int, float, "
+        "str, bool, None, list[T], dict[str, T], X | None, Literal[...], datetime, date, "
+        "UUID or Decimal"
+    )
 
 
 _ENCODER = DjangoJSONEncoder(allow_nan=False, separators=(",", ":"))  # keeps no state between calls

@@ -40,8 +40,7 @@ def is_name(value: Any, max_length: int) -> TypeGuard[str]:
 
 def queue_name(value: Any, label: str = "queue") -> str:
     if not is_name(value, QUEUE_MAX_LENGTH):
-        raise ValueError(f"{label} must be a non-empty string of at most {QUEUE_MAX_LENGTH} characters, "
-                         f"got {value!r}")
+        raise ValueError(f"{label} must be a non-empty string of at most {QUEUE_MAX_LENGTH} characters, got {value!r}")
     return value
 
 

@@ -64,10 +64,18 @@ class CronDefinition:
         """The ``CronJob`` fields this definition owns."""
         owned = {"function": self.function.name, "args": self.args}
         if isinstance(self.schedule, schedules.Interval):
-            return {**owned, "expression": "", "interval_seconds": self.schedule.every.total_seconds(),
-                    "timezone": "UTC"}
-        return {**owned, "expression": self.schedule.expression, "interval_seconds": None,
-                "timezone": self.schedule.timezone}
+            return {
+                **owned,
+                "expression": "",
+                "interval_seconds": self.schedule.every.total_seconds(),
+                "timezone": "UTC",
+            }
+        return {
+            **owned,
+            "expression": self.schedule.expression,
+            "interval_seconds": None,
+            "timezone": self.schedule.timezone,
+        }
 
 
 @dataclass(frozen=True)
@@ -134,8 +142,7 @@ class CronRegistry:
 def _validate(name: object, fn: object, args: object, schedule: Any) -> list[tuple[str, str]]:
     problems = []
     if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX_LENGTH:
-        problems.append((f"the name must be a non-empty string of at most {NAME_MAX_LENGTH} characters",
-                         CRON_BAD_NAME))
+        problems.append((f"the name must be a non-empty string of at most {NAME_MAX_LENGTH} characters", CRON_BAD_NAME))
     try:
         schedule()
     except schedules.UnknownTimeZone as exc:
@@ -164,13 +171,15 @@ class CronJobs:
         self._registry = registry
         self._module = module
 
-    def interval(self, name: str, every: dict[str, float] | timedelta, fn: Function,
-                 args: dict[str, Any] | None = None) -> None:
+    def interval(
+        self, name: str, every: dict[str, float] | timedelta, fn: Function, args: dict[str, Any] | None = None
+    ) -> None:
         """Every ``{"seconds"|"minutes"|"hours": n}`` (or ``timedelta``), at least one second."""
         self._registry.add(self._module, name, fn, args, lambda: schedules.interval_from(every))
 
-    def cron(self, name: str, expression: str, fn: Function, args: dict[str, Any] | None = None, *,
-             tz: str = "UTC") -> None:
+    def cron(
+        self, name: str, expression: str, fn: Function, args: dict[str, Any] | None = None, *, tz: str = "UTC"
+    ) -> None:
         """A five-field cron expression, evaluated on the wall clock of ``tz`` (an IANA name)."""
         self._registry.add(self._module, name, fn, args, lambda: schedules.Cron(expression, tz))
 
@@ -186,8 +195,7 @@ class CronJobs:
         """``{"day_of_week": "sunday", "hour_utc": h, "minute_utc": m}``."""
         self._helper("weekly", name, at, fn, args)
 
-    def monthly(self, name: str, at: dict[str, int], fn: Function,
-                args: dict[str, Any] | None = None) -> None:
+    def monthly(self, name: str, at: dict[str, int], fn: Function, args: dict[str, Any] | None = None) -> None:
         """``{"day": d, "hour_utc": h, "minute_utc": m}``; months without day ``d`` are skipped."""
         self._helper("monthly", name, at, fn, args)
 

@@ -250,7 +250,8 @@ def _normalise(expression: object) -> str:
     if len(text.split(" ")) != 5:
         raise InvalidExpression(
             f"cron expression {expression!r} must have five fields (minute hour day-of-month month "
-            "day-of-week) or be one of " + ", ".join(sorted(MACROS)))
+            "day-of-week) or be one of " + ", ".join(sorted(MACROS))
+        )
     from croniter import croniter
 
     if not croniter.is_valid(text):
@@ -268,8 +269,7 @@ def interval_from(spec: object) -> Interval:
     if isinstance(spec, timedelta):
         return Interval(spec)
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in INTERVAL_UNITS:
-        raise InvalidInterval(f'an interval is {{"seconds"|"minutes"|"hours": n}} or a timedelta, '
-                              f'got {spec!r}')
+        raise InvalidInterval(f'an interval is {{"seconds"|"minutes"|"hours": n}} or a timedelta, got {spec!r}')
     unit, amount = next(iter(spec.items()))
     if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount):
         raise InvalidInterval(f"interval {unit} must be a finite number, got {amount!r}")
@@ -297,9 +297,15 @@ def _duration_words(every: timedelta) -> str:
 
 def describe_cron(expression: str, timezone: str = "UTC") -> str:
     """A cron expression in words, e.g. ``every day at 09:00 (Europe/Amsterdam)``."""
-    expression = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-                  "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-                  "@hourly": "0 * * * *"}.get(expression, expression)
+    expression = {
+        "@yearly": "0 0 1 1 *",
+        "@annually": "0 0 1 1 *",
+        "@monthly": "0 0 1 * *",
+        "@weekly": "0 0 * * 0",
+        "@daily": "0 0 * * *",
+        "@midnight": "0 0 * * *",
+        "@hourly": "0 * * * *",
+    }.get(expression, expression)
     minute, hour, dom, month, dow = expression.split(" ")
     where = f" ({timezone})"
     if month != "*":
@@ -324,6 +330,7 @@ def describe_cron(expression: str, timezone: str = "UTC") -> str:
 
 
 # --- stored schedules and the hourly/daily/weekly/monthly helpers ---
+
 
 def build(expression: str, interval_seconds: float | None, timezone: str = "UTC") -> Schedule:
     """The schedule of a stored cron: an interval when ``interval_seconds`` is set, else ``expression``."""

@@ -77,6 +77,7 @@ class TickResult:
 
 # --- syncing code-defined crons ---
 
+
 @dataclass
 class SyncReport:
     added: list[str]
@@ -114,21 +115,28 @@ def _add(definition: CronDefinition, now: datetime, using: str, report: SyncRepo
     fields = definition.model_fields()
     try:
         with transaction.atomic(using=using):
-            CronJob.objects.using(using).create(name=definition.name, source=CronJob.Source.CODE,
-                                                next_run_at=definition.schedule.next_after(now), **fields)
+            CronJob.objects.using(using).create(
+                name=definition.name,
+                source=CronJob.Source.CODE,
+                next_run_at=definition.schedule.next_after(now),
+                **fields,
+            )
     except IntegrityError:
         return  # another worker added it at the same moment
     report.added.append(definition.name)
-    logger.info("cron added name=%r schedule=%r function=%s", definition.name,
-                definition.schedule.describe(), definition.function.name)
+    logger.info(
+        "cron added name=%r schedule=%r function=%s",
+        definition.name,
+        definition.schedule.describe(),
+        definition.function.name,
+    )
 
 
 def _update(row: CronJob, definition: CronDefinition, now: datetime, using: str, report: SyncReport) -> None:
     fields = definition.model_fields()
     changed = [name for name, value in fields.items() if getattr(row, name) != value]
     if row.source != CronJob.Source.CODE:
-        logger.warning("cron name=%r was defined in the admin and is now defined in code; code wins",
-                       row.name)
+        logger.warning("cron name=%r was defined in the admin and is now defined in code; code wins", row.name)
         changed.append("source")
     if not changed:
         return
@@ -141,6 +149,7 @@ def _update(row: CronJob, definition: CronDefinition, now: datetime, using: str,
 
 
 # --- ticking ---
+
 
 class CronScheduler:
     """Enqueues the runs of due cron ticks. ``tick(now)`` is one pass; the clock is the caller's."""
@@ -202,11 +211,22 @@ class CronScheduler:
         return self._fire(row, fn, args, tick, following, missed, now)
 
     def _running(self, row: CronJob) -> bool:
-        return ScheduledFunction.objects.using(self.using).filter(
-            cron=row, state__in=(State.PENDING, State.IN_PROGRESS)).exists()
+        return (
+            ScheduledFunction.objects.using(self.using)
+            .filter(cron=row, state__in=(State.PENDING, State.IN_PROGRESS))
+            .exists()
+        )
 
-    def _fire(self, row: CronJob, fn: Function, args: dict[str, Any], tick: datetime, following: datetime, missed: int,
-              now: datetime) -> TickResult:
+    def _fire(
+        self,
+        row: CronJob,
+        fn: Function,
+        args: dict[str, Any],
+        tick: datetime,
+        following: datetime,
+        missed: int,
+        now: datetime,
+    ) -> TickResult:
         job = _run_of(row, fn, args, now, tick)
         crons = CronJob.objects.using(self.using)
         try:
@@ -226,11 +246,11 @@ class CronScheduler:
         except _Taken:
             return TickResult(row.name, tick, Outcome.TAKEN)
         logger.info("cron fired name=%r tick=%s job=%s missed=%d", row.name, tick.isoformat(), job.pk, missed)
-        return TickResult(row.name, tick, Outcome.FIRED, job_id=job.pk, skipped=missed,
-                          reason=SkipReason.MISSED if missed else None)
+        return TickResult(
+            row.name, tick, Outcome.FIRED, job_id=job.pk, skipped=missed, reason=SkipReason.MISSED if missed else None
+        )
 
-    def _skip(self, row: CronJob, tick: datetime, following: datetime, count: int,
-              reason: SkipReason) -> TickResult:
+    def _skip(self, row: CronJob, tick: datetime, following: datetime, count: int, reason: SkipReason) -> TickResult:
         crons = CronJob.objects.using(self.using)
         with outermost(self.using, None):
             if not crons.advance(row.pk, row.next_run_at, following, skipped=count):
@@ -250,8 +270,9 @@ def _function(row: CronJob) -> Function:
     return fn
 
 
-def _run_of(row: CronJob, fn: Function, args: dict[str, Any], now: datetime,
-            tick: datetime | None) -> ScheduledFunction:
+def _run_of(
+    row: CronJob, fn: Function, args: dict[str, Any], now: datetime, tick: datetime | None
+) -> ScheduledFunction:
     return ScheduledFunction(args=args, **jobs.row(fn, tick or now, now, cron=row, cron_tick=tick))
 
 
@@ -261,13 +282,13 @@ def _on_commit_fired(job: ScheduledFunction, using: str) -> None:
 
 def _on_commit_skipped(row: CronJob, tick: datetime, count: int, reason: SkipReason, using: str) -> None:
     def send() -> None:
-        logger.warning("cron tick skipped name=%r tick=%s reason=%s count=%d", row.name, tick.isoformat(),
-                       reason, count)
+        logger.warning(
+            "cron tick skipped name=%r tick=%s reason=%s count=%d", row.name, tick.isoformat(), reason, count
+        )
         responses = signals.cron_skipped.send_robust(CronJob, cron=row, tick=tick, reason=reason, count=count)
         for receiver, response in responses:
             if isinstance(response, Exception):
-                logger.error("signal receiver failed receiver=%r cron=%r", receiver, row.name,
-                             exc_info=response)
+                logger.error("signal receiver failed receiver=%r cron=%r", receiver, row.name, exc_info=response)
 
     transaction.on_commit(send, using=using)
 
@@ -285,15 +306,23 @@ def run_now(row: CronJob, now: datetime | None = None, using: str = DEFAULT_DB_A
 
 # --- the worker's cron thread ---
 
+
 class CronLoop(threading.Thread):
     """Runs in every worker (not with ``--burst`` or ``--no-crons``): syncs the code-defined crons once,
     then sleeps until the next tick is due (or ``recheck`` seconds, to see crons edited in the admin) and
     ticks. ``on_fired`` is called after a tick enqueued something (the worker wakes its claim loop)."""
 
-    def __init__(self, stopping: threading.Event, *, clock: Callable[[], datetime] = timezone.now,
-                 using: str = DEFAULT_DB_ALIAS, recheck: float = 1.0,
-                 on_fired: Callable[[], None] = lambda: None, crons: CronRegistry | None = None,
-                 through: Callable[[Callable[[], Any]], Any] = lambda work: work()):
+    def __init__(
+        self,
+        stopping: threading.Event,
+        *,
+        clock: Callable[[], datetime] = timezone.now,
+        using: str = DEFAULT_DB_ALIAS,
+        recheck: float = 1.0,
+        on_fired: Callable[[], None] = lambda: None,
+        crons: CronRegistry | None = None,
+        through: Callable[[Callable[[], Any]], Any] = lambda work: work(),
+    ):
         super().__init__(name="scheduled-actions-crons", daemon=True)
         self.through = through  # where its database work runs: the worker's connections
         self.crons = crons or cron_registry
@@ -324,8 +353,12 @@ class CronLoop(threading.Thread):
             except Exception:
                 logger.exception("cron sync failed; this worker runs no crons")
                 return False
-            logger.info("crons synced added=%d updated=%d removed=%d", len(report.added), len(report.updated),
-                        len(report.removed))
+            logger.info(
+                "crons synced added=%d updated=%d removed=%d",
+                len(report.added),
+                len(report.updated),
+                len(report.removed),
+            )
             return True
         return False
 
@@ -347,4 +380,3 @@ class CronLoop(threading.Thread):
         if upcoming is None:
             return self.recheck
         return min(max((upcoming - self.clock()).total_seconds(), 0.0), self.recheck)
-

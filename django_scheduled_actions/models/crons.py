@@ -23,12 +23,18 @@ class CronJobQuerySet(models.QuerySet["CronJob"]):
         earliest: datetime | None = self.filter(enabled=True).aggregate(next=models.Min("next_run_at"))["next"]
         return earliest
 
-    def advance(self, cron_id: int, cursor: datetime | None, next_run_at: datetime, *,
-                fired: datetime | None = None, skipped: int = 0) -> int:
+    def advance(
+        self,
+        cron_id: int,
+        cursor: datetime | None,
+        next_run_at: datetime,
+        *,
+        fired: datetime | None = None,
+        skipped: int = 0,
+    ) -> int:
         """Move a cron's cursor from ``cursor`` to ``next_run_at`` (compare-and-set: of the workers that
         handle one tick, one moves the cursor), recording the fired tick and the skipped ones."""
-        fields: dict[str, Any] = {"next_run_at": next_run_at,
-                                  "skipped_count": models.F("skipped_count") + skipped}
+        fields: dict[str, Any] = {"next_run_at": next_run_at, "skipped_count": models.F("skipped_count") + skipped}
         if fired is not None:
             fields["last_run_at"] = fired
         return self.filter(pk=cron_id, next_run_at=cursor).update(**fields)
@@ -45,18 +51,18 @@ class CronJob(models.Model):
     name = models.CharField(max_length=200)
     function = models.CharField(max_length=255)
     args = models.JSONField(default=dict, blank=True)
-    expression = models.CharField(max_length=200, blank=True, default="",
-                                  help_text=_("a five-field cron expression, e.g. 0 9 * * *"))
+    expression = models.CharField(
+        max_length=200, blank=True, default="", help_text=_("a five-field cron expression, e.g. 0 9 * * *")
+    )
     interval_seconds = models.FloatField(null=True, blank=True, help_text=_("or: every this many seconds"))
     timezone = models.CharField(max_length=64, default="UTC", help_text=_("IANA time zone of the expression"))
     enabled = models.BooleanField(default=True)
     source = models.CharField(max_length=5, choices=Source.choices, default=Source.ADMIN, editable=False)
-    last_run_at = models.DateTimeField(null=True, blank=True, editable=False,
-                                       help_text=_("the last tick that fired"))
-    next_run_at = models.DateTimeField(null=True, blank=True, editable=False,
-                                       help_text=_("the next tick to handle"))
-    skipped_count = models.PositiveIntegerField(default=0, editable=False,
-                                                help_text=_("ticks skipped: overlap, downtime, invalid"))
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False, help_text=_("the last tick that fired"))
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False, help_text=_("the next tick to handle"))
+    skipped_count = models.PositiveIntegerField(
+        default=0, editable=False, help_text=_("ticks skipped: overlap, downtime, invalid")
+    )
     created_at = models.DateTimeField(default=_now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -71,10 +77,11 @@ class CronJob(models.Model):
                 condition=Q(expression="", interval_seconds__isnull=False, interval_seconds__gte=1)
                 | (~Q(expression="") & Q(interval_seconds__isnull=True)),
                 name="sa_cron_one_schedule",
-                violation_error_message=_("Give either a cron expression or an interval of at least one "
-                                          "second (not both).")),
+                violation_error_message=_(
+                    "Give either a cron expression or an interval of at least one second (not both)."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
-

@@ -107,28 +107,48 @@ class ScheduledFunctionQuerySet(models.QuerySet["ScheduledFunction"]):
                 written_params.append(_prep(name, values[name], connection))
         sets, params = [], []
         if count_attempt:  # first: MySQL assigns left to right, and must test the row as it was
-            sets.append(f"attempts = attempts + CASE WHEN {' AND '.join(written)} THEN 0 ELSE 1 END" if written
-                        else "attempts = attempts + 1")
+            sets.append(
+                f"attempts = attempts + CASE WHEN {' AND '.join(written)} THEN 0 ELSE 1 END"
+                if written
+                else "attempts = attempts + 1"
+            )
             params += written_params
         for name, value in values.items():
             sets.append(f"{connection.ops.quote_name(_column(name))} = %s")
             params.append(_prep(name, value, connection))
         held = f"(state = 'in_progress' OR ({' AND '.join(written)}))" if written else "state = 'in_progress'"
         with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE scheduled_actions_job SET {', '.join(sets)} "
-                           f"WHERE id = %s AND token = %s AND {held}", [*params, job_id, token, *written_params])
+            cursor.execute(
+                f"UPDATE scheduled_actions_job SET {', '.join(sets)} WHERE id = %s AND token = %s AND {held}",
+                [*params, job_id, token, *written_params],
+            )
             changed: int = cursor.rowcount
             return changed
 
     def mark_started(self, job_id: int, token: str, now: datetime) -> int:
         return self.update_claimed(job_id, token, {"started_at": now}, count_attempt=True)
 
-    def mark_succeeded(self, job_id: int, token: str, result: Any, now: datetime, *,
-                       started_at: datetime | None = None, count_attempt: bool = False) -> int:
+    def mark_succeeded(
+        self,
+        job_id: int,
+        token: str,
+        result: Any,
+        now: datetime,
+        *,
+        started_at: datetime | None = None,
+        count_attempt: bool = False,
+    ) -> int:
         return self._finish(job_id, token, {"state": State.SUCCESS, "result": result}, now, started_at, count_attempt)
 
-    def _finish(self, job_id: int, token: str, values: dict[str, Any], now: datetime, started_at: datetime | None,
-                count_attempt: bool) -> int:
+    def _finish(
+        self,
+        job_id: int,
+        token: str,
+        values: dict[str, Any],
+        now: datetime,
+        started_at: datetime | None,
+        count_attempt: bool,
+    ) -> int:
         """A claimed job's final state (``values``), completed ``now``; ``started_at`` if given (a mutation's
         start is written with its completion)."""
         values = {**values, "completed_time": now, "lease_expires_at": None}
@@ -140,20 +160,37 @@ class ScheduledFunctionQuerySet(models.QuerySet["ScheduledFunction"]):
         """A canceled action that finished anyway keeps its result; its state stays canceled."""
         return self.filter(pk=job_id, state=State.CANCELED).update(result=result)
 
-    def mark_failed(self, job_id: int, token: str, error: str, now: datetime, *,
-                    started_at: datetime | None = None, count_attempt: bool = False) -> int:
+    def mark_failed(
+        self,
+        job_id: int,
+        token: str,
+        error: str,
+        now: datetime,
+        *,
+        started_at: datetime | None = None,
+        count_attempt: bool = False,
+    ) -> int:
         return self._finish(job_id, token, {"state": State.FAILED, "error": error}, now, started_at, count_attempt)
 
     def retry_later(self, job_id: int, token: str, error: str, run_at: datetime) -> int:
-        return self.update_claimed(job_id, token, {
-            "state": State.PENDING, "error": error, "scheduled_time": run_at, "token": "", "worker_id": "",
-            "lease_expires_at": None, "started_at": None})
+        return self.update_claimed(
+            job_id,
+            token,
+            {
+                "state": State.PENDING,
+                "error": error,
+                "scheduled_time": run_at,
+                "token": "",
+                "worker_id": "",
+                "lease_expires_at": None,
+                "started_at": None,
+            },
+        )
 
     def fail_pending(self, job_id: int, error: str, now: datetime) -> int:
         """Fail a pending job that no worker will run: its function unknown to every live worker for the
         grace (``deploys.py``)."""
-        return self.filter(pk=job_id, state=State.PENDING).update(state=State.FAILED, error=error,
-                                                                  completed_time=now)
+        return self.filter(pk=job_id, state=State.PENDING).update(state=State.FAILED, error=error, completed_time=now)
 
     def undo_start(self, job_id: int, token: str) -> int:
         """Return an action marked started whose body never ran to ``pending`` (its attempt uncounted)."""
@@ -166,10 +203,14 @@ class ScheduledFunctionQuerySet(models.QuerySet["ScheduledFunction"]):
     def unclaim(self) -> int:
         """Back to ``pending`` and unclaimed, for claimed jobs whose body never ran: an action marked
         started (by its claim or a thread) has that undone, its attempt uncounted."""
-        uncounted = models.Case(models.When(started_at__isnull=False, then=models.F("attempts") - 1),
-                                default=models.F("attempts"), output_field=models.PositiveIntegerField())
-        return self.update(state=State.PENDING, token="", worker_id="", lease_expires_at=None, started_at=None,
-                           attempts=uncounted)
+        uncounted = models.Case(
+            models.When(started_at__isnull=False, then=models.F("attempts") - 1),
+            default=models.F("attempts"),
+            output_field=models.PositiveIntegerField(),
+        )
+        return self.update(
+            state=State.PENDING, token="", worker_id="", lease_expires_at=None, started_at=None, attempts=uncounted
+        )
 
 
 class ScheduledFunction(models.Model):
@@ -192,18 +233,46 @@ class ScheduledFunction(models.Model):
     worker_id = models.CharField(max_length=255, blank=True, default="")
     token = models.CharField(max_length=32, blank=True, default="", help_text=_("identifies the current claim"))
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
-                               db_index=False, help_text=_("the job that scheduled this one"))  # sa_job_parent_idx
-    cron = models.ForeignKey("CronJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
-                             db_index=False, help_text=_("the cron that fired this job"))  # sa_job_cron_tick_unique
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        db_index=False,
+        help_text=_("the job that scheduled this one"),
+    )  # sa_job_parent_idx
+    cron = models.ForeignKey(
+        "CronJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
+        help_text=_("the cron that fired this job"),
+    )  # sa_job_cron_tick_unique
     cron_tick = models.DateTimeField(null=True, blank=True, help_text=_("the cron tick this job runs for"))
-    batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs",
-                              db_index=False, help_text=_("the batch this job is an item of"))  # sa_job_batch_items_idx
-    batch_counted = models.BooleanField(default=False, editable=False,
-                                        help_text=_("its final state is counted in its batch's progress"))
-    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
-                                 db_index=False,  # sa_job_retry_of_unique
-                                 help_text=_("the failed or canceled job this one retries"))
+    batch = models.ForeignKey(
+        "Batch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
+        help_text=_("the batch this job is an item of"),
+    )  # sa_job_batch_items_idx
+    batch_counted = models.BooleanField(
+        default=False, editable=False, help_text=_("its final state is counted in its batch's progress")
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        db_index=False,  # sa_job_retry_of_unique
+        help_text=_("the failed or canceled job this one retries"),
+    )
 
     objects = ScheduledFunctionQuerySet.as_manager()
 
@@ -221,20 +290,29 @@ class ScheduledFunction(models.Model):
         # the others are partial where most rows have nothing to index, and no foreign key gets a
         # second index beside the unique constraint that already starts with it.
         indexes = [
-            models.Index(fields=["-priority", "scheduled_time", "id"], name="sa_job_due_idx",
-                         condition=Q(state="pending")),
+            models.Index(
+                fields=["-priority", "scheduled_time", "id"], name="sa_job_due_idx", condition=Q(state="pending")
+            ),
             models.Index(fields=["lease_expires_at"], name="sa_job_lease_idx", condition=Q(state="in_progress")),
-            models.Index(fields=["completed_time"], name="sa_job_finished_idx",
-                         condition=Q(completed_time__isnull=False)),
+            models.Index(
+                fields=["completed_time"], name="sa_job_finished_idx", condition=Q(completed_time__isnull=False)
+            ),
             models.Index(fields=["name", "state"], name="sa_job_name_idx"),
-            models.Index(fields=["batch", "batch_counted", "state"], name="sa_job_batch_items_idx",
-                         condition=Q(batch__isnull=False)),
+            models.Index(
+                fields=["batch", "batch_counted", "state"],
+                name="sa_job_batch_items_idx",
+                condition=Q(batch__isnull=False),
+            ),
             models.Index(fields=["parent"], name="sa_job_parent_idx", condition=Q(parent__isnull=False)),
         ]
-        constraints = [models.UniqueConstraint(fields=["cron", "cron_tick"], name="sa_job_cron_tick_unique"),
-                       models.UniqueConstraint(fields=["retry_of"], name="sa_job_retry_of_unique")]
-        permissions = [("cancel_scheduledfunction", "Can cancel scheduled functions"),
-                       ("retry_scheduledfunction", "Can retry scheduled functions")]
+        constraints = [
+            models.UniqueConstraint(fields=["cron", "cron_tick"], name="sa_job_cron_tick_unique"),
+            models.UniqueConstraint(fields=["retry_of"], name="sa_job_retry_of_unique"),
+        ]
+        permissions = [
+            ("cancel_scheduledfunction", "Can cancel scheduled functions"),
+            ("retry_scheduledfunction", "Can retry scheduled functions"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.name} ({self.state})"

@@ -24,12 +24,19 @@ class IdempotencyKey(models.Model):
 
     key = models.CharField(max_length=255)
     name = models.CharField(_("function"), max_length=255)
-    job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="idempotency_keys")
+    job = models.ForeignKey(
+        ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL, related_name="idempotency_keys"
+    )
     args_fingerprint = models.CharField(  # noqa: DJ001 - NULL: not recorded (scheduler keys, older keys)
-        _("arguments' fingerprint"), max_length=64, null=True, blank=True,
-        help_text=_("SHA-256 of the call's arguments (run_mutation / run_action); a repeat with other arguments "
-                    "is refused. Empty for scheduler keys and keys written before it was recorded."))
+        _("arguments' fingerprint"),
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text=_(
+            "SHA-256 of the call's arguments (run_mutation / run_action); a repeat with other arguments "
+            "is refused. Empty for scheduler keys and keys written before it was recorded."
+        ),
+    )
     result = models.JSONField(null=True, blank=True)
     completed = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=_now)

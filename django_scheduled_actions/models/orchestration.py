@@ -19,11 +19,18 @@ class Batch(models.Model):
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     canceled = models.PositiveIntegerField(default=0)
-    on_complete = models.CharField(max_length=255, blank=True, default="",
-                                   help_text=_("the function scheduled once every item has finished"))
+    on_complete = models.CharField(
+        max_length=255, blank=True, default="", help_text=_("the function scheduled once every item has finished")
+    )
     on_complete_args = models.JSONField(default=dict, blank=True)
-    on_complete_job = models.ForeignKey(ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+", help_text=_("the job that runs on_complete"))
+    on_complete_job = models.ForeignKey(
+        ScheduledFunction,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("the job that runs on_complete"),
+    )
     created_at = models.DateTimeField(default=_now)
     finished_at = models.DateTimeField(null=True, blank=True, help_text=_("when the last item finished"))
 

@@ -49,10 +49,12 @@ class WorkerProcess(models.Model):
     heartbeat_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
-    functions = models.JSONField(default=dict, blank=True,
-                                 help_text=_("what it can run: function name -> kind (see deploys.py)"))
-    unknown = models.JSONField(default=list, blank=True,
-                               help_text=_("names of jobs it claimed and could not run, left for other workers"))
+    functions = models.JSONField(
+        default=dict, blank=True, help_text=_("what it can run: function name -> kind (see deploys.py)")
+    )
+    unknown = models.JSONField(
+        default=list, blank=True, help_text=_("names of jobs it claimed and could not run, left for other workers")
+    )
 
     objects = WorkerProcessQuerySet.as_manager()
 

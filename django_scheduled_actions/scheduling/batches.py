@@ -53,9 +53,17 @@ COUNTER_OF = {State.SUCCESS: "succeeded", State.FAILED: "failed", State.CANCELED
 # --- fan-out ---
 
 
-def schedule_batch(using: str, parent: JobInfo | None, fn: Any, items: Iterable[dict[str, Any]], when: datetime,
-                   on_complete: Any, on_complete_args: dict[str, Any] | None, queue: str | None,
-                   priority: int | None) -> int:
+def schedule_batch(
+    using: str,
+    parent: JobInfo | None,
+    fn: Any,
+    items: Iterable[dict[str, Any]],
+    when: datetime,
+    on_complete: Any,
+    on_complete_args: dict[str, Any] | None,
+    queue: str | None,
+    priority: int | None,
+) -> int:
     """Validate everything, then write the batch and its items atomically; returns the batch id."""
     fn = jobs.check_schedulable(fn)
     rows = [jobs.checked_args(fn, args, index)[0] for index, args in enumerate(items)]
@@ -65,14 +73,19 @@ def schedule_batch(using: str, parent: JobInfo | None, fn: Any, items: Iterable[
     with guards.policy("allow"), transaction.atomic(using=using):
         canceled = jobs.parent_canceled(parent, using)
         batch = Batch.objects.using(using).create(
-            name=fn.name, total=len(rows), on_complete=on_complete.name if on_complete else "",
-            on_complete_args=finish_args, created_at=now)
+            name=fn.name,
+            total=len(rows),
+            on_complete=on_complete.name if on_complete else "",
+            on_complete_args=finish_args,
+            created_at=now,
+        )
         if canceled:  # scheduled by a canceled job: created canceled, as run_after does
             template.update(state=State.CANCELED, completed_time=now, batch_counted=True)
             Batch.objects.using(using).filter(pk=batch.pk).update(canceled=len(rows))
         for start in range(0, len(rows), CHUNK):
             ScheduledFunction.objects.using(using).bulk_create(
-                [ScheduledFunction(args=args, batch=batch, **template) for args in rows[start:start + CHUNK]])
+                [ScheduledFunction(args=args, batch=batch, **template) for args in rows[start : start + CHUNK]]
+            )
         jobs.announce(lambda: list(ScheduledFunction.objects.using(using).filter(batch=batch).order_by("pk")), using)
         if canceled or not rows:
             _finish(Batch.objects.using(using).get(pk=batch.pk), using, parent)
@@ -147,15 +160,22 @@ def _finish(batch: Batch, using: str, parent: JobInfo | None = None) -> None:
     try:
         fn = registry.get(batch.on_complete)
     except FunctionNotFound:
-        logger.error("batch finished but its on_complete is not registered batch=%s on_complete=%s",
-                     batch.pk, batch.on_complete)
+        logger.error(
+            "batch finished but its on_complete is not registered batch=%s on_complete=%s", batch.pk, batch.on_complete
+        )
         return
-    args = {**batch.on_complete_args, "batch_id": batch.pk, "succeeded": batch.succeeded, "failed": batch.failed,
-            "canceled": batch.canceled}
+    args = {
+        **batch.on_complete_args,
+        "batch_id": batch.pk,
+        "succeeded": batch.succeeded,
+        "failed": batch.failed,
+        "canceled": batch.canceled,
+    }
     try:
         json_args, _text = jobs.checked_args(fn, args)
-        job_id = jobs.write(ScheduledFunction(args=json_args, **jobs.row(fn, now, now, parent=parent)), parent, None,
-                            now, using)
+        job_id = jobs.write(
+            ScheduledFunction(args=json_args, **jobs.row(fn, now, now, parent=parent)), parent, None, now, using
+        )
     except (TypeError, ValueError) as exc:  # its code changed since the batch was scheduled (checked before writing)
         logger.error("batch finished but its on_complete could not be scheduled batch=%s error=%r", batch.pk, exc)
         return

@@ -82,9 +82,11 @@ def _retry(selected: QuerySet[ScheduledFunction], now: datetime) -> list[RetryOu
         if reason or fn is None:
             outcomes.append(RetryOutcome(old.pk, None, reason))
             continue
-        job = ScheduledFunction(args=old.args, **jobs.row(fn, now, now, old.queue, old.priority, None,
-                                                          parent_id=old.parent_id, cron_id=old.cron_id),
-                                retry_of=old)
+        job = ScheduledFunction(
+            args=old.args,
+            **jobs.row(fn, now, now, old.queue, old.priority, None, parent_id=old.parent_id, cron_id=old.cron_id),
+            retry_of=old,
+        )
         try:
             with transaction.atomic(using=selected.db):  # a savepoint: a lost race skips only this job
                 job.save(using=selected.db, force_insert=True)

@@ -42,19 +42,35 @@ def checked_args(fn: Function, args: Any, index: int | None = None) -> tuple[dic
     size = len(text.encode())
     if size > app_settings.MAX_ARGS_BYTES:
         where = "arguments" if index is None else f"item {index}: arguments"
-        raise ArgumentValidationError(fn.name, f"{where} are {size} bytes serialised, over "
-                                      f"SCHEDULED_ACTIONS_MAX_ARGS_BYTES={app_settings.MAX_ARGS_BYTES}")
+        raise ArgumentValidationError(
+            fn.name,
+            f"{where} are {size} bytes serialised, over SCHEDULED_ACTIONS_MAX_ARGS_BYTES={app_settings.MAX_ARGS_BYTES}",
+        )
     return json_args, text
 
 
-def row(fn: Function, when: datetime, now: datetime, queue: Any = None, priority: Any = None,
-        parent: JobInfo | None = None, **fields: Any) -> dict[str, Any]:
+def row(
+    fn: Function,
+    when: datetime,
+    now: datetime,
+    queue: Any = None,
+    priority: Any = None,
+    parent: JobInfo | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """The fields of a new job of ``fn`` due at ``when``, but its arguments: the per-call ``queue`` and
     ``priority`` checked, else the function's; ``fields`` adds or overrides (a batch, a cron tick)."""
-    return {"name": fn.name, "kind": fn.kind, "scheduled_time": when, "created_at": now,
-            "queue": fn.options.queue if queue is None else values.queue_name(queue),
-            "priority": fn.options.priority if priority is None else values.priority(priority),
-            "max_attempts": fn.retry.max_attempts, "parent_id": parent.id if parent else None, **fields}
+    return {
+        "name": fn.name,
+        "kind": fn.kind,
+        "scheduled_time": when,
+        "created_at": now,
+        "queue": fn.options.queue if queue is None else values.queue_name(queue),
+        "priority": fn.options.priority if priority is None else values.priority(priority),
+        "max_attempts": fn.retry.max_attempts,
+        "parent_id": parent.id if parent else None,
+        **fields,
+    }
 
 
 def announce(jobs: Sequence[ScheduledFunction] | Callable[[], Sequence[ScheduledFunction]], using: str) -> None:
@@ -125,8 +141,9 @@ def _write_once(job: ScheduledFunction, key: str, now: datetime, using: str) -> 
                 if held is not None:
                     keys.filter(key=key, expires_at__lte=now).delete()
                 job.save(using=using, force_insert=True)
-                keys.create(key=key, name=job.name, job=job, created_at=now,
-                            expires_at=now + app_settings.IDEMPOTENCY_TTL)
+                keys.create(
+                    key=key, name=job.name, job=job, created_at=now, expires_at=now + app_settings.IDEMPOTENCY_TTL
+                )
             return True, job.pk
         except IntegrityError:
             job.pk = None  # a concurrent call took the key: read its job on the next turn

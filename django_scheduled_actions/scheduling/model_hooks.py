@@ -54,15 +54,22 @@ def _make_saves_atomic(model: type[models.Model]) -> None:
     model.save_base = save_base  # type: ignore[method-assign]
 
 
-def schedule_on_save(model: type[models.Model], fn: Function, *, args: ArgsFn,
-                     when: Callable[[Any, bool], bool] | None = None, delay: float | timedelta = 0) -> None:
+def schedule_on_save(
+    model: type[models.Model],
+    fn: Function,
+    *,
+    args: ArgsFn,
+    when: Callable[[Any, bool], bool] | None = None,
+    delay: float | timedelta = 0,
+) -> None:
     """After each save of ``model`` for which ``when(instance, created)`` is true, schedule
     ``fn(args(instance))`` ``delay`` seconds later, in the save's transaction. Fixture loads (raw) skip."""
     _check(model, fn, args, when, delay)
     _make_saves_atomic(model)
 
-    def receiver(sender: Any, instance: Any, created: bool, raw: bool = False, using: str = "default",
-                 **kwargs: Any) -> None:
+    def receiver(
+        sender: Any, instance: Any, created: bool, raw: bool = False, using: str = "default", **kwargs: Any
+    ) -> None:
         if raw or (when is not None and not when(instance, created)):
             return
         Scheduler(using=using).run_after(delay, fn, args(instance))
@@ -70,8 +77,14 @@ def schedule_on_save(model: type[models.Model], fn: Function, *, args: ArgsFn,
     post_save.connect(receiver, sender=model, weak=False, dispatch_uid=_uid("save", model, fn))
 
 
-def schedule_on_delete(model: type[models.Model], fn: Function, *, args: ArgsFn,
-                       when: Callable[[Any], bool] | None = None, delay: float | timedelta = 0) -> None:
+def schedule_on_delete(
+    model: type[models.Model],
+    fn: Function,
+    *,
+    args: ArgsFn,
+    when: Callable[[Any], bool] | None = None,
+    delay: float | timedelta = 0,
+) -> None:
     """After each delete of ``model`` for which ``when(instance)`` is true, schedule ``fn(args(instance))``
     in the delete's transaction. ``args`` sees the instance as it was (its pk is still set)."""
     _check(model, fn, args, when, delay)

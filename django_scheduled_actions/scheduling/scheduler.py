@@ -34,33 +34,63 @@ class Scheduler:
         self.using = using
         self.parent = parent
 
-    def run_after(self, delay: float | timedelta, fn: Function, args: dict[str, Any] | None = None, *,
-                  idempotency_key: str | None = None, queue: str | None = None,
-                  priority: int | None = None) -> int | None:
+    def run_after(
+        self,
+        delay: float | timedelta,
+        fn: Function,
+        args: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> int | None:
         """Run ``fn(args)`` ``delay`` seconds after now (0: as soon as possible after commit)."""
         now = timezone.now()
         return self._schedule(values.after(now, delay), fn, args, idempotency_key, queue, priority, now)
 
-    def run_at(self, when: datetime | float, fn: Function, args: dict[str, Any] | None = None, *,
-               idempotency_key: str | None = None, queue: str | None = None,
-               priority: int | None = None) -> int | None:
+    def run_at(
+        self,
+        when: datetime | float,
+        fn: Function,
+        args: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> int | None:
         """Run ``fn(args)`` at ``when`` (aware datetime or epoch seconds); past times mean now."""
         moment = values.moment(when)
         now = timezone.now()
         return self._schedule(max(moment, now), fn, args, idempotency_key, queue, priority, now)
 
-    def batch(self, fn: Function, items: Iterable[dict[str, Any]], *, on_complete: Function | None = None,
-              on_complete_args: dict[str, Any] | None = None, delay: float | timedelta = 0,
-              queue: str | None = None, priority: int | None = None) -> int:
+    def batch(
+        self,
+        fn: Function,
+        items: Iterable[dict[str, Any]],
+        *,
+        on_complete: Function | None = None,
+        on_complete_args: dict[str, Any] | None = None,
+        delay: float | timedelta = 0,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> int:
         """Fan out: schedule ``fn`` once per item, in bulk and atomically; returns the ``Batch`` id. Fan in:
         ``on_complete`` is scheduled once when every item has finished, with ``batch_id``, ``succeeded``,
         ``failed`` and ``canceled`` added to ``on_complete_args`` (its signature is checked now)."""
         when = values.after(timezone.now(), delay)
-        return batches.schedule_batch(self.using, self.parent, fn, items, when, on_complete, on_complete_args,
-                                      queue, priority)
+        return batches.schedule_batch(
+            self.using, self.parent, fn, items, when, on_complete, on_complete_args, queue, priority
+        )
 
-    def run_many(self, fn: Function, items: Iterable[dict[str, Any]], *, delay: float | timedelta = 0,
-                 queue: str | None = None, priority: int | None = None) -> list[int]:
+    def run_many(
+        self,
+        fn: Function,
+        items: Iterable[dict[str, Any]],
+        *,
+        delay: float | timedelta = 0,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> list[int]:
         """Schedule ``fn`` once per item of ``items`` (arguments), ``delay`` seconds from now, in bulk:
         every item is validated before anything is written, the jobs are written atomically (joining the
         caller's transaction, as ``run_after`` does); returns their ids in the order of ``items``."""
@@ -72,8 +102,11 @@ class Scheduler:
         with guards.policy("allow"), transaction.atomic(using=self.using):
             if jobs.parent_canceled(self.parent, self.using):
                 template.update(state=State.CANCELED, completed_time=now)
-            ids = [pk for start in range(0, len(texts), BULK_CHUNK)
-                   for pk in store.insert_many(template, texts[start:start + BULK_CHUNK])]
+            ids = [
+                pk
+                for start in range(0, len(texts), BULK_CHUNK)
+                for pk in store.insert_many(template, texts[start : start + BULK_CHUNK])
+            ]
             jobs.announce(lambda: jobs.as_read(template, ids, texts, self.using), self.using)
         return ids
 
@@ -95,8 +128,16 @@ class Scheduler:
             # share-locks this row) is retried; inside the caller's transaction it is the caller's
             once() if in_transaction(self.using) else retry_on_conflict(once)
 
-    def _schedule(self, when: datetime, fn: Any, args: Any, key: str | None, queue: str | None,
-                  priority: int | None, now: datetime) -> int | None:
+    def _schedule(
+        self,
+        when: datetime,
+        fn: Any,
+        args: Any,
+        key: str | None,
+        queue: str | None,
+        priority: int | None,
+        now: datetime,
+    ) -> int | None:
         fn = jobs.check_schedulable(fn)
         json_args, _text = jobs.checked_args(fn, args)
         job = ScheduledFunction(args=json_args, **jobs.row(fn, when, now, queue, priority, self.parent))

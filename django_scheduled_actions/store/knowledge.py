@@ -34,13 +34,17 @@ class Knowledge:
     """What the workers alive at ``since`` or later knew: one query of the (small) workers table."""
 
     def __init__(self, now: datetime, since: datetime, using: str = DEFAULT_DB_ALIAS):
-        rows = (WorkerProcess.objects.using(using).filter(expires_at__gte=since)
-                .values_list("functions", "unknown", "queues", "heartbeat_at", "expires_at", "stopped_at"))
+        rows = (
+            WorkerProcess.objects.using(using)
+            .filter(expires_at__gte=since)
+            .values_list("functions", "unknown", "queues", "heartbeat_at", "expires_at", "stopped_at")
+        )
         self.seen = []
         for functions, unknown, queues, beat, expires, stopped in rows:
             alive = stopped is None and expires >= now
-            self.seen.append(Seen(functions or {}, unknown or [], queues or [], alive,
-                                  now if alive else stopped or beat))
+            self.seen.append(
+                Seen(functions or {}, unknown or [], queues or [], alive, now if alive else stopped or beat)
+            )
 
     def _knowers(self, name: str, kind: str, queue: str) -> list[Seen]:
         return [w for w in self.seen if w.functions.get(name) == kind and w.serves(queue)]

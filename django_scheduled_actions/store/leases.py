@@ -26,9 +26,17 @@ from .transactions import is_lock_timeout, outermost, retry_on_conflict
 logger = logging.getLogger("django_scheduled_actions")
 
 
-def claim(worker_id: str, limit: int, now: datetime | None, lease: timedelta, queues: Iterable[str] | None = None,
-          using: str = DEFAULT_DB_ALIAS, token: str | None = None, start: int = 0,
-          skip: frozenset[str] = frozenset()) -> tuple[str, list[ScheduledFunction]]:
+def claim(
+    worker_id: str,
+    limit: int,
+    now: datetime | None,
+    lease: timedelta,
+    queues: Iterable[str] | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    token: str | None = None,
+    start: int = 0,
+    skip: frozenset[str] = frozenset(),
+) -> tuple[str, list[ScheduledFunction]]:
     """Claim up to ``limit`` due jobs, highest priority first; returns the claim token and the jobs.
 
     Due by ``now``, or by the database's clock if it is None (what the worker passes); the claim's lease
@@ -45,8 +53,9 @@ def claim(worker_id: str, limit: int, now: datetime | None, lease: timedelta, qu
     limited = limits.active(queues, skip)
     claimed = limits.claim_limited(limited, worker_id, token, limit, now, lease, queues, using) if limited else []
     if len(claimed) < limit:
-        claimed += engine(using).claim_unlimited(limited, worker_id, token, limit - len(claimed), now, lease, queues,
-                                                 max(start - len(claimed), 0))
+        claimed += engine(using).claim_unlimited(
+            limited, worker_id, token, limit - len(claimed), now, lease, queues, max(start - len(claimed), 0)
+        )
     if limited:
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_time, j.pk))
     committed = time.monotonic()  # the claim's statements have committed: a snapshot taken after sees it
@@ -56,20 +65,39 @@ def claim(worker_id: str, limit: int, now: datetime | None, lease: timedelta, qu
     return token, claimed
 
 
-def next_due_time(queues: Iterable[str] | None, now: datetime, using: str = DEFAULT_DB_ALIAS,
-                  skip: frozenset[str] = frozenset()) -> datetime | None:
+def next_due_time(
+    queues: Iterable[str] | None, now: datetime, using: str = DEFAULT_DB_ALIAS, skip: frozenset[str] = frozenset()
+) -> datetime | None:
     """When the next claim may find work (limited jobs waiting for a slot and skipped functions excepted)."""
     return limits.next_due_time(queues, now, using, skip)
 
 
-def register_worker(worker_id: str, *, hostname: str, pid: int, queues: list[str] | None, concurrency: int,
-                    now: datetime, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -> None:
+def register_worker(
+    worker_id: str,
+    *,
+    hostname: str,
+    pid: int,
+    queues: list[str] | None,
+    concurrency: int,
+    now: datetime,
+    lease: timedelta,
+    using: str = DEFAULT_DB_ALIAS,
+) -> None:
     def once() -> None:
         with outermost(using, None):  # SQLite: take the write lock first, several workers start at once
-            WorkerProcess.objects.using(using).update_or_create(worker_id=worker_id, defaults={
-                "hostname": hostname, "pid": pid, "queues": queues or [], "concurrency": concurrency,
-                "started_at": now, "heartbeat_at": dbclock.DatabaseNow(), "expires_at": dbclock.after(lease),
-                "stopped_at": None})
+            WorkerProcess.objects.using(using).update_or_create(
+                worker_id=worker_id,
+                defaults={
+                    "hostname": hostname,
+                    "pid": pid,
+                    "queues": queues or [],
+                    "concurrency": concurrency,
+                    "started_at": now,
+                    "heartbeat_at": dbclock.DatabaseNow(),
+                    "expires_at": dbclock.after(lease),
+                    "stopped_at": None,
+                },
+            )
 
     retry_on_conflict(once)
 
@@ -100,16 +128,20 @@ def heartbeat(worker_id: str, lease: timedelta, using: str = DEFAULT_DB_ALIAS) -
 
 
 def sign_off(worker_id: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
-    return WorkerProcess.objects.using(using).filter(worker_id=worker_id).update(
-        stopped_at=now, expires_at=dbclock.DatabaseNow())
+    return (
+        WorkerProcess.objects.using(using)
+        .filter(worker_id=worker_id)
+        .update(stopped_at=now, expires_at=dbclock.DatabaseNow())
+    )
 
 
 def release(job_id: int, token: str, error: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
     """Give up a claim whose outcome the worker could not record: back to pending if its body never
     committed (a mutation, or an action not started), else failed (an action may have run: at most once)."""
     jobs = ScheduledFunction.objects.using(using).filter(pk=job_id, token=token, state=State.IN_PROGRESS)
-    return (jobs.filter(started_at__isnull=True).unclaim()
-            or jobs.update(state=State.FAILED, error=error, completed_time=now, lease_expires_at=None))
+    return jobs.filter(started_at__isnull=True).unclaim() or jobs.update(
+        state=State.FAILED, error=error, completed_time=now, lease_expires_at=None
+    )
 
 
 def release_claim(token: str, using: str = DEFAULT_DB_ALIAS) -> int:
@@ -125,5 +157,7 @@ def hand_back(token: str, jobs: Iterable[ScheduledFunction], using: str = DEFAUL
     for job in jobs:
         claimed_at.setdefault(job.started_at, []).append(job.pk)
     rows = ScheduledFunction.objects.using(using)
-    return sum((rows.filter(started_at=started) if started else rows.filter(started_at__isnull=True))
-               .hand_back(token, ids) for started, ids in claimed_at.items())
+    return sum(
+        (rows.filter(started_at=started) if started else rows.filter(started_at__isnull=True)).hand_back(token, ids)
+        for started, ids in claimed_at.items()
+    )

@@ -85,8 +85,16 @@ def active(queues: Iterable[str] | None = None, skip: frozenset[str] = frozenset
     return Limits(functions, queue_limits, skip)
 
 
-def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: datetime | None, lease: timedelta,
-                  queues: Iterable[str] | None, using: str) -> list[ScheduledFunction]:
+def claim_limited(
+    limits: Limits,
+    worker_id: str,
+    token: str,
+    limit: int,
+    now: datetime | None,
+    lease: timedelta,
+    queues: Iterable[str] | None,
+    using: str,
+) -> list[ScheduledFunction]:
     """Claim up to ``limit`` due limited jobs without exceeding any limit; one short transaction. Due by
     ``now`` (None: the database's clock), leased from the database's time."""
 
@@ -97,7 +105,8 @@ def claim_limited(limits: Limits, worker_id: str, token: str, limit: int, now: d
             chosen = _choose(limits, free, limit, now, queues, using)
             if chosen:
                 ScheduledFunction.objects.using(using).filter(pk__in=[j.pk for j in chosen]).update(
-                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease))
+                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease)
+                )
             return chosen
 
     return retry_on_conflict(once)
@@ -113,8 +122,14 @@ def _lock(keys: list[str], using: str) -> None:
 
 
 def _free_slots(limits: Limits, using: str) -> dict[str, int]:
-    running = (ScheduledFunction.objects.using(using).filter(state=State.IN_PROGRESS).filter(limits.limited())
-               .values("name", "queue").annotate(n=Count("id")).order_by())
+    running = (
+        ScheduledFunction.objects.using(using)
+        .filter(state=State.IN_PROGRESS)
+        .filter(limits.limited())
+        .values("name", "queue")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     free = {key: limits.capacity(key) for key in limits.keys()}
     for row in running:
         for key in limits.keys_of(row["name"], row["queue"]):
@@ -122,8 +137,9 @@ def _free_slots(limits: Limits, using: str) -> dict[str, int]:
     return free
 
 
-def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime | None, queues: Iterable[str] | None,
-            using: str) -> list[ScheduledFunction]:
+def _choose(
+    limits: Limits, free: dict[str, int], limit: int, now: datetime | None, queues: Iterable[str] | None, using: str
+) -> list[ScheduledFunction]:
     """The due limited jobs to claim, highest priority first, each fitting every limit it falls under.
 
     Each round looks at up to ``free`` due jobs per limit with room; a job under two limits may fill one
@@ -141,15 +157,18 @@ def _choose(limits: Limits, free: dict[str, int], limit: int, now: datetime | No
     return chosen
 
 
-def _fitting(limits: Limits, free: dict[str, int], due: ScheduledFunctionQuerySet,
-             limit: int) -> list[ScheduledFunction]:
-    at_limit = Limits({n: 0 for n in limits.functions if free[f"function:{n}"] <= 0},
-                      {q: 0 for q in limits.queues if free[f"queue:{q}"] <= 0})
+def _fitting(
+    limits: Limits, free: dict[str, int], due: ScheduledFunctionQuerySet, limit: int
+) -> list[ScheduledFunction]:
+    at_limit = Limits(
+        {n: 0 for n in limits.functions if free[f"function:{n}"] <= 0},
+        {q: 0 for q in limits.queues if free[f"queue:{q}"] <= 0},
+    )
     due = at_limit.exclude_limited(due)  # a job under two limits waits while either is full
     candidates: dict[int, ScheduledFunction] = {}
     for key in limits.keys():
         if free[key] > 0:
-            candidates.update((job.pk, job) for job in due.filter(limits.matching(key))[:min(free[key], limit)])
+            candidates.update((job.pk, job) for job in due.filter(limits.matching(key))[: min(free[key], limit)])
     fitting: list[ScheduledFunction] = []
     for job in sorted(candidates.values(), key=lambda j: (-j.priority, j.scheduled_time, j.pk)):
         keys = limits.keys_of(job.name, job.queue)
@@ -160,8 +179,9 @@ def _fitting(limits: Limits, free: dict[str, int], due: ScheduledFunctionQuerySe
     return fitting
 
 
-def next_due_time(queues: Iterable[str] | None, now: datetime, using: str,
-                  skip: frozenset[str] = frozenset()) -> datetime | None:
+def next_due_time(
+    queues: Iterable[str] | None, now: datetime, using: str, skip: frozenset[str] = frozenset()
+) -> datetime | None:
     """When a worker should look for work again: the next due unlimited job, or the next limited job
     not due yet. Limited jobs already due are waiting for a slot: a finishing job frees it, and the
     worker polls meanwhile, instead of spinning on a claim that returns nothing."""
@@ -170,6 +190,8 @@ def next_due_time(queues: Iterable[str] | None, now: datetime, using: str,
     if not limits and not skip:
         return engine(using).next_due_time(queues)
     pending = limits.without_skipped(jobs.filter(state=State.PENDING).in_queues(queues).order_by("scheduled_time"))
-    times = [limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
-             pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first()]
+    times = [
+        limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
+        pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first(),
+    ]
     return min((t for t in times if t is not None), default=None)

@@ -71,8 +71,7 @@ def is_unique_race(exc: BaseException) -> bool:
     times), at the outermost level: a savepoint's caller may be catching ``IntegrityError`` itself.
     MySQL/MariaDB's serializable reads lock what they read, so the same race is a deadlock there (1213,
     retried as a conflict); SQLite has one writer, so the race cannot happen."""
-    return (app_settings.MUTATION_ISOLATION == "serializable"
-            and _sqlstate(exc.__cause__ or exc) == PG_UNIQUE_VIOLATION)
+    return app_settings.MUTATION_ISOLATION == "serializable" and _sqlstate(exc.__cause__ or exc) == PG_UNIQUE_VIOLATION
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
@@ -110,8 +109,11 @@ def _pg_isolation_levels() -> dict[str, object]:
         return {}
     if not is_psycopg3:
         return {}
-    return {"serializable": IsolationLevel.SERIALIZABLE, "repeatable read": IsolationLevel.REPEATABLE_READ,
-            "read committed": IsolationLevel.READ_COMMITTED}
+    return {
+        "serializable": IsolationLevel.SERIALIZABLE,
+        "repeatable read": IsolationLevel.REPEATABLE_READ,
+        "read committed": IsolationLevel.READ_COMMITTED,
+    }
 
 
 PG_ISOLATION = _pg_isolation_levels()
@@ -148,8 +150,13 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         finally:
             sqlite.transaction_mode = saved
         return
-    if (vendor == "postgresql" and PG_ISOLATION and (isolation or read_only) and conn.connection is not None
-            and not conn.in_atomic_block):
+    if (
+        vendor == "postgresql"
+        and PG_ISOLATION
+        and (isolation or read_only)
+        and conn.connection is not None
+        and not conn.in_atomic_block
+    ):
         # psycopg then opens the transaction with "BEGIN ISOLATION LEVEL ..." itself: one round trip less
         raw = conn.connection
         saved_level, saved_read_only = raw.isolation_level, raw.read_only
@@ -205,8 +212,9 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
             if getattr(exc.__cause__, "sqlstate", None) not in ("26000", "42P05"):
                 raise
             _UNPREPARABLE.add(raw)
-            logger.warning("prepared statements do not work on this connection (a pooler?); not using them "
-                           "error=%r", exc)
+            logger.warning(
+                "prepared statements do not work on this connection (a pooler?); not using them error=%r", exc
+            )
             if connection.in_atomic_block:  # the transaction is aborted: the caller's rollback path takes over
                 raise
     with connection.cursor() as cursor:

@@ -39,8 +39,14 @@ Take = Callable[[], tuple[Runnable | None, Claimed | None]]  # the next waiting 
 
 
 class Actions:
-    def __init__(self, outcomes: Outcomes, done: Callable[[ScheduledFunction], None], group_size: int = 8,
-                 settle: Settle | None = None, through: Through = direct):
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        done: Callable[[ScheduledFunction], None],
+        group_size: int = 8,
+        settle: Settle | None = None,
+        through: Through = direct,
+    ):
         self.outcomes, self.store, self.done, self.group_size = outcomes, outcomes.store, done, group_size
         self.write = settle or outcomes.settle  # the worker's ledger, when there is one
         self.through = through  # how the bodies' ctx reach the database: the worker's connections
@@ -107,8 +113,9 @@ class Actions:
         for _token, job in unstarted:
             self.done(job)
 
-    def _run_started(self, fn: Function, job: ScheduledFunction, token: str, watch: Watch,
-                     abandoned: Callable[[], bool]) -> tuple[Any] | None:
+    def _run_started(
+        self, fn: Function, job: ScheduledFunction, token: str, watch: Watch, abandoned: Callable[[], bool]
+    ) -> tuple[Any] | None:
         """Run a started action's body: ``(result,)`` on success; None once a failure is recorded, or if
         the worker abandoned the body (timed out; the worker recorded that)."""
         job.attempts += 1
@@ -146,4 +153,4 @@ class Actions:
 
 def _started_after(group: list[Runnable], i: int, started: set[int]) -> list[Claimed]:
     """The jobs of ``group`` after the ``i``-th that were marked started (and have not run)."""
-    return [(token, job) for _fn, job, token in group[i + 1:] if job.pk in started]
+    return [(token, job) for _fn, job, token in group[i + 1 :] if job.pk in started]

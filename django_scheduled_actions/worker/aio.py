@@ -34,8 +34,14 @@ Submit = Callable[[list[Outcome], list[Claimed]], Future[Written]]  # the ledger
 
 
 class AsyncRunner(threading.Thread):
-    def __init__(self, slots: int, outcomes: Outcomes, submit: Submit, connections: Connections,
-                 done: Callable[[ScheduledFunction], None]):
+    def __init__(
+        self,
+        slots: int,
+        outcomes: Outcomes,
+        submit: Submit,
+        connections: Connections,
+        done: Callable[[ScheduledFunction], None],
+    ):
         super().__init__(name="scheduled-actions-async", daemon=True)
         self.outcomes, self.submit_write, self.connections, self.done = outcomes, submit, connections, done
         self.slots, self.size = threading.BoundedSemaphore(slots), slots
@@ -105,8 +111,15 @@ class AsyncRunner(threading.Thread):
         budget = asyncio.timeout(timeout)
         try:
             async with budget:
-                result = await call_async_action_body(fn, fn.validator.to_python(job.args), self.outcomes.store.using,
-                                                      info, None, self.connections.awaited, self.connections.through)
+                result = await call_async_action_body(
+                    fn,
+                    fn.validator.to_python(job.args),
+                    self.outcomes.store.using,
+                    info,
+                    None,
+                    self.connections.awaited,
+                    self.connections.through,
+                )
         except BaseException as exc:  # CancelledError, SystemExit from a body too: recorded, the loop goes on
             failure: BaseException = exc
             if budget.expired():
@@ -133,5 +146,9 @@ class AsyncRunner(threading.Thread):
             reported = self.beat
             task = asyncio.current_task(self.loop)
             job = self.running.get(task) if task is not None else None
-            logger.warning("an async action blocks the event loop job=%s name=%s blocked_for=%.1fs",
-                           job.pk if job else "?", job.name if job else "?", held)
+            logger.warning(
+                "an async action blocks the event loop job=%s name=%s blocked_for=%.1fs",
+                job.pk if job else "?",
+                job.name if job else "?",
+                held,
+            )

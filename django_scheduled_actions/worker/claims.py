@@ -28,10 +28,22 @@ PREFETCH_MAX = 128
 
 
 class Claims:
-    def __init__(self, store: Store, worker_id: str, *, concurrency: int, holdable: int, lease: timedelta,
-                 queues: list[str] | None, max_jobs: int | None, poll_interval: float,
-                 skip: Callable[[], frozenset[str]], wake: Callable[[], None], stopping: threading.Event,
-                 async_capacity: Callable[[], tuple[int, int]] = lambda: (0, 0)):
+    def __init__(
+        self,
+        store: Store,
+        worker_id: str,
+        *,
+        concurrency: int,
+        holdable: int,
+        lease: timedelta,
+        queues: list[str] | None,
+        max_jobs: int | None,
+        poll_interval: float,
+        skip: Callable[[], frozenset[str]],
+        wake: Callable[[], None],
+        stopping: threading.Event,
+        async_capacity: Callable[[], tuple[int, int]] = lambda: (0, 0),
+    ):
         self.store, self.worker_id, self.concurrency = store, worker_id, concurrency
         self.lease, self.queues = lease, queues
         # what the threads may hold besides the waiting jobs: a transaction of mutations or a group of actions each

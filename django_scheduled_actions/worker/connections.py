@@ -34,8 +34,9 @@ class Connections:
             raise ValueError("the worker needs at least one database connection for its work")
         self.size, self.using = size, using
         self._local = threading.local()
-        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="scheduled-actions-db",
-                                           initializer=self._enter)
+        self._threads = ThreadPoolExecutor(
+            max_workers=size, thread_name_prefix="scheduled-actions-db", initializer=self._enter
+        )
 
     def _enter(self) -> None:
         self._local.mine = True

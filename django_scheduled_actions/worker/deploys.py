@@ -84,8 +84,7 @@ class Repertoire:
         with self._lock:
             self.unknown.add(job.name)
         persist(lambda: self.store.hand_back(token, [job]), self.store, patience=5.0)
-        logger.info("job left for a worker that knows its function job=%s name=%s kind=%s", job.pk, job.name,
-                    job.kind)
+        logger.info("job left for a worker that knows its function job=%s name=%s kind=%s", job.pk, job.name, job.kind)
         return True
 
     def due(self, mono: float) -> bool:
@@ -105,20 +104,26 @@ class Repertoire:
         grace = self.grace()
         cutoff = now - timedelta(seconds=grace)
         jobs = ScheduledFunction.objects.using(self.using)
-        waiting = list(jobs.due(cutoff).filter(name__in=sorted(self.skip()), created_at__lte=cutoff)
-                       .defer("result")[:FAIL_PER_CHECK])
+        waiting = list(
+            jobs.due(cutoff)
+            .filter(name__in=sorted(self.skip()), created_at__lte=cutoff)
+            .defer("result")[:FAIL_PER_CHECK]
+        )
         if not waiting:
             return 0
         knowledge = Knowledge(now, cutoff, self.using)
         return sum(self._fail(job, now, grace) for job in waiting if grace_over(job, knowledge, now, grace))
 
     def _fail(self, job: ScheduledFunction, now: datetime, grace: float) -> bool:
-        error = FunctionNotFound(f"no live worker has known the {job.kind} {job.name!r} for {grace:g} s since the "
-                                 "job fell due (SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE)")
+        error = FunctionNotFound(
+            f"no live worker has known the {job.kind} {job.name!r} for {grace:g} s since the "
+            "job fell due (SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE)"
+        )
         if not ScheduledFunction.objects.using(self.using).fail_pending(job.pk, describe(error), now):
             return False  # claimed or canceled meanwhile
         job.state, job.completed_time = State.FAILED, now
         batches.job_finished(job, self.using)
-        signals.job_failed.send_robust(sender=ScheduledFunction, job=job, error=error, will_retry=False,
-                                       worker_id=self.worker_id)
+        signals.job_failed.send_robust(
+            sender=ScheduledFunction, job=job, error=error, will_retry=False, worker_id=self.worker_id
+        )
         return True

@@ -33,18 +33,33 @@ class Executor:
     worker does not know, for a worker that does (True), instead of failing it (``deploys.py``);
     ``settle`` writes action successes and starts (the worker's ledger; by default, directly)."""
 
-    def __init__(self, worker_id: str, using: str = DEFAULT_DB_ALIAS, clock: Callable[[], datetime] = timezone.now,
-                 done: Callable[[ScheduledFunction], None] = lambda job: None, action_group: int = 8,
-                 leave: Callable[[Claimed], bool] | None = None, store: Store | None = None,
-                 outcomes: Outcomes | None = None, settle: Settle | None = None, through: Through = direct,
-                 aio: AsyncRunner | None = None):
+    def __init__(
+        self,
+        worker_id: str,
+        using: str = DEFAULT_DB_ALIAS,
+        clock: Callable[[], datetime] = timezone.now,
+        done: Callable[[ScheduledFunction], None] = lambda job: None,
+        action_group: int = 8,
+        leave: Callable[[Claimed], bool] | None = None,
+        store: Store | None = None,
+        outcomes: Outcomes | None = None,
+        settle: Settle | None = None,
+        through: Through = direct,
+        aio: AsyncRunner | None = None,
+    ):
         self.outcomes = outcomes or Outcomes(worker_id, store or DatabaseStore(using), clock)
         self.leave, self.done, self.through, self.aio = leave, done, through, aio
         self.mutations = Mutations(self.outcomes, done)
         self.actions = Actions(self.outcomes, done, action_group, settle, through)
 
-    def run(self, job: ScheduledFunction, token: str, watch: Watch = lambda deadline, job: None,
-            abandoned: Callable[[], bool] = lambda: False, pull: Pull = _nothing_waiting) -> Claimed | None:
+    def run(
+        self,
+        job: ScheduledFunction,
+        token: str,
+        watch: Watch = lambda deadline, job: None,
+        abandoned: Callable[[], bool] = lambda: False,
+        pull: Pull = _nothing_waiting,
+    ) -> Claimed | None:
         """Run ``job`` and, while it is efficient to, the jobs ``pull`` hands over. Returns a job that was
         pulled but not run (the caller runs it next), or None."""
         fn = self._function(job, token)
@@ -85,12 +100,14 @@ class Executor:
         if self.leave is not None and self.leave((token, job)):
             return
         started = job.started_at is not None  # by the claim: that counted the attempt
-        self.outcomes.fail(job, token, exc, count_attempt=not started,
-                           started_at=job.started_at if started else self.outcomes.clock())
+        self.outcomes.fail(
+            job, token, exc, count_attempt=not started, started_at=job.started_at if started else self.outcomes.clock()
+        )
 
     @staticmethod
-    def take_next(pull: Pull, kind: str, joined: Collection[int] = (),
-                  claimed_before: float | None = None) -> tuple[Runnable | None, Claimed | None]:
+    def take_next(
+        pull: Pull, kind: str, joined: Collection[int] = (), claimed_before: float | None = None
+    ) -> tuple[Runnable | None, Claimed | None]:
         """The next waiting job, if there is one: ``(runnable, None)`` if it is a ``kind`` that can run
         (its function known) and not one of the ``joined`` jobs, else ``(None, job)``, for the caller to
         hand back (unknown names fail there). A job already joined is a second claim of it (the first
@@ -104,7 +121,8 @@ class Executor:
             return None, None
         token, job = following
         if job.pk in joined or (
-                claimed_before is not None and getattr(job, "claim_committed", claimed_before) > claimed_before):
+            claimed_before is not None and getattr(job, "claim_committed", claimed_before) > claimed_before
+        ):
             return None, following
         try:
             fn = registry.for_job(job.name)

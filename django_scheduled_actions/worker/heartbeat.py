@@ -19,8 +19,9 @@ class Heartbeat(threading.Thread):
     """Renews the worker's lease every third of a lease until ``finished`` is set: while it beats, nobody
     recovers the jobs it holds. A row that is gone (pruned, deleted by hand) is registered again."""
 
-    def __init__(self, store: Store, worker_id: str, lease: timedelta, finished: threading.Event,
-                 register: Callable[[], None]):
+    def __init__(
+        self, store: Store, worker_id: str, lease: timedelta, finished: threading.Event, register: Callable[[], None]
+    ):
         super().__init__(name="scheduled-actions-heartbeat", daemon=True)
         self.store, self.worker_id, self.lease = store, worker_id, lease
         self.finished, self.register = finished, register

@@ -70,8 +70,9 @@ class Ledger(threading.Thread):
                 running = None not in batch
                 requests = [request for request in batch if request is not None]
                 if requests:
-                    started, error = self.write([o for r in requests for o in r.outcomes],
-                                                [s for r in requests for s in r.starts])
+                    started, error = self.write(
+                        [o for r in requests for o in r.outcomes], [s for r in requests for s in r.starts]
+                    )
             for request in requests:
                 request.finish(started, error)
         connections.close_all()

@@ -69,13 +69,21 @@ def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFuncti
     row = lost.filter(pk=job.pk, token=job.token)
     if job.attempts < job.max_attempts:
         delay = timedelta(seconds=_retry_policy(job.name).backoff(job.attempts))
-        changed = row.update(state=State.PENDING, error=str(error), scheduled_time=now + delay, token="",
-                             worker_id="", lease_expires_at=None, started_at=None)
+        changed = row.update(
+            state=State.PENDING,
+            error=str(error),
+            scheduled_time=now + delay,
+            token="",
+            worker_id="",
+            lease_expires_at=None,
+            started_at=None,
+        )
     else:
         changed = row.update(state=State.FAILED, error=str(error), completed_time=now, lease_expires_at=None)
     if changed:
-        signals.job_failed.send_robust(sender=ScheduledFunction, job=job, error=error,
-                                       will_retry=job.attempts < job.max_attempts, worker_id=None)
+        signals.job_failed.send_robust(
+            sender=ScheduledFunction, job=job, error=error, will_retry=job.attempts < job.max_attempts, worker_id=None
+        )
     return changed
 
 
@@ -101,8 +109,15 @@ class Upkeep:
     """The main loop's chores: release the claims and jobs whose writes failed, recover lost workers' jobs
     every quarter lease (5 s at most), prune every ``PRUNE_EVERY`` seconds, keep the repertoire fresh."""
 
-    def __init__(self, store: Any, lease: timedelta, failed_claims: list[str], orphans: list[tuple[int, str, str]],
-                 repertoire: Any, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        store: Any,
+        lease: timedelta,
+        failed_claims: list[str],
+        orphans: list[tuple[int, str, str]],
+        repertoire: Any,
+        clock: Callable[[], datetime],
+    ):
         self.store, self.lease, self.failed_claims, self.orphans = store, lease, failed_claims, orphans
         self.repertoire, self.clock = repertoire, clock
         self._next_recovery = self._next_prune = 0.0
@@ -110,8 +125,13 @@ class Upkeep:
     def due(self, mono: float) -> bool:
         """Whether ``run`` has anything to do now: the loop asks on every pass, and hands ``run`` to a
         database connection only then."""
-        return bool(self.failed_claims or self.orphans or mono >= self._next_recovery or mono >= self._next_prune
-                    or self.repertoire.due(mono))
+        return bool(
+            self.failed_claims
+            or self.orphans
+            or mono >= self._next_recovery
+            or mono >= self._next_prune
+            or self.repertoire.due(mono)
+        )
 
     def run(self, mono: float) -> None:
         try:

@@ -92,8 +92,13 @@ class Mutations:
     def _after_rollback(self, taken: list[Runnable], failing: int | None, exc: BaseException) -> None:
         lost_connection = isinstance(exc, DatabaseError) and is_connection_error(exc)
         retryable = isinstance(exc, DatabaseError) and (is_conflict(exc) or is_unique_race(exc))
-        own_failure = (failing is not None and not isinstance(exc, ClaimLost) and not lost_connection
-                       and not retryable and not self._after_a_lost_claim(taken[:failing]))
+        own_failure = (
+            failing is not None
+            and not isinstance(exc, ClaimLost)
+            and not lost_connection
+            and not retryable
+            and not self._after_a_lost_claim(taken[:failing])
+        )
         if lost_connection:  # each job runs again alone, on a new connection
             self.store.reconnect()
         unrecorded: list[Claimed] = []
@@ -117,8 +122,11 @@ class Mutations:
         if not before:
             return False
         try:
-            held = set(Jobs.using(self.using).filter(pk__in=[job.pk for _fn, job, _token in before],
-                                                     state=State.IN_PROGRESS).values_list("pk", "token"))
+            held = set(
+                Jobs.using(self.using)
+                .filter(pk__in=[job.pk for _fn, job, _token in before], state=State.IN_PROGRESS)
+                .values_list("pk", "token")
+            )
         except DatabaseError:
             return True
         return any((job.pk, token) not in held for _fn, job, token in before)
@@ -155,8 +163,9 @@ class Mutations:
         if isinstance(exc, ClaimLost):
             logger.info("mutation rolled back: job no longer claimed job=%s name=%s", job.pk, job.name)
         elif isinstance(exc, OperationalError | InterfaceError) and (is_connection_error(exc) or is_lock_timeout(exc)):
-            logger.warning("database connection lost or a lock not granted during job=%s; handing it back "
-                           "error=%r", job.pk, exc)
+            logger.warning(
+                "database connection lost or a lock not granted during job=%s; handing it back error=%r", job.pk, exc
+            )
             self.store.reconnect()
             hand_back = lambda: Jobs.using(self.using).hand_back(token, [job.pk])  # noqa: E731
             guarded([(token, job)], persist, hand_back, self.store)

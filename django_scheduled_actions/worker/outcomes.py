@@ -87,9 +87,14 @@ class Outcomes:
         away."""
         now = self.clock()  # one time for every try: what makes a repeat match
         try:
-            done, started = persist(lambda: self.store.settle_actions(
-                [(job.pk, token, result) for job, token, result in outcomes],
-                [(job.pk, token) for token, job in starts], now), self.store)
+            done, started = persist(
+                lambda: self.store.settle_actions(
+                    [(job.pk, token, result) for job, token, result in outcomes],
+                    [(job.pk, token) for token, job in starts],
+                    now,
+                ),
+                self.store,
+            )
         except Exception as exc:
             logger.exception("could not record succeeded actions jobs=%s", [job.pk for job, _, _ in outcomes])
             return set(), exc
@@ -103,8 +108,11 @@ class Outcomes:
 
     def action_failed(self, retry: RetryPolicy, job: ScheduledFunction, token: str, exc: BaseException) -> None:
         """Retry the action later per ``retry``, or fail it (no retry left, or not to be retried)."""
-        if (not isinstance(exc, Exception) or isinstance(exc, NonRetryableError | ArgumentValidationError)
-                or job.attempts >= job.max_attempts):
+        if (
+            not isinstance(exc, Exception)
+            or isinstance(exc, NonRetryableError | ArgumentValidationError)
+            or job.attempts >= job.max_attempts
+        ):
             self.fail(job, token, exc)
             return
         run_at = self.clock() + timedelta(seconds=retry.backoff(job.attempts))

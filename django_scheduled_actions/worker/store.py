@@ -27,22 +27,32 @@ class Store(Protocol):
     using: str
 
     def now(self) -> datetime: ...
-    def claim(self, worker_id: str, limit: int, lease: timedelta, queues: list[str] | None, token: str,
-              start: int, skip: frozenset[str]) -> list[ScheduledFunction]: ...
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        queues: list[str] | None,
+        token: str,
+        start: int,
+        skip: frozenset[str],
+    ) -> list[ScheduledFunction]: ...
     def next_due_time(self, queues: list[str] | None, now: datetime, skip: frozenset[str]) -> datetime | None: ...
     def release_claim(self, token: str) -> int: ...
     def release(self, job_id: int, token: str, error: str, now: datetime) -> int: ...
     def hand_back(self, token: str, jobs: Iterable[ScheduledFunction]) -> int: ...
-    def register(self, worker_id: str, queues: list[str] | None, concurrency: int, now: datetime,
-                 lease: timedelta) -> None: ...
+    def register(
+        self, worker_id: str, queues: list[str] | None, concurrency: int, now: datetime, lease: timedelta
+    ) -> None: ...
     def publish(self, worker_id: str, functions: dict[str, str], unknown: list[str]) -> None: ...
     def heartbeat(self, worker_id: str, lease: timedelta) -> int: ...
     def sign_off(self, worker_id: str, now: datetime) -> int: ...
     def recover_expired(self) -> int: ...
     def recover_previous_incarnation(self, worker_id: str, now: datetime) -> int: ...
     def prune(self) -> int: ...
-    def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
-                       now: datetime) -> tuple[set[int], set[int]]: ...
+    def settle_actions(
+        self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]], now: datetime
+    ) -> tuple[set[int], set[int]]: ...
     def mark_failed(self, job_id: int, token: str, error: str, now: datetime, **fields: Any) -> int: ...
     def retry_later(self, job_id: int, token: str, error: str, run_at: datetime) -> int: ...
     def keep_late_result(self, job_id: int, result: Any) -> int: ...
@@ -60,8 +70,16 @@ class DatabaseStore:
     def now(self) -> datetime:
         return dbclock.now(self.using)  # due times and leases are judged on the database's clock
 
-    def claim(self, worker_id: str, limit: int, lease: timedelta, queues: list[str] | None, token: str,
-              start: int, skip: frozenset[str]) -> list[ScheduledFunction]:
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        queues: list[str] | None,
+        token: str,
+        start: int,
+        skip: frozenset[str],
+    ) -> list[ScheduledFunction]:
         return leases.claim(worker_id, limit, None, lease, queues, self.using, token=token, start=start, skip=skip)[1]
 
     def next_due_time(self, queues: list[str] | None, now: datetime, skip: frozenset[str]) -> datetime | None:
@@ -76,15 +94,23 @@ class DatabaseStore:
     def hand_back(self, token: str, jobs: Iterable[ScheduledFunction]) -> int:
         return leases.hand_back(token, jobs, self.using)
 
-    def register(self, worker_id: str, queues: list[str] | None, concurrency: int, now: datetime,
-                 lease: timedelta) -> None:
-        leases.register_worker(worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=queues,
-                               concurrency=concurrency, now=now, lease=lease, using=self.using)
+    def register(
+        self, worker_id: str, queues: list[str] | None, concurrency: int, now: datetime, lease: timedelta
+    ) -> None:
+        leases.register_worker(
+            worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=queues,
+            concurrency=concurrency,
+            now=now,
+            lease=lease,
+            using=self.using,
+        )
 
     def publish(self, worker_id: str, functions: dict[str, str], unknown: list[str]) -> None:
         """What the worker can run and the names it met but cannot, on its row (deploys.py)."""
-        WorkerProcess.objects.using(self.using).filter(worker_id=worker_id).update(functions=functions,
-                                                                                   unknown=unknown)
+        WorkerProcess.objects.using(self.using).filter(worker_id=worker_id).update(functions=functions, unknown=unknown)
 
     def heartbeat(self, worker_id: str, lease: timedelta) -> int:
         return leases.heartbeat(worker_id, lease, self.using)
@@ -101,8 +127,9 @@ class DatabaseStore:
     def prune(self) -> int:
         return maintenance.prune(None, app_settings.RETENTION, self.using)
 
-    def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
-                       now: datetime) -> tuple[set[int], set[int]]:
+    def settle_actions(
+        self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]], now: datetime
+    ) -> tuple[set[int], set[int]]:
         return engine(self.using).settle_actions(outcomes, starts, now)
 
     def mark_failed(self, job_id: int, token: str, error: str, now: datetime, **fields: Any) -> int:

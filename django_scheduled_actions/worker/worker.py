@@ -57,11 +57,24 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, *, concurrency: int = 4, queues: Sequence[str] | None = None, burst: bool = False,
-                 max_jobs: int | None = None, poll_interval: float | None = None, worker_id: str | None = None,
-                 using: str = DEFAULT_DB_ALIAS, grace: float = 30.0, clock: Callable[[], datetime] = timezone.now,
-                 crons: bool = True, action_group: int = 8, async_concurrency: int = 100,
-                 db_connections: int = DEFAULT_CONNECTIONS, store: Store | None = None):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        queues: Sequence[str] | None = None,
+        burst: bool = False,
+        max_jobs: int | None = None,
+        poll_interval: float | None = None,
+        worker_id: str | None = None,
+        using: str = DEFAULT_DB_ALIAS,
+        grace: float = 30.0,
+        clock: Callable[[], datetime] = timezone.now,
+        crons: bool = True,
+        action_group: int = 8,
+        async_concurrency: int = 100,
+        db_connections: int = DEFAULT_CONNECTIONS,
+        store: Store | None = None,
+    ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if action_group < 1:
@@ -71,8 +84,10 @@ class Worker:
         listening = supports_listen(using) and not burst
         own = 1 + listening  # the heartbeat's connection, and the listener's
         if db_connections < own + 1:
-            raise ValueError(f"db_connections must be at least {own + 1} here: one for the heartbeat"
-                             f"{', one for LISTEN' if listening else ''} and at least one for the work")
+            raise ValueError(
+                f"db_connections must be at least {own + 1} here: one for the heartbeat"
+                f"{', one for LISTEN' if listening else ''} and at least one for the work"
+            )
         self.concurrency, self.burst, self.grace, self.using, self.clock = concurrency, burst, grace, using, clock
         self.queues = list(queues) if queues else None
         self.crons = crons and not burst  # a burst drains what is due; it does not tick crons
@@ -88,17 +103,35 @@ class Worker:
         self.stopping, self.finished = threading.Event(), threading.Event()
         self.signalled: int | None = None  # the SIGTERM/SIGINT that asked the worker to stop
         self.repertoire = deploys.Repertoire(self.worker_id, self.store, clock)  # functions it knows, names it skips
-        self.claims = Claims(self.store, self.worker_id, concurrency=concurrency, lease=self.lease,
-                             holdable=concurrency * max(MUTATIONS_PER_COMMIT, action_group), queues=self.queues,
-                             max_jobs=max_jobs, poll_interval=self.poll_interval, skip=self.repertoire.skip,
-                             wake=self.wake.set, stopping=self.stopping,
-                             async_capacity=lambda: self.aio.capacity())
+        self.claims = Claims(
+            self.store,
+            self.worker_id,
+            concurrency=concurrency,
+            lease=self.lease,
+            holdable=concurrency * max(MUTATIONS_PER_COMMIT, action_group),
+            queues=self.queues,
+            max_jobs=max_jobs,
+            poll_interval=self.poll_interval,
+            skip=self.repertoire.skip,
+            wake=self.wake.set,
+            stopping=self.stopping,
+            async_capacity=lambda: self.aio.capacity(),
+        )
         outcomes = Outcomes(self.worker_id, self.store, clock)
         self.ledger = Ledger(outcomes.settle, using)
         self.aio = AsyncRunner(async_concurrency, outcomes, self.ledger.submit, self.connections, self.claims.job_done)
-        self.executor = Executor(self.worker_id, using, clock, done=self.claims.job_done, action_group=action_group,
-                                 leave=self.repertoire.leave, outcomes=outcomes, settle=self.ledger.settle,
-                                 through=self.through, aio=self.aio)
+        self.executor = Executor(
+            self.worker_id,
+            using,
+            clock,
+            done=self.claims.job_done,
+            action_group=action_group,
+            leave=self.repertoire.leave,
+            outcomes=outcomes,
+            settle=self.ledger.settle,
+            through=self.through,
+            aio=self.aio,
+        )
         self.pool = Pool(concurrency, self.claims, self.executor, using)
         self.upkeep = Upkeep(self.store, self.lease, self.claims.failed, self.pool.orphans, self.repertoire, clock)
         self.background: list[threading.Thread] = []
@@ -110,9 +143,14 @@ class Worker:
         previous_handlers = self._install_signal_handlers()
         _keep_connections_open()
         sessions.bound(self.using)
-        logger.info("worker starting worker_id=%s concurrency=%d queues=%s database=%s functions=%d",
-                    self.worker_id, self.concurrency, ",".join(self.queues or ["all"]), _database(self.using),
-                    len(registry.all()))
+        logger.info(
+            "worker starting worker_id=%s concurrency=%d queues=%s database=%s functions=%d",
+            self.worker_id,
+            self.concurrency,
+            ",".join(self.queues or ["all"]),
+            _database(self.using),
+            len(registry.all()),
+        )
         heartbeat = Heartbeat(self.own_store, self.worker_id, self.lease, self.finished, self.register)
         heartbeat.start()  # its connection first: the lease is renewed whatever the rest waits for
         heartbeat.connected.wait(10)  # where the database allows fewer connections than the worker's, the
@@ -125,8 +163,16 @@ class Worker:
         if self.listening:
             self.background.append(Listener(self.notify, self.stopping, self.using))
         if self.crons:
-            self.background.append(CronLoop(self.stopping, clock=self.clock, using=self.using,
-                                            recheck=self.poll_interval, on_fired=self.notify, through=self.through))
+            self.background.append(
+                CronLoop(
+                    self.stopping,
+                    clock=self.clock,
+                    using=self.using,
+                    recheck=self.poll_interval,
+                    on_fired=self.notify,
+                    through=self.through,
+                )
+            )
         for thread in self.background[1:]:
             thread.start()
         self.pool.start()

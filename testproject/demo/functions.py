@@ -77,6 +77,7 @@ def order_status(ctx, order_id: int) -> dict | None:
     order = Order.objects.filter(pk=order_id).values("status", "charge_id").first()
     if order is None:
         return None
-    job = (ScheduledFunction.objects.filter(name=charge.name, args__order_id=order_id)
-           .values("state", "attempts").first())
+    job = (
+        ScheduledFunction.objects.filter(name=charge.name, args__order_id=order_id).values("state", "attempts").first()
+    )
     return {**order, "charge": job}

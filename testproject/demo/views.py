@@ -13,7 +13,11 @@ def function_url(fn) -> str:
 
 @ensure_csrf_cookie
 def index(request):
-    return render(request, "demo/index.html", {
-        "place_order_url": function_url(functions.place_order),
-        "order_status_url": function_url(functions.order_status),
-    })
+    return render(
+        request,
+        "demo/index.html",
+        {
+            "place_order_url": function_url(functions.place_order),
+            "order_status_url": function_url(functions.order_status),
+        },
+    )

@@ -25,8 +25,9 @@ def base_url() -> str:
     return getattr(settings, "PATTERNS_PROVIDER_URL", DEFAULT_URL).rstrip("/")
 
 
-def call(method: str, path: str, payload: dict[str, Any] | None = None, *,
-         idempotency_key: str | None = None) -> dict[str, Any]:
+def call(
+    method: str, path: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+) -> dict[str, Any]:
     headers = {"Authorization": "Bearer demo-not-a-secret"}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key

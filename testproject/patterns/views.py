@@ -45,8 +45,9 @@ def _store(kind: str, data: dict[str, Any], key: str | None = None) -> ProviderR
             return existing
     try:
         with transaction.atomic():
-            return ProviderRecord.objects.create(kind=kind, external_id=f"{kind[:3]}_{uuid.uuid4().hex[:14]}",
-                                                 idempotency_key=key or None, data=data)
+            return ProviderRecord.objects.create(
+                kind=kind, external_id=f"{kind[:3]}_{uuid.uuid4().hex[:14]}", idempotency_key=key or None, data=data
+            )
     except IntegrityError:  # a concurrent request with the same key won
         return ProviderRecord.objects.get(kind=kind, idempotency_key=key)
 

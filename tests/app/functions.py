@@ -153,12 +153,34 @@ def returns_unserialisable(ctx) -> Any:  # Any checks nothing: JSON refuses it
 
 
 @internal_mutation
-def typed(ctx, n: int, x: float, s: str, flag: bool, when: datetime, day: date, uid: UUID,
-          amount: Decimal, tags: list[str], scores: dict[str, int], maybe: int | None = None,
-          mode: Literal["a", "b"] = "a") -> dict:
+def typed(
+    ctx,
+    n: int,
+    x: float,
+    s: str,
+    flag: bool,
+    when: datetime,
+    day: date,
+    uid: UUID,
+    amount: Decimal,
+    tags: list[str],
+    scores: dict[str, int],
+    maybe: int | None = None,
+    mode: Literal["a", "b"] = "a",
+) -> dict:
     return {
-        "n": n, "x": x, "s": s, "flag": flag, "when": when.isoformat(), "day": day.isoformat(),
-        "uid": str(uid), "amount": str(amount), "tags": tags, "scores": scores, "maybe": maybe, "mode": mode,
+        "n": n,
+        "x": x,
+        "s": s,
+        "flag": flag,
+        "when": when.isoformat(),
+        "day": day.isoformat(),
+        "uid": str(uid),
+        "amount": str(amount),
+        "tags": tags,
+        "scores": scores,
+        "maybe": maybe,
+        "mode": mode,
         "types": [type(v).__name__ for v in (when, day, uid, amount)],
     }
 
@@ -209,8 +231,10 @@ def isolation_level(ctx) -> str:
         elif connection.vendor == "mysql":
             cursor.execute("SELECT COUNT(*) FROM testapp_note")  # starts the InnoDB transaction
             time.sleep(0.15)  # information_schema.innodb_trx is a cache refreshed at most every 0.1 s
-            cursor.execute("SELECT trx_isolation_level FROM information_schema.innodb_trx "
-                           "WHERE trx_mysql_thread_id = CONNECTION_ID()")
+            cursor.execute(
+                "SELECT trx_isolation_level FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id = CONNECTION_ID()"
+            )
         else:
             return "sqlite"
         return cursor.fetchone()[0].lower()
@@ -264,8 +288,9 @@ def kill_connection(connection) -> None:
     killer = connections.create_connection(connection.alias)
     try:
         with killer.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)" if connection.vendor == "postgresql"
-                           else "KILL CONNECTION %s", [pid])
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)" if connection.vendor == "postgresql" else "KILL CONNECTION %s", [pid]
+            )
     finally:
         killer.close()
 

@@ -26,16 +26,26 @@ def _caller(ctx) -> str | None:
 
 @query
 def whoami(ctx) -> dict:
-    return {"authenticated": ctx.auth.is_authenticated, "username": _caller(ctx),
-            "anonymous_user": ctx.auth.user.is_anonymous}
+    return {
+        "authenticated": ctx.auth.is_authenticated,
+        "username": _caller(ctx),
+        "anonymous_user": ctx.auth.user.is_anonymous,
+    }
 
 
 @query
-def describe(ctx, when: datetime, day: date, amount: Decimal, id: UUID, kind: Literal["a", "b"],
-             tags: list[str] | None = None) -> dict:
+def describe(
+    ctx, when: datetime, day: date, amount: Decimal, id: UUID, kind: Literal["a", "b"], tags: list[str] | None = None
+) -> dict:
     """Echoes typed arguments, to show JSON strings arrive as Python values."""
-    return {"when": when.isoformat(), "weekday": day.isoweekday(), "double": str(amount * 2),
-            "uuid_version": id.version, "kind": kind, "tags": tags}
+    return {
+        "when": when.isoformat(),
+        "weekday": day.isoweekday(),
+        "double": str(amount * 2),
+        "uuid_version": id.version,
+        "kind": kind,
+        "tags": tags,
+    }
 
 
 @query

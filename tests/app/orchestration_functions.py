@@ -59,14 +59,16 @@ def batch_done(ctx, batch_id: int, succeeded: int, failed: int, canceled: int, l
 
 @internal_mutation
 def fan_out(ctx, n: int, label: str) -> int:
-    return ctx.scheduler.batch(item_mutation, [{"i": i} for i in range(n)], on_complete=batch_done,
-                               on_complete_args={"label": label})
+    return ctx.scheduler.batch(
+        item_mutation, [{"i": i} for i in range(n)], on_complete=batch_done, on_complete_args={"label": label}
+    )
 
 
 @internal_mutation
 def fan_out_then_fail(ctx, n: int) -> None:
-    ctx.scheduler.batch(item_mutation, [{"i": i} for i in range(n)], on_complete=batch_done,
-                        on_complete_args={"label": "rolled back"})
+    ctx.scheduler.batch(
+        item_mutation, [{"i": i} for i in range(n)], on_complete=batch_done, on_complete_args={"label": "rolled back"}
+    )
     raise RuntimeError("the caller fails after fanning out")
 
 
@@ -190,28 +192,45 @@ def undo_fails(ctx, name: str, value: int) -> None:
     raise ConnectionError(f"cannot undo {name}")
 
 
-UNDO = {"action": undo_action, "mutation": undo_mutation, "crash": undo_then_crash,
-        "crash mutation": undo_mutation_then_crash, "fail": undo_fails}
+UNDO = {
+    "action": undo_action,
+    "mutation": undo_mutation,
+    "crash": undo_then_crash,
+    "crash mutation": undo_mutation_then_crash,
+    "fail": undo_fails,
+}
 
 
-def run_three_steps(ctx, key: str, fail_step: str, undo: dict[str, str], mutations: bool,
-                    crash_after: str) -> list[int]:
+def run_three_steps(
+    ctx, key: str, fail_step: str, undo: dict[str, str], mutations: bool, crash_after: str
+) -> list[int]:
     results = []
     with Saga(ctx, key=key or None) as saga:
         for value, step in enumerate(("a", "b", "c"), start=1):
             name = f"{key or ctx.job.id} {step}"
-            results.append(saga.step(
-                step, step_mutation if mutations else step_action, {"name": name, "value": value,
-                                                                    "fail": step == fail_step},
-                compensate=UNDO[undo.get(step, "action")], compensate_args=lambda r, n=name: {"name": n, "value": r}))
+            results.append(
+                saga.step(
+                    step,
+                    step_mutation if mutations else step_action,
+                    {"name": name, "value": value, "fail": step == fail_step},
+                    compensate=UNDO[undo.get(step, "action")],
+                    compensate_args=lambda r, n=name: {"name": n, "value": r},
+                )
+            )
             if step == crash_after:
                 raise Crash(f"the worker dies after step {step}")
     return results
 
 
 @internal_action
-def three_steps(ctx, key: str = "", fail_step: str = "", undo: dict[str, str] | None = None,
-                mutations: bool = False, crash_after: str = "") -> list[int]:
+def three_steps(
+    ctx,
+    key: str = "",
+    fail_step: str = "",
+    undo: dict[str, str] | None = None,
+    mutations: bool = False,
+    crash_after: str = "",
+) -> list[int]:
     return run_three_steps(ctx, key, fail_step, undo or {}, mutations, crash_after)
 
 
@@ -233,9 +252,19 @@ def saga_killed_while_undoing(ctx, marker: str) -> list[int]:
     """Step c fails; undoing b hangs (its worker is killed); the retry finishes the rollback without b."""
     with Saga(ctx) as saga:
         name = f"killed {ctx.job.id}"
-        a = saga.step("a", step_action, {"name": f"{name} a", "value": 1}, compensate=undo_action,
-                      compensate_args=lambda r: {"name": f"{name} a", "value": r})
-        b = saga.step("b", step_action, {"name": f"{name} b", "value": 2}, compensate=undo_and_hang,
-                      compensate_args=lambda r: {"name": f"{name} b", "value": r, "marker": marker})
+        a = saga.step(
+            "a",
+            step_action,
+            {"name": f"{name} a", "value": 1},
+            compensate=undo_action,
+            compensate_args=lambda r: {"name": f"{name} a", "value": r},
+        )
+        b = saga.step(
+            "b",
+            step_action,
+            {"name": f"{name} b", "value": 2},
+            compensate=undo_and_hang,
+            compensate_args=lambda r: {"name": f"{name} b", "value": r, "marker": marker},
+        )
         saga.step("c", step_action, {"name": f"{name} c", "value": 3, "fail": True})
     return [a, b]

@@ -72,8 +72,14 @@ def complex_return_value():
 @task(takes_context=True)
 def get_context(context, label: str = "") -> dict:
     result = context.task_result
-    return {"id": result.id, "attempt": context.attempt, "status": result.status, "label": label,
-            "args": result.args, "kwargs": result.kwargs}
+    return {
+        "id": result.id,
+        "attempt": context.attempt,
+        "status": result.status,
+        "label": label,
+        "args": result.args,
+        "kwargs": result.kwargs,
+    }
 
 
 @task(takes_context=True)

@@ -29,8 +29,16 @@ from tests.support import ROOT, start_worker, wait_until
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 TIMEOUT_MS = 20_000
 JOB_TIMEOUT = 60.0  # seconds for the worker to finish a job (a loaded CI machine)
@@ -43,8 +51,9 @@ def browser() -> Iterator:
     except ImportError:
         pytest.fail("the browser tests need Playwright: pip install -e '.[test]' (scripts/bootstrap.sh does)")
     if not CHROMIUM.exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: apt-get install chromium "
-                    "(scripts/bootstrap.sh does)")
+        pytest.fail(
+            f"the browser tests need Chromium at {CHROMIUM}: apt-get install chromium (scripts/bootstrap.sh does)"
+        )
     expect.set_options(timeout=TIMEOUT_MS)
     # Playwright's sync API keeps an event loop in this thread: let the test body use the ORM beside it
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
@@ -158,9 +167,17 @@ def test_cancel_a_pending_job_and_retry_a_failed_one(admin_page, worker):
     page = admin_page
     pending = scheduler.run_after(3600, f.bump, {"name": "later"})
     now = timezone.now()
-    failed = ScheduledFunction.objects.create(name=f.bump.name, kind="mutation", args={"name": "again"},
-                                              state=State.FAILED, error="RuntimeError: boom", attempts=1,
-                                              scheduled_time=now, started_at=now, completed_time=now).pk
+    failed = ScheduledFunction.objects.create(
+        name=f.bump.name,
+        kind="mutation",
+        args={"name": "again"},
+        state=State.FAILED,
+        error="RuntimeError: boom",
+        attempts=1,
+        scheduled_time=now,
+        started_at=now,
+        completed_time=now,
+    ).pk
     page.goto("/admin/django_scheduled_actions/scheduledfunction/")
     run_action(page, "cancel_jobs", pending)
     expect(page.locator(".messagelist")).to_contain_text(f"Canceled 1 job(s): #{pending}.")
@@ -182,8 +199,13 @@ def test_disable_a_cron(admin_page, worker):
     from playwright.sync_api import expect
 
     page = admin_page
-    cron = CronJob.objects.create(name="browser cron", function=cf.ping.name, expression="0 9 * * *",
-                                  timezone="Europe/Amsterdam", next_run_at=timezone.now() + timedelta(hours=1))
+    cron = CronJob.objects.create(
+        name="browser cron",
+        function=cf.ping.name,
+        expression="0 9 * * *",
+        timezone="Europe/Amsterdam",
+        next_run_at=timezone.now() + timedelta(hours=1),
+    )
     page.goto("/admin/django_scheduled_actions/cronjob/")
     row = page.locator("#result_list tbody tr").filter(has_text="browser cron")
     expect(row.locator("td.field-schedule_in_words")).to_have_text("every day at 09:00 (Europe/Amsterdam)")

@@ -21,8 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     with exclusive():
         try:
             for vendor in options.db or ["postgres", "mysql"]:
-                names = [s.name for s in SCENARIOS if vendor in s.vendors and (
-                    not options.scenario or s.name in options.scenario or s.label(vendor) in options.scenario)]
+                names = [
+                    s.name
+                    for s in SCENARIOS
+                    if vendor in s.vendors
+                    and (not options.scenario or s.name in options.scenario or s.label(vendor) in options.scenario)
+                ]
                 if not names:
                     continue
                 prepare(vendor)

@@ -42,16 +42,27 @@ def exclusive(timeout: float = 3600) -> Iterator[None]:
 
 
 def _env(url: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.chaos.settings",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]), "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "tests.chaos.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def prepare(vendor: str) -> None:
     """Start the vendor's chaos server (set up on first use) and migrate its database."""
     srv = server(vendor)
     srv.ensure()
-    result = subprocess.run([sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"], cwd=ROOT,
-                            env=_env(srv.worker_url()), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=_env(srv.worker_url()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode:
         raise RuntimeError(f"migrating the chaos database failed:\n{result.stdout}\n{result.stderr}")
 
@@ -63,8 +74,9 @@ def stop_servers() -> None:
             srv.stop()
 
 
-def run_scenarios(vendor: str, names: list[str], *, short: bool, stream: bool = False,
-                  timeout: float = 1800) -> list[dict]:
+def run_scenarios(
+    vendor: str, names: list[str], *, short: bool, stream: bool = False, timeout: float = 1800
+) -> list[dict]:
     """Run the scenarios in one runner process; returns their result rows."""
     srv = server(vendor)
     logs = CHAOS_ROOT / "logs"
@@ -73,18 +85,28 @@ def run_scenarios(vendor: str, names: list[str], *, short: bool, stream: bool = 
         cmd += ["--scenario", name]
     if short:
         cmd.append("--short")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(srv.admin_url()), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(srv.admin_url()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     results, output = [], []
     try:
         for line in proc.stdout:
             output.append(line)
             if line.startswith("RESULT "):
-                results.append(json.loads(line[len("RESULT "):]))
+                results.append(json.loads(line[len("RESULT ") :]))
                 if stream:
                     row = results[-1]
-                    print(f"  {row['scenario']} ({row['db']}): lost={row['lost']} duplicated={row['duplicated']} "
-                          f"recovery={row['recovery']}s violations={len(row['violations'])}", flush=True)
+                    print(
+                        f"  {row['scenario']} ({row['db']}): lost={row['lost']} duplicated={row['duplicated']} "
+                        f"recovery={row['recovery']}s violations={len(row['violations'])}",
+                        flush=True,
+                    )
             elif stream:
                 print("  | " + line, end="", flush=True)
         proc.wait(timeout)
@@ -93,20 +115,37 @@ def run_scenarios(vendor: str, names: list[str], *, short: bool, stream: bool = 
             os.killpg(proc.pid, 9)
             proc.wait()
     if len(results) < len(names):
-        results.append({"scenario": ",".join(names), "db": vendor, "jobs": 0, "lost": 0, "duplicated": 0,
-                        "recovery": None, "before": 0, "after": 0, "kills": 0, "load_errors": 0, "seconds": 0,
-                        "violations": [f"runner exited {proc.returncode} early:\n{''.join(output[-40:])}"]})
+        results.append(
+            {
+                "scenario": ",".join(names),
+                "db": vendor,
+                "jobs": 0,
+                "lost": 0,
+                "duplicated": 0,
+                "recovery": None,
+                "before": 0,
+                "after": 0,
+                "kills": 0,
+                "load_errors": 0,
+                "seconds": 0,
+                "violations": [f"runner exited {proc.returncode} early:\n{''.join(output[-40:])}"],
+            }
+        )
     return results
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'scenario':<22} {'db':<9} {'jobs':>6} {'lost':>5} {'dup':>4} {'recovery':>9} {'before/s':>9} " \
-           f"{'after/s':>8} {'faults':>7} {'result':>7}"
+    head = (
+        f"{'scenario':<22} {'db':<9} {'jobs':>6} {'lost':>5} {'dup':>4} {'recovery':>9} {'before/s':>9} "
+        f"{'after/s':>8} {'faults':>7} {'result':>7}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         recovery = "-" if r["recovery"] is None else f"{r['recovery']:.1f}s"
         db = {"postgres": "postgres", "mysql": "mariadb"}.get(r["db"], r["db"])
-        lines.append(f"{r['scenario']:<22} {db:<9} {r['jobs']:>6} {r['lost']:>5} {r['duplicated']:>4} "
-                     f"{recovery:>9} {r['before']:>9.1f} {r['after']:>8.1f} {r['kills']:>7} "
-                     f"{'FAIL' if r['violations'] else 'ok':>7}")
+        lines.append(
+            f"{r['scenario']:<22} {db:<9} {r['jobs']:>6} {r['lost']:>5} {r['duplicated']:>4} "
+            f"{recovery:>9} {r['before']:>9.1f} {r['after']:>8.1f} {r['kills']:>7} "
+            f"{'FAIL' if r['violations'] else 'ok':>7}"
+        )
     return "\n".join(lines)

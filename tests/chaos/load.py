@@ -58,9 +58,15 @@ class Workers:
         self.incarnations = Counter()
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": self.worker_url, "DJANGO_SETTINGS_MODULE": "tests.chaos.settings",
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]), "PYTHONUNBUFFERED": "1",
-                "SCHEDULED_ACTIONS_LEASE_SECONDS": str(LEASE_SECONDS), "SA_TEST_CRONS": "1"}
+        return {
+            **os.environ,
+            "DATABASE_URL": self.worker_url,
+            "DJANGO_SETTINGS_MODULE": "tests.chaos.settings",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]),
+            "PYTHONUNBUFFERED": "1",
+            "SCHEDULED_ACTIONS_LEASE_SECONDS": str(LEASE_SECONDS),
+            "SA_TEST_CRONS": "1",
+        }
 
     def start(self, slot: str, *extra: str) -> str:
         """Start the worker of ``slot``; each incarnation gets a worker id of its own."""
@@ -71,15 +77,33 @@ class Workers:
             log.write(f"=== start {worker_id} at {datetime.now(UTC).isoformat()}\n".encode())
             log.flush()
             self.procs[slot] = subprocess.Popen(
-                [sys.executable, "-m", "django", "runworker", "--concurrency", "4", "--worker-id", worker_id,
-                 *self.args, *extra], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "django",
+                    "runworker",
+                    "--concurrency",
+                    "4",
+                    "--worker-id",
+                    worker_id,
+                    *self.args,
+                    *extra,
+                ],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return worker_id
 
     def wait_ready(self, timeout: float = 60) -> None:
         ids = [f"{slot}.{self.incarnations[slot]}" for slot in self.procs]
-        wait_for(lambda: WorkerProcess.objects.filter(worker_id__in=ids).count() == len(ids), timeout,
-                 f"workers {ids} to register\n{self.tails()}")
+        wait_for(
+            lambda: WorkerProcess.objects.filter(worker_id__in=ids).count() == len(ids),
+            timeout,
+            f"workers {ids} to register\n{self.tails()}",
+        )
 
     def kill(self, slot: str) -> None:
         proc = self.procs[slot]
@@ -197,8 +221,12 @@ class Monitor(threading.Thread):
     def run(self) -> None:
         while not self.stopping.wait(0.5):
             try:
-                oldest = (ScheduledFunction.objects.filter(state=State.IN_PROGRESS, lease_expires_at__isnull=False)
-                          .order_by("lease_expires_at").values_list("lease_expires_at", flat=True).first())
+                oldest = (
+                    ScheduledFunction.objects.filter(state=State.IN_PROGRESS, lease_expires_at__isnull=False)
+                    .order_by("lease_expires_at")
+                    .values_list("lease_expires_at", flat=True)
+                    .first()
+                )
             except Exception:
                 connection.close()
                 continue

@@ -133,8 +133,11 @@ def _drain(run: Run, load_stopped, wait_for) -> None:
 
     def open_jobs():
         soon = timezone.now() + timedelta(hours=1)
-        return (ScheduledFunction.objects.exclude(state__in=FINAL_STATES).filter(scheduled_time__lt=soon)
-                .filter(Q(cron__isnull=True) | Q(scheduled_time__lt=load_stopped)))
+        return (
+            ScheduledFunction.objects.exclude(state__in=FINAL_STATES)
+            .filter(scheduled_time__lt=soon)
+            .filter(Q(cron__isnull=True) | Q(scheduled_time__lt=load_stopped))
+        )
 
     try:
         wait_for(lambda: not open_jobs().exists(), 60, "every due job to finish")

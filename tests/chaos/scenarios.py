@@ -62,8 +62,7 @@ def _terminate_worker_backends() -> int:
 
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
-                           [ROLE])
+            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [ROLE])
             return cursor.fetchone()[0]
         cursor.execute("SELECT id FROM information_schema.processlist WHERE user = %s", [ROLE])
         killed = 0
@@ -136,11 +135,13 @@ def clock(run) -> None:
     run.load.paused.set()
     try:
         for i in range(10):
-            run.expect(scheduler.run_at(now - timedelta(days=1), cf.effect, {"key": f"past{i}"}), f"past{i}",
-                       "mutation")
+            run.expect(
+                scheduler.run_at(now - timedelta(days=1), cf.effect, {"key": f"past{i}"}), f"past{i}", "mutation"
+            )
             run.expect(scheduler.run_at(1.0 + i, cf.effect, {"key": f"epoch{i}"}), f"epoch{i}", "mutation")
-            run.expect(scheduler.run_at(now + timedelta(days=365), cf.effect, {"key": f"year{i}"}), f"year{i}",
-                       "future")
+            run.expect(
+                scheduler.run_at(now + timedelta(days=365), cf.effect, {"key": f"year{i}"}), f"year{i}", "future"
+            )
         time.sleep(1.0)  # the workers ran the past jobs and went to sleep
         start = time.monotonic()
         spread = max(run.fault_seconds - 2.0, 1.0)

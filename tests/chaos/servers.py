@@ -81,8 +81,11 @@ class Postgres:
         self.sock.mkdir(exist_ok=True)
         shutil.chown(self.sock, "postgres", "postgres")
         self.start()
-        self.sql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN "
-                 f"CREATE ROLE {ROLE} LOGIN; END IF; END $$", database="postgres")
+        self.sql(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN "
+            f"CREATE ROLE {ROLE} LOGIN; END IF; END $$",
+            database="postgres",
+        )
         if self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'", database="postgres") != "1":
             self.sql(f"CREATE DATABASE {DATABASE} OWNER {ROLE}", database="postgres")
         self.sql(f"ALTER DATABASE {DATABASE} CONNECTION LIMIT -1", database="postgres")
@@ -93,8 +96,9 @@ class Postgres:
     def start(self) -> None:
         if self.running():
             return
-        options = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-                   "-c shared_buffers=64MB")
+        options = (
+            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=64MB"
+        )
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
         _wait(lambda: self.sql("SELECT 1", database="postgres", check=False) == "1", 60, "PostgreSQL to accept")
 
@@ -107,8 +111,21 @@ class Postgres:
         self.stop("immediate")
 
     def sql(self, statement: str, database: str = DATABASE, check: bool = True) -> str:
-        result = self._pg("psql", "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-d", database,
-                          "-XAtqc", statement, check=check, timeout=60)
+        result = self._pg(
+            "psql",
+            "-h",
+            str(self.sock),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-XAtqc",
+            statement,
+            check=check,
+            timeout=60,
+        )
         return result.stdout.strip()
 
     def destroy(self) -> None:
@@ -139,8 +156,14 @@ class MariaDB:
         shutil.chown(self.root, "mysql", "mysql")
         if not (self.data / "mysql").exists():
             shutil.rmtree(self.data, ignore_errors=True)
-            _run("mariadb-install-db", f"--datadir={self.data}", "--user=mysql", "--skip-test-db",
-                 "--auth-root-authentication-method=normal", "--skip-name-resolve")
+            _run(
+                "mariadb-install-db",
+                f"--datadir={self.data}",
+                "--user=mysql",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                "--skip-name-resolve",
+            )
         self.start()
         self.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4")
         self.sql("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'")
@@ -167,10 +190,24 @@ class MariaDB:
             return
         log = open(self.log, "ab")  # noqa: SIM115 - the server keeps it
         self.proc = subprocess.Popen(
-            ["mariadbd", "--no-defaults", f"--datadir={self.data}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--socket={self.sock}", f"--pid-file={self.pidfile}", "--user=mysql", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=64M", "--max-connections=300", "--skip-log-bin"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.sock}",
+                f"--pid-file={self.pidfile}",
+                "--user=mysql",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--max-connections=300",
+                "--skip-log-bin",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         _wait(lambda: self.sql("SELECT 1", check=False) == "1", 90, f"MariaDB on port {self.port} (log {self.log})")
 
@@ -196,8 +233,9 @@ class MariaDB:
         self.pidfile.unlink(missing_ok=True)
 
     def sql(self, statement: str, check: bool = True) -> str:
-        result = _run("mariadb", f"--socket={self.sock}", "-uroot", "-N", "-B", "-e", statement, check=check,
-                      timeout=60)
+        result = _run(
+            "mariadb", f"--socket={self.sock}", "-uroot", "-N", "-B", "-e", statement, check=check, timeout=60
+        )
         return result.stdout.strip()
 
     def destroy(self) -> None:

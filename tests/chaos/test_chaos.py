@@ -29,8 +29,11 @@ def chaos_server():
             stop_servers()
 
 
-@pytest.mark.parametrize(("name", "vendor"), [(s.name, v) for v in ("postgres", "mysql") for s in SCENARIOS
-                                              if v in s.vendors], ids=lambda value: value)
+@pytest.mark.parametrize(
+    ("name", "vendor"),
+    [(s.name, v) for v in ("postgres", "mysql") for s in SCENARIOS if v in s.vendors],
+    ids=lambda value: value,
+)
 def test_nothing_is_lost_or_doubled(chaos_server, name, vendor):
     chaos_server(vendor)
     rows = run_scenarios(vendor, [name], short=True)

@@ -69,11 +69,13 @@ def orm_in_threads(ctx) -> dict:
     """Direct database access from threads the action starts, and ctx.run_* from them."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pooled = pool.submit(in_a_thread, lambda: Note.objects.count()).result()
-    return {"orm": in_a_thread(lambda: Note.objects.count()),
-            "write": in_a_thread(lambda: Note.objects.create(text="from a thread").pk),
-            "cursor": in_a_thread(raw_cursor_count),
-            "pool": pooled,
-            "ctx": in_a_thread(lambda: ctx.run_mutation(f.bump, {"name": "via thread"}))}
+    return {
+        "orm": in_a_thread(lambda: Note.objects.count()),
+        "write": in_a_thread(lambda: Note.objects.create(text="from a thread").pk),
+        "cursor": in_a_thread(raw_cursor_count),
+        "pool": pooled,
+        "ctx": in_a_thread(lambda: ctx.run_mutation(f.bump, {"name": "via thread"})),
+    }
 
 
 REFUSED = ActionDatabaseAccessError.__name__
@@ -81,11 +83,15 @@ GUARDED = {"orm": REFUSED, "write": REFUSED, "cursor": REFUSED, "pool": REFUSED,
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("mutation", [mutation_calling_run_action, mutation_calling_ctx_run_action],
-                         ids=["run_action", "ctx.run_action"])
+@pytest.mark.parametrize(
+    "mutation", [mutation_calling_run_action, mutation_calling_ctx_run_action], ids=["run_action", "ctx.run_action"]
+)
 def test_an_action_called_from_a_mutation_is_refused_and_the_mutation_rolls_back(mutation):
-    with pytest.raises(ActionInTransactionError, match=r"tests.app.functions:action_via_ctx .*transaction.*"
-                                                       r"ctx.scheduler.run_after\(0"):
+    with pytest.raises(
+        ActionInTransactionError,
+        match=r"tests.app.functions:action_via_ctx .*transaction.*"
+        r"ctx.scheduler.run_after\(0",
+    ):
         run_mutation(mutation, {"text": "x"})
     assert not Note.objects.exists() and not Counter.objects.exists(), "nothing of the action ran"
 

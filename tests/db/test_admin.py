@@ -26,8 +26,13 @@ def change_url(pk: int) -> str:
 
 
 def make_job(**fields) -> ScheduledFunction:
-    values = {"name": f.bump.name, "kind": "mutation", "args": {"name": "x"}, "scheduled_time": timezone.now(),
-              **fields}
+    values = {
+        "name": f.bump.name,
+        "kind": "mutation",
+        "args": {"name": "x"},
+        "scheduled_time": timezone.now(),
+        **fields,
+    }
     return ScheduledFunction.objects.create(**values)
 
 
@@ -59,8 +64,7 @@ def grant(user: User, *codenames: str) -> None:
 # --- pages ---
 
 
-@pytest.mark.parametrize("model", ["scheduledfunction", "cronjob", "idempotencykey", "workerprocess", "batch",
-                                   "saga"])
+@pytest.mark.parametrize("model", ["scheduledfunction", "cronjob", "idempotencykey", "workerprocess", "batch", "saga"])
 def test_changelists_render(admin_client, model):
     scheduler.run_after(0, f.bump, {"name": "x"}, idempotency_key="k")
     response = admin_client.get(reverse(f"admin:django_scheduled_actions_{model}_changelist"))
@@ -76,16 +80,19 @@ def test_overdue_pending_jobs_are_marked_and_filtered(admin_client):
     assert response.content.decode().count('class="sa-badge sa-badge-overdue"') == 1
     filtered = admin_client.get(CHANGELIST, {"overdue": "yes"}).context["cl"].result_list
     assert [job.pk for job in filtered] == [overdue.pk]
-    assert {job.pk for job in admin_client.get(CHANGELIST).context["cl"].result_list} == {overdue.pk, later.pk,
-                                                                                          done.pk}
+    assert {job.pk for job in admin_client.get(CHANGELIST).context["cl"].result_list} == {overdue.pk, later.pk, done.pk}
 
 
 def test_changelist_shows_badges_and_relative_times(admin_client):
     now = timezone.now()
     make_job(scheduled_time=now + timedelta(minutes=5, seconds=30))
-    make_job(state=State.FAILED, scheduled_time=now - timedelta(hours=3, minutes=1),
-             started_at=now - timedelta(hours=3), completed_time=now - timedelta(hours=3) + timedelta(seconds=2.5),
-             attempts=1)
+    make_job(
+        state=State.FAILED,
+        scheduled_time=now - timedelta(hours=3, minutes=1),
+        started_at=now - timedelta(hours=3),
+        completed_time=now - timedelta(hours=3) + timedelta(seconds=2.5),
+        attempts=1,
+    )
     page = admin_client.get(CHANGELIST).content.decode()
     assert 'class="sa-badge sa-badge-pending"' in page and 'class="sa-badge sa-badge-failed"' in page
     assert "(in 5 min)" in page and "(3 h ago)" in page
@@ -105,13 +112,20 @@ def test_job_detail_pretty_prints_and_links_its_relatives(admin_client):
     cron = CronJob.objects.create(name="nightly", function=f.bump.name, interval_seconds=60)
     batch = Batch.objects.create(name=f.bump.name, total=1)
     parent = make_job(state=State.SUCCESS)
-    job = make_job(state=State.FAILED, args={"name": "x", "by": 2}, result={"deep": [1, 2]}, parent=parent,
-                   cron=cron, batch=batch, error="Traceback (most recent call last):\n  ...\nValueError: <boom>")
+    job = make_job(
+        state=State.FAILED,
+        args={"name": "x", "by": 2},
+        result={"deep": [1, 2]},
+        parent=parent,
+        cron=cron,
+        batch=batch,
+        error="Traceback (most recent call last):\n  ...\nValueError: <boom>",
+    )
     child = make_job(parent=job)
     retry = make_job(retry_of=job)
     page = admin_client.get(change_url(job.pk)).content.decode()
-    assert '{\n  &quot;by&quot;: 2,\n  &quot;name&quot;: &quot;x&quot;\n}' in page
-    assert '&quot;deep&quot;: [\n    1,' in page
+    assert "{\n  &quot;by&quot;: 2,\n  &quot;name&quot;: &quot;x&quot;\n}" in page
+    assert "&quot;deep&quot;: [\n    1," in page
     assert "ValueError: &lt;boom&gt;</pre>" in page
     assert f'href="{change_url(parent.pk)}">#{parent.pk}</a>' in page
     assert f'href="{change_url(child.pk)}">#{child.pk} {f.bump.name}</a>' in page
@@ -165,8 +179,7 @@ def test_the_changelist_is_a_fixed_number_of_queries(admin_client, django_assert
 
     one = load()
     now = timezone.now()
-    ScheduledFunction.objects.bulk_create(
-        make_job_row(i, now, cron, parent) for i in range(199))
+    ScheduledFunction.objects.bulk_create(make_job_row(i, now, cron, parent) for i in range(199))
     assert ScheduledFunction.objects.count() == 200
     with django_assert_num_queries(one):
         response = admin_client.get(CHANGELIST, {"q": "bump", "all": ""})
@@ -175,10 +188,18 @@ def test_the_changelist_is_a_fixed_number_of_queries(admin_client, django_assert
 
 def make_job_row(i: int, now, cron: CronJob, parent: ScheduledFunction) -> ScheduledFunction:
     state = list(State)[i % len(State)]
-    return ScheduledFunction(name=f.bump.name, kind="mutation", args={"name": str(i)}, state=state,
-                             scheduled_time=now - timedelta(minutes=i), started_at=now, completed_time=now,
-                             cron=cron if i % 3 == 0 else None, parent=parent if i % 3 == 1 else None,
-                             queue=f"q{i % 4}")
+    return ScheduledFunction(
+        name=f.bump.name,
+        kind="mutation",
+        args={"name": str(i)},
+        state=state,
+        scheduled_time=now - timedelta(minutes=i),
+        started_at=now,
+        completed_time=now,
+        cron=cron if i % 3 == 0 else None,
+        parent=parent if i % 3 == 1 else None,
+        queue=f"q{i % 4}",
+    )
 
 
 # --- actions ---
@@ -187,25 +208,42 @@ def make_job_row(i: int, now, cron: CronJob, parent: ScheduledFunction) -> Sched
 def test_cancel_cancels_pending_and_running_jobs_and_reports_the_finished_ones(admin_client):
     pending, running, done = make_job(), make_job(state=State.IN_PROGRESS), make_job(state=State.SUCCESS)
     shown = act(admin_client, "cancel_jobs", pending, running, done)
-    assert shown == [f"Canceled 2 job(s): #{pending.pk}, {running.pk}.",
-                     f"Skipped 1 job(s) already finished: #{done.pk} (success)."]
+    assert shown == [
+        f"Canceled 2 job(s): #{pending.pk}, {running.pk}.",
+        f"Skipped 1 job(s) already finished: #{done.pk} (success).",
+    ]
     assert states(pending, running, done) == [State.CANCELED, State.CANCELED, State.SUCCESS]
 
 
 def test_retry_schedules_a_linked_copy_of_failed_and_canceled_jobs(admin_client):
     parent = make_job(state=State.SUCCESS)
-    failed = make_job(state=State.FAILED, args={"name": "y", "by": 3}, queue="emails", priority=5, parent=parent,
-                      attempts=1, error="boom")
+    failed = make_job(
+        state=State.FAILED,
+        args={"name": "y", "by": 3},
+        queue="emails",
+        priority=5,
+        parent=parent,
+        attempts=1,
+        error="boom",
+    )
     canceled = make_job(state=State.CANCELED)
     pending = make_job()
     shown = act(admin_client, "retry_jobs", failed, canceled, pending)
     retry_of_failed, retry_of_canceled = ScheduledFunction.objects.filter(retry_of__isnull=False).order_by("pk")
-    assert shown == [f"Retried 2 job(s): #{failed.pk} as #{retry_of_failed.pk}, "
-                     f"#{canceled.pk} as #{retry_of_canceled.pk}.",
-                     f"Skipped 1 job(s): #{pending.pk} (it is pending, not failed or canceled)."]
+    assert shown == [
+        f"Retried 2 job(s): #{failed.pk} as #{retry_of_failed.pk}, #{canceled.pk} as #{retry_of_canceled.pk}.",
+        f"Skipped 1 job(s): #{pending.pk} (it is pending, not failed or canceled).",
+    ]
     new = retry_of_failed
     assert (new.name, new.kind, new.args, new.queue, new.priority, new.parent_id, new.retry_of_id) == (
-        f.bump.name, "mutation", {"name": "y", "by": 3}, "emails", 5, parent.pk, failed.pk)
+        f.bump.name,
+        "mutation",
+        {"name": "y", "by": 3},
+        "emails",
+        5,
+        parent.pk,
+        failed.pk,
+    )
     assert (new.state, new.attempts, new.error) == (State.PENDING, 0, "")
     assert new.scheduled_time <= timezone.now()
     again = act(admin_client, "retry_jobs", failed)
@@ -214,8 +252,7 @@ def test_retry_schedules_a_linked_copy_of_failed_and_canceled_jobs(admin_client)
 
 def test_retry_skips_jobs_whose_function_is_gone(admin_client):
     gone = make_job(name="tests.app.functions:removed_long_ago", state=State.FAILED)
-    assert act(admin_client, "retry_jobs", gone) == [
-        f"Skipped 1 job(s): #{gone.pk} (its function is not registered)."]
+    assert act(admin_client, "retry_jobs", gone) == [f"Skipped 1 job(s): #{gone.pk} (its function is not registered)."]
     assert ScheduledFunction.objects.count() == 1
 
 
@@ -231,11 +268,17 @@ def test_a_retry_runs_on_the_worker(admin_client):
 
 def test_run_now_makes_pending_jobs_due_and_reports_the_others(admin_client):
     now = timezone.now()
-    later, due, done = (make_job(scheduled_time=now + timedelta(hours=2)), make_job(scheduled_time=now),
-                        make_job(state=State.FAILED, scheduled_time=now + timedelta(hours=1)))
+    later, due, done = (
+        make_job(scheduled_time=now + timedelta(hours=2)),
+        make_job(scheduled_time=now),
+        make_job(state=State.FAILED, scheduled_time=now + timedelta(hours=1)),
+    )
     shown = act(admin_client, "run_jobs_now", later, due, done)
-    assert shown == [f"1 pending job(s) are due now: #{later.pk}.", f"Skipped 1 job(s) already due: #{due.pk}.",
-                     f"Skipped 1 job(s) not pending: #{done.pk} (failed)."]
+    assert shown == [
+        f"1 pending job(s) are due now: #{later.pk}.",
+        f"Skipped 1 job(s) already due: #{due.pk}.",
+        f"Skipped 1 job(s) not pending: #{done.pk} (failed).",
+    ]
     assert ScheduledFunction.objects.due(timezone.now()).filter(pk=later.pk).exists()
     done.refresh_from_db()
     assert done.scheduled_time == now + timedelta(hours=1)
@@ -255,13 +298,19 @@ def test_the_queryset_methods_are_what_the_actions_call():
 # --- permissions ---
 
 
-@pytest.mark.parametrize(("action", "codename"), [("cancel_jobs", "cancel_scheduledfunction"),
-                                                  ("retry_jobs", "retry_scheduledfunction"),
-                                                  ("run_jobs_now", "change_scheduledfunction")])
+@pytest.mark.parametrize(
+    ("action", "codename"),
+    [
+        ("cancel_jobs", "cancel_scheduledfunction"),
+        ("retry_jobs", "retry_scheduledfunction"),
+        ("run_jobs_now", "change_scheduledfunction"),
+    ],
+)
 def test_each_action_needs_its_permission(client, staff, action, codename):
     now = timezone.now()
-    job = make_job(state=State.FAILED if action == "retry_jobs" else State.PENDING,
-                   scheduled_time=now + timedelta(hours=1))
+    job = make_job(
+        state=State.FAILED if action == "retry_jobs" else State.PENDING, scheduled_time=now + timedelta(hours=1)
+    )
     before = list(ScheduledFunction.objects.values())
     assert client.get(CHANGELIST).context["action_form"] is None  # no action this user may take
     assert act(client, action, job) == []  # a forged POST: no action to take

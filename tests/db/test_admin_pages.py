@@ -26,14 +26,21 @@ JOBS = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
 def worker(worker_id: str, *, expires_in: float = 60, stopped: bool = False, beat_ago: float = 5) -> WorkerProcess:
     now = timezone.now()
     return WorkerProcess.objects.create(
-        worker_id=worker_id, hostname="host", pid=123, concurrency=4, started_at=now - timedelta(hours=1),
-        heartbeat_at=now - timedelta(seconds=beat_ago), expires_at=now + timedelta(seconds=expires_in),
-        stopped_at=now if stopped else None)
+        worker_id=worker_id,
+        hostname="host",
+        pid=123,
+        concurrency=4,
+        started_at=now - timedelta(hours=1),
+        heartbeat_at=now - timedelta(seconds=beat_ago),
+        expires_at=now + timedelta(seconds=expires_in),
+        stopped_at=now if stopped else None,
+    )
 
 
 def job(**fields) -> ScheduledFunction:
-    return ScheduledFunction.objects.create(**{"name": f.bump.name, "kind": "mutation", "args": {"name": "x"},
-                                               "scheduled_time": timezone.now(), **fields})
+    return ScheduledFunction.objects.create(
+        **{"name": f.bump.name, "kind": "mutation", "args": {"name": "x"}, "scheduled_time": timezone.now(), **fields}
+    )
 
 
 def queries(client, url: str, params: dict | None = None) -> int:
@@ -58,8 +65,9 @@ def test_workers_show_alive_lost_and_stopped_with_their_running_jobs(admin_clien
     assert {name: row.running for name, row in rows.items()} == {"w-alive": 2, "w-lost": 1, "w-stopped": 0}
     page = response.content.decode()
     for name, status in (("w-alive", "alive"), ("w-lost", "lost"), ("w-stopped", "stopped")):
-        detail = admin_client.get(reverse("admin:django_scheduled_actions_workerprocess_change",
-                                          args=[rows[name].pk])).content.decode()
+        detail = admin_client.get(
+            reverse("admin:django_scheduled_actions_workerprocess_change", args=[rows[name].pk])
+        ).content.decode()
         assert f"sa-badge-{status}" in detail, name
         assert f"sa-badge-{status}" in page
     assert f"{JOBS}?state__exact=in_progress&amp;worker_id=w-alive" in page
@@ -80,7 +88,11 @@ def test_a_worker_that_missed_two_heartbeats_is_late_before_its_lease_runs_out(a
     rows = {w.worker_id: w for w in admin_client.get(WORKERS).context["cl"].result_list}
     now = timezone.now()
     assert {name: row.status(now) for name, row in rows.items()} == {
-        "w-beating": "alive", "w-late": "late", "w-short-lease-late": "late", "w-lost": "lost"}
+        "w-beating": "alive",
+        "w-late": "late",
+        "w-short-lease-late": "late",
+        "w-lost": "lost",
+    }
     assert page.count("sa-badge-late") == 2 and "late (missed two heartbeats)" in page
 
     def status(value: str) -> set[str]:
@@ -104,8 +116,12 @@ def test_the_workers_page_counts_running_jobs_without_a_query_per_row(admin_clie
 def test_workers_are_written_by_workers_only(admin_client):
     row = worker("w")
     assert admin_client.get(reverse("admin:django_scheduled_actions_workerprocess_add")).status_code == 403
-    assert admin_client.post(reverse("admin:django_scheduled_actions_workerprocess_change", args=[row.pk]),
-                             {"hostname": "x"}).status_code == 403
+    assert (
+        admin_client.post(
+            reverse("admin:django_scheduled_actions_workerprocess_change", args=[row.pk]), {"hostname": "x"}
+        ).status_code
+        == 403
+    )
 
 
 # --- crons ---
@@ -113,9 +129,16 @@ def test_workers_are_written_by_workers_only(admin_client):
 
 def test_crons_show_their_last_run_and_its_state_without_a_query_per_row(admin_client):
     now = timezone.now()
-    cron = CronJob.objects.create(name="daily", function=cf.mark.name, args={"label": "d"}, expression="0 9 * * *",
-                                  timezone="Europe/Amsterdam", last_run_at=now - timedelta(hours=2),
-                                  next_run_at=now + timedelta(hours=20), skipped_count=3)
+    cron = CronJob.objects.create(
+        name="daily",
+        function=cf.mark.name,
+        args={"label": "d"},
+        expression="0 9 * * *",
+        timezone="Europe/Amsterdam",
+        last_run_at=now - timedelta(hours=2),
+        next_run_at=now + timedelta(hours=20),
+        skipped_count=3,
+    )
     job(cron=cron, cron_tick=now - timedelta(days=1), state=State.SUCCESS)
     last = job(cron=cron, cron_tick=now - timedelta(hours=2), state=State.FAILED)
     one = queries(admin_client, CRONS)
@@ -133,8 +156,9 @@ def test_crons_show_their_last_run_and_its_state_without_a_query_per_row(admin_c
 
 
 def test_the_enabled_toggle_disables_and_reenables_a_cron_from_its_next_tick(admin_client):
-    cron = CronJob.objects.create(name="c", source="code", function=cf.ping.name, interval_seconds=60,
-                                  next_run_at=timezone.now())
+    cron = CronJob.objects.create(
+        name="c", source="code", function=cf.ping.name, interval_seconds=60, next_run_at=timezone.now()
+    )
     form = {"form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(cron.pk), "_save": "Save"}
     assert admin_client.post(CRONS, form).status_code == 302
     cron.refresh_from_db()
@@ -153,15 +177,27 @@ def test_the_dashboard_shows_states_functions_throughput_lag_and_failures(admin_
     job(scheduled_time=now + timedelta(hours=1))
     for minutes in (1, 2, 2, 90):
         job(state=State.SUCCESS, completed_time=now - timedelta(minutes=minutes))
-    failed = job(name=f.failing_action.name, kind="action", state=State.FAILED,
-                 completed_time=now - timedelta(minutes=5), error="Traceback...\nRuntimeError: it broke")
+    failed = job(
+        name=f.failing_action.name,
+        kind="action",
+        state=State.FAILED,
+        completed_time=now - timedelta(minutes=5),
+        error="Traceback...\nRuntimeError: it broke",
+    )
     job(name=f.failing_action.name, kind="action", state=State.FAILED, completed_time=now - timedelta(hours=3))
     response = admin_client.get(DASHBOARD)
     context, page = response.context, response.content.decode()
     assert {row["state"]: row["count"] for row in context["states"]} == {
-        "pending": 2, "in_progress": 0, "success": 4, "failed": 2, "canceled": 0}
-    assert [(row["name"], row["total"]) for row in context["functions"]] == [(f.bump.name, 6),
-                                                                             (f.failing_action.name, 2)]
+        "pending": 2,
+        "in_progress": 0,
+        "success": 4,
+        "failed": 2,
+        "canceled": 0,
+    }
+    assert [(row["name"], row["total"]) for row in context["functions"]] == [
+        (f.bump.name, 6),
+        (f.failing_action.name, 2),
+    ]
     assert (context["hour"]["total_ok"], context["hour"]["total_failed"]) == (3, 1)
     assert (context["day"]["total_ok"], context["day"]["total_failed"]) == (4, 2)
     assert context["hour"]["peak"] == 2 and len(context["hour"]["bars"]) == 60 and len(context["day"]["bars"]) == 24

@@ -96,8 +96,11 @@ def test_a_worker_keeps_many_async_actions_in_flight_on_few_threads():
     jobs = [scheduler.run_after(0, af.fetch_and_record, {"name": f"many{i % 5}", "wait": 0.3}) for i in range(100)]
     start = time.monotonic()
     with WorkerThread(concurrency=1, async_concurrency=100, crons=False):
-        wait_until(lambda: not ScheduledFunction.objects.filter(pk__in=jobs).exclude(state=State.SUCCESS).exists(),
-                   30, "the async actions to succeed")
+        wait_until(
+            lambda: not ScheduledFunction.objects.filter(pk__in=jobs).exclude(state=State.SUCCESS).exists(),
+            30,
+            "the async actions to succeed",
+        )
     elapsed = time.monotonic() - start
     assert sum(count(f"many{i}") for i in range(5)) == 100  # each body's mutation once
     assert elapsed < 100 * 0.3 / 4, f"100 waits of 0.3 s took {elapsed:.1f} s: they did not overlap"
@@ -135,8 +138,10 @@ def test_a_body_that_blocks_the_loop_is_reported_and_the_heartbeat_still_beats(s
     settings.SCHEDULED_ACTIONS_LEASE_SECONDS = 1.5  # a beat every half second
     job_id = scheduler.run_after(0, af.blocks_the_loop, {"seconds": 2.5})
     beats = []
-    with caplog.at_level(logging.WARNING, logger="django_scheduled_actions"), \
-            WorkerThread(concurrency=1, crons=False) as worker:
+    with (
+        caplog.at_level(logging.WARNING, logger="django_scheduled_actions"),
+        WorkerThread(concurrency=1, crons=False) as worker,
+    ):
         wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).started_at is not None, 10, "the start")
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:  # while the loop is blocked

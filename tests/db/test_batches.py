@@ -42,8 +42,9 @@ def on_complete_runs(label: str) -> int:
 
 
 def test_items_run_and_on_complete_runs_once_with_the_counts():
-    batch_id = scheduler.batch(of.item_mutation, items(5, failing=(1, 3)), on_complete=of.batch_done,
-                               on_complete_args={"label": "five"})
+    batch_id = scheduler.batch(
+        of.item_mutation, items(5, failing=(1, 3)), on_complete=of.batch_done, on_complete_args={"label": "five"}
+    )
     jobs = ScheduledFunction.objects.filter(batch_id=batch_id)
     assert jobs.count() == 5 and set(jobs.values_list("state", flat=True)) == {State.PENDING}
     assert Batch.objects.get(pk=batch_id).total == 5
@@ -58,8 +59,9 @@ def test_items_run_and_on_complete_runs_once_with_the_counts():
 
 
 def test_action_items_are_counted_too():
-    batch_id = scheduler.batch(of.item_action, items(4, failing=(0,)), on_complete=of.batch_done,
-                               on_complete_args={"label": "actions"})
+    batch_id = scheduler.batch(
+        of.item_action, items(4, failing=(0,)), on_complete=of.batch_done, on_complete_args={"label": "actions"}
+    )
     run_due_jobs()
     batch = Batch.objects.get(pk=batch_id)
     assert (batch.succeeded, batch.failed) == (3, 1)
@@ -109,8 +111,9 @@ def test_everything_is_validated_before_anything_is_written():
     with pytest.raises(ArgumentValidationError, match="label"):
         scheduler.batch(of.item_mutation, items(2), on_complete=of.batch_done)
     with pytest.raises(ValueError, match="may not contain failed"):
-        scheduler.batch(of.item_mutation, items(2), on_complete=of.batch_done,
-                        on_complete_args={"label": "x", "failed": 0})
+        scheduler.batch(
+            of.item_mutation, items(2), on_complete=of.batch_done, on_complete_args={"label": "x", "failed": 0}
+        )
     with pytest.raises(TypeError, match="is a query"):
         scheduler.batch(f.count, [{"name": "x"}])
     with pytest.raises(TypeError, match="is a query"):
@@ -139,8 +142,12 @@ def test_options_queue_priority_and_delay_apply_to_every_item():
 
 def test_ten_thousand_items_are_inserted_in_bulk_then_canceled_in_bulk():
     with CaptureQueriesContext(connection) as queries:
-        batch_id = scheduler.batch(of.item_mutation, [{"i": i} for i in range(10_000)], on_complete=of.batch_done,
-                                   on_complete_args={"label": "big"})
+        batch_id = scheduler.batch(
+            of.item_mutation,
+            [{"i": i} for i in range(10_000)],
+            on_complete=of.batch_done,
+            on_complete_args={"label": "big"},
+        )
     inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
     assert ScheduledFunction.objects.filter(batch_id=batch_id, state=State.PENDING).count() == 10_000
     assert len(inserts) <= 300, f"{len(inserts)} INSERT statements for 10,000 items"
@@ -183,8 +190,14 @@ def test_lease_recovery_counts_items_a_lost_worker_finished_but_did_not_count():
     now = timezone.now()
     jobs.filter(pk=a.pk).update(state=State.SUCCESS, completed_time=now)  # its worker died before counting
     jobs.filter(pk=b.pk).update(state=State.FAILED, completed_time=now)
-    jobs.filter(pk=c.pk).update(state=State.IN_PROGRESS, started_at=now, attempts=1, token="t", worker_id="gone",
-                                lease_expires_at=now - timedelta(seconds=1))  # a started action, worker gone
+    jobs.filter(pk=c.pk).update(
+        state=State.IN_PROGRESS,
+        started_at=now,
+        attempts=1,
+        token="t",
+        worker_id="gone",
+        lease_expires_at=now - timedelta(seconds=1),
+    )  # a started action, worker gone
     assert Batch.objects.get(pk=batch_id).done == 0
     assert recover_expired(now) == 1
     batch = Batch.objects.get(pk=batch_id)
@@ -198,8 +211,9 @@ def test_workers_counting_the_last_items_at_once_fire_on_complete_once():
     """Every item's final state committed, then eight threads count them at the same moment, repeatedly."""
     for round_ in range(4):
         label = f"race {round_}"
-        batch_id = scheduler.batch(of.item_mutation, items(24), on_complete=of.batch_done,
-                                   on_complete_args={"label": label})
+        batch_id = scheduler.batch(
+            of.item_mutation, items(24), on_complete=of.batch_done, on_complete_args={"label": label}
+        )
         jobs = list(ScheduledFunction.objects.filter(batch_id=batch_id))
         ScheduledFunction.objects.filter(batch_id=batch_id).update(state=State.SUCCESS, completed_time=timezone.now())
         shares = [jobs[n::8] + jobs[:2] for n in range(8)]  # the first two are counted by every thread
@@ -219,21 +233,23 @@ def test_admin_shows_batch_progress(admin_client):
     assert b'<progress max="4" value="1"></progress> 1/4 (25%)' in page.content
     detail = admin_client.get(reverse("admin:django_scheduled_actions_batch_change", args=[batch_id]))
     assert detail.status_code == 200 and f"?batch__id__exact={batch_id}".encode() in detail.content
-    items_page = admin_client.get(reverse("admin:django_scheduled_actions_scheduledfunction_changelist"),
-                                  {"batch__id__exact": batch_id})
+    items_page = admin_client.get(
+        reverse("admin:django_scheduled_actions_scheduledfunction_changelist"), {"batch__id__exact": batch_id}
+    )
     assert items_page.status_code == 200 and items_page.context["cl"].result_count == 4
 
 
 def test_admin_cancels_the_open_items_of_a_batch(admin_client):
     batch_id = scheduler.batch(of.item_mutation, items(3), on_complete=of.batch_done, on_complete_args={"label": "x"})
-    admin_client.post(reverse("admin:django_scheduled_actions_batch_changelist"),
-                      {"action": "cancel_items", "_selected_action": [batch_id]})
+    admin_client.post(
+        reverse("admin:django_scheduled_actions_batch_changelist"),
+        {"action": "cancel_items", "_selected_action": [batch_id]},
+    )
     batch = Batch.objects.get(pk=batch_id)
     assert (batch.canceled, batch.finished_at is not None) == (3, True)
 
 
 # --- real workers ---
-
 
 
 def on_complete_runs_total() -> int:

@@ -24,8 +24,16 @@ def change_url(row: CronJob) -> str:
 
 
 def form_errors(**data) -> dict[str, list[str]]:
-    fields = {"name": "nightly", "function": cf.mark.name, "args": '{"label": "n"}', "expression": "",
-              "interval_seconds": "", "timezone": "UTC", "enabled": "on", **data}
+    fields = {
+        "name": "nightly",
+        "function": cf.mark.name,
+        "args": '{"label": "n"}',
+        "expression": "",
+        "interval_seconds": "",
+        "timezone": "UTC",
+        "enabled": "on",
+        **data,
+    }
     form = CronJobForm(data=fields)
     return {} if form.is_valid() else {k: list(v) for k, v in form.errors.items()}
 
@@ -35,34 +43,52 @@ def test_the_form_validates_like_code_defined_crons():
     assert form_errors(interval_seconds="30") == {}
     assert form_errors(expression="61 * * * *") == {"expression": ["invalid cron expression '61 * * * *'"]}
     assert form_errors(interval_seconds="0.5") == {
-        "interval_seconds": ["an interval must be at least one second, got datetime.timedelta(microseconds=500000)"]}
+        "interval_seconds": ["an interval must be at least one second, got datetime.timedelta(microseconds=500000)"]
+    }
     assert form_errors(expression="0 2 * * *", timezone="Mars/Base") == {
-        "timezone": ["Select a valid choice. Mars/Base is not one of the available choices."]}
+        "timezone": ["Select a valid choice. Mars/Base is not one of the available choices."]
+    }
     either = {"__all__": ["Give either a cron expression or an interval of at least one second (not both)."]}
     assert form_errors() == either
     assert form_errors(expression="0 2 * * *", interval_seconds="5") == either
     assert form_errors(interval_seconds="5", args='{"label": 5}') == {
-        "args": ["argument 'label' of tests.app.cron_functions:mark: expected str, got int (5)"]}
+        "args": ["argument 'label' of tests.app.cron_functions:mark: expected str, got int (5)"]
+    }
     assert form_errors(interval_seconds="5", args="[1]") == {"args": ["arguments must be a JSON object"]}
     assert list(form_errors(interval_seconds="5", function=cf.look.name)) == ["function"]  # queries are no choice
 
 
 def test_admin_creates_a_cron_that_starts_at_its_next_tick(admin_client):
-    response = admin_client.post(ADD, {"name": "nightly", "function": cf.mark.name, "args": '{"label": "n"}',
-                                       "expression": "30 2 * * *", "interval_seconds": "",
-                                       "timezone": "Europe/Amsterdam", "enabled": "on"})
+    response = admin_client.post(
+        ADD,
+        {
+            "name": "nightly",
+            "function": cf.mark.name,
+            "args": '{"label": "n"}',
+            "expression": "30 2 * * *",
+            "interval_seconds": "",
+            "timezone": "Europe/Amsterdam",
+            "enabled": "on",
+        },
+    )
     assert response.status_code == 302, response.content.decode()
     row = CronJob.objects.get(name="nightly")
     assert (row.source, row.function, row.args, row.expression, row.timezone) == (
-        "admin", cf.mark.name, {"label": "n"}, "30 2 * * *", "Europe/Amsterdam")
+        "admin",
+        cf.mark.name,
+        {"label": "n"},
+        "30 2 * * *",
+        "Europe/Amsterdam",
+    )
     assert row.next_run_at == schedules.for_row(row).next_after(timezone.now() - timedelta(minutes=1))
     page = admin_client.get(CHANGELIST)
     assert "every day at 02:30 (Europe/Amsterdam)" in page.content.decode()
 
 
 def test_code_defined_crons_only_toggle_enabled(admin_client):
-    row = CronJob.objects.create(name="from code", source="code", function=cf.ping.name, interval_seconds=60,
-                                 next_run_at=timezone.now())
+    row = CronJob.objects.create(
+        name="from code", source="code", function=cf.ping.name, interval_seconds=60, next_run_at=timezone.now()
+    )
     page = admin_client.get(change_url(row)).content.decode()
     assert 'name="enabled"' in page and 'name="function"' not in page and 'name="expression"' not in page
     response = admin_client.post(change_url(row), {"function": cf.mark.name, "interval_seconds": "1"})

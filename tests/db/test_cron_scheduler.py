@@ -59,7 +59,8 @@ def runs(row: CronJob) -> list[datetime]:
 def finish_runs() -> None:
     """What a worker would do: run the pending cron jobs (here: mark them succeeded)."""
     ScheduledFunction.objects.filter(cron__isnull=False, state__in=(State.PENDING, State.IN_PROGRESS)).update(
-        state=State.SUCCESS)
+        state=State.SUCCESS
+    )
 
 
 # --- sync ---
@@ -74,9 +75,15 @@ def test_sync_adds_updates_and_removes_code_crons_with_a_log_line_each(registry,
 
     assert sync(T0, registry) == cron_scheduler.SyncReport(["cleanup", "report"], [], [])
     report = CronJob.objects.get(name="report")
-    assert (report.source, report.function, report.args, report.expression, report.interval_seconds,
-            report.timezone, report.enabled) == ("code", cf.mark.name, {"label": "r"}, "0 9 * * *", None,
-                                                 "Europe/Amsterdam", True)
+    assert (
+        report.source,
+        report.function,
+        report.args,
+        report.expression,
+        report.interval_seconds,
+        report.timezone,
+        report.enabled,
+    ) == ("code", cf.mark.name, {"label": "r"}, "0 9 * * *", None, "Europe/Amsterdam", True)
     assert report.next_run_at == utc(2024, 5, 2, 7)  # 09:00 CEST
     assert CronJob.objects.get(name="cleanup").next_run_at == utc(2024, 5, 1, 13)
     assert sync(T0, registry) == cron_scheduler.SyncReport([], [], [])
@@ -129,11 +136,20 @@ def test_a_tick_fires_one_run_with_cron_and_tick_set(registry, django_capture_on
     assert (result.outcome, result.tick, result.skipped) == (Outcome.FIRED, T0 + timedelta(seconds=1), 0)
     job = ScheduledFunction.objects.get(pk=result.job_id)
     assert (job.name, job.kind, job.args, job.state, job.cron_id, job.cron_tick, job.scheduled_time) == (
-        cf.mark.name, "mutation", {"label": "s"}, State.PENDING, row.pk, T0 + timedelta(seconds=1),
-        T0 + timedelta(seconds=1))
+        cf.mark.name,
+        "mutation",
+        {"label": "s"},
+        State.PENDING,
+        row.pk,
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=1),
+    )
     row.refresh_from_db()
     assert (row.last_run_at, row.next_run_at, row.skipped_count) == (
-        T0 + timedelta(seconds=1), T0 + timedelta(seconds=2), 0)
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=2),
+        0,
+    )
     assert scheduler.next_tick() == T0 + timedelta(seconds=2)
     assert scheduler.tick(T0 + timedelta(seconds=1, milliseconds=500)) == []
 
@@ -149,8 +165,11 @@ def test_one_run_per_tick_is_a_named_unique_constraint(registry):
     ScheduledFunction.objects.create(**job)
 
 
-@pytest.mark.parametrize("schedule", [{}, {"expression": "0 9 * * *", "interval_seconds": 60},
-                                      {"interval_seconds": 0.5}], ids=["neither", "both", "too short"])
+@pytest.mark.parametrize(
+    "schedule",
+    [{}, {"expression": "0 9 * * *", "interval_seconds": 60}, {"interval_seconds": 0.5}],
+    ids=["neither", "both", "too short"],
+)
 def test_a_cron_row_has_exactly_one_schedule(schedule):
     with pytest.raises(IntegrityError), transaction.atomic():
         CronJob.objects.create(name="x", function=cf.ping.name, **schedule)
@@ -191,7 +210,8 @@ def test_workers_that_read_the_cron_before_another_fired_it_write_nothing(regist
 
 
 def test_a_tick_finding_the_previous_run_unfinished_is_skipped_logged_and_counted(
-        registry, skips, caplog, django_capture_on_commit_callbacks):
+    registry, skips, caplog, django_capture_on_commit_callbacks
+):
     row = every_second(registry)
     scheduler = CronScheduler()
     with django_capture_on_commit_callbacks(execute=True):
@@ -202,26 +222,36 @@ def test_a_tick_finding_the_previous_run_unfinished_is_skipped_logged_and_counte
         finish_runs()
         (free,) = scheduler.tick(T0 + timedelta(seconds=4))
     assert [(r.outcome, r.reason, r.skipped) for r in (pending, running, free)] == [
-        (Outcome.SKIPPED, SkipReason.OVERLAP, 1), (Outcome.SKIPPED, SkipReason.OVERLAP, 1),
-        (Outcome.FIRED, None, 0)]
+        (Outcome.SKIPPED, SkipReason.OVERLAP, 1),
+        (Outcome.SKIPPED, SkipReason.OVERLAP, 1),
+        (Outcome.FIRED, None, 0),
+    ]
     assert runs(row) == [T0 + timedelta(seconds=1), T0 + timedelta(seconds=4)]
     row.refresh_from_db()
     assert row.skipped_count == 2
-    assert skips == [(CronJob, "every second", T0 + timedelta(seconds=2), "overlap", 1),
-                     (CronJob, "every second", T0 + timedelta(seconds=3), "overlap", 1)]
+    assert skips == [
+        (CronJob, "every second", T0 + timedelta(seconds=2), "overlap", 1),
+        (CronJob, "every second", T0 + timedelta(seconds=3), "overlap", 1),
+    ]
     assert "cron tick skipped name='every second' tick=2024-05-01T12:00:02+00:00 reason=overlap count=1" in [
-        r.getMessage() for r in caplog.records]
+        r.getMessage() for r in caplog.records
+    ]
 
 
 def test_after_downtime_one_overdue_run_fires_and_the_rest_are_counted(
-        registry, skips, django_capture_on_commit_callbacks):
+    registry, skips, django_capture_on_commit_callbacks
+):
     row = every_second(registry)
     scheduler = CronScheduler()
     down_for = 6  # ticks T0+1s ... T0+6s pass with no worker
     with django_capture_on_commit_callbacks(execute=True):
         (result,) = scheduler.tick(T0 + timedelta(seconds=down_for, milliseconds=300))
     assert (result.outcome, result.tick, result.skipped, result.reason) == (
-        Outcome.FIRED, T0 + timedelta(seconds=down_for), down_for - 1, SkipReason.MISSED)
+        Outcome.FIRED,
+        T0 + timedelta(seconds=down_for),
+        down_for - 1,
+        SkipReason.MISSED,
+    )
     assert runs(row) == [T0 + timedelta(seconds=down_for)]
     row.refresh_from_db()
     assert (row.skipped_count, row.next_run_at) == (down_for - 1, T0 + timedelta(seconds=down_for + 1))
@@ -229,8 +259,7 @@ def test_after_downtime_one_overdue_run_fires_and_the_rest_are_counted(
 
 
 def test_a_cron_whose_function_is_gone_is_skipped_as_invalid(skips, django_capture_on_commit_callbacks):
-    row = CronJob.objects.create(name="orphan", function="gone.functions:nothing", interval_seconds=1,
-                                 next_run_at=T0)
+    row = CronJob.objects.create(name="orphan", function="gone.functions:nothing", interval_seconds=1, next_run_at=T0)
     with django_capture_on_commit_callbacks(execute=True):
         (result,) = CronScheduler().tick(T0)
     assert (result.outcome, result.reason) == (Outcome.SKIPPED, SkipReason.INVALID)
@@ -238,8 +267,7 @@ def test_a_cron_whose_function_is_gone_is_skipped_as_invalid(skips, django_captu
 
 
 def test_disabled_crons_do_not_fire_and_new_rows_start_at_their_next_tick():
-    CronJob.objects.create(name="off", function=cf.ping.name, interval_seconds=1, next_run_at=T0,
-                           enabled=False)
+    CronJob.objects.create(name="off", function=cf.ping.name, interval_seconds=1, next_run_at=T0, enabled=False)
     fresh = CronJob.objects.create(name="fresh", function=cf.ping.name, interval_seconds=1)
     scheduler = CronScheduler()
     assert scheduler.tick(T0 + timedelta(milliseconds=500)) == []
@@ -266,23 +294,30 @@ def step_through(row: CronJob, start: datetime, end: datetime, step: timedelta) 
     return runs(row)
 
 
-@pytest.mark.parametrize(("day", "expected"), [
-    (datetime(2024, 3, 31, tzinfo=AMS), "2024-03-31T03:00:00+02:00"),  # 02:30 does not exist: at the jump
-    (datetime(2024, 10, 27, tzinfo=AMS), "2024-10-27T02:30:00+02:00"),  # 02:30 happens twice: the first
-], ids=["spring forward", "fall back"])
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (datetime(2024, 3, 31, tzinfo=AMS), "2024-03-31T03:00:00+02:00"),  # 02:30 does not exist: at the jump
+        (datetime(2024, 10, 27, tzinfo=AMS), "2024-10-27T02:30:00+02:00"),  # 02:30 happens twice: the first
+    ],
+    ids=["spring forward", "fall back"],
+)
 def test_daily_job_at_half_past_two_runs_once_on_transition_days(day, expected):
-    row = CronJob.objects.create(name="daily", function=cf.ping.name, expression="30 2 * * *",
-                                 timezone="Europe/Amsterdam")
+    row = CronJob.objects.create(
+        name="daily", function=cf.ping.name, expression="30 2 * * *", timezone="Europe/Amsterdam"
+    )
     start = day.astimezone(UTC) - timedelta(hours=1)
     fired = step_through(row, start, start + timedelta(days=1), timedelta(minutes=1))
     assert [t.astimezone(AMS).isoformat() for t in fired] == [expected]
 
 
-@pytest.mark.parametrize("day", [datetime(2024, 3, 31, tzinfo=AMS), datetime(2024, 10, 27, tzinfo=AMS)],
-                         ids=["spring forward", "fall back"])
+@pytest.mark.parametrize(
+    "day", [datetime(2024, 3, 31, tzinfo=AMS), datetime(2024, 10, 27, tzinfo=AMS)], ids=["spring forward", "fall back"]
+)
 def test_hourly_job_runs_every_real_hour_across_transitions(day):
-    row = CronJob.objects.create(name="hourly", function=cf.ping.name, expression="0 * * * *",
-                                 timezone="Europe/Amsterdam")
+    row = CronJob.objects.create(
+        name="hourly", function=cf.ping.name, expression="0 * * * *", timezone="Europe/Amsterdam"
+    )
     start = day.astimezone(UTC)
     fired = step_through(row, start, start + timedelta(hours=6, minutes=59), timedelta(minutes=5))
     assert fired == [start + timedelta(hours=h) for h in range(1, 7)]
@@ -297,8 +332,9 @@ def test_the_workers_cron_loop_syncs_then_ticks_on_its_clock(registry):
     registry.jobs("tests.crons").interval("every second", {"seconds": 1}, cf.mark, {"label": "loop"})
     readings = iter(T0 + timedelta(milliseconds=500 * n) for n in range(1000))
     stopping = threading.Event()
-    loop = cron_scheduler.CronLoop(stopping, clock=lambda: next(readings), recheck=0.01, crons=registry,
-                                   on_fired=stopping.set)
+    loop = cron_scheduler.CronLoop(
+        stopping, clock=lambda: next(readings), recheck=0.01, crons=registry, on_fired=stopping.set
+    )
     loop.start()
     loop.join(30)
     assert not loop.is_alive()
@@ -319,11 +355,13 @@ def test_burst_workers_and_no_crons_workers_leave_crons_alone(registry):
 
 
 def test_a_row_whose_schedule_does_not_parse_is_disabled_and_the_others_still_fire(caplog):
-    broken = CronJob.objects.create(name="broken", function=cf.ping.name, expression="0 9 * * *",
-                                    timezone="Gone/Away", next_run_at=T0)
+    broken = CronJob.objects.create(
+        name="broken", function=cf.ping.name, expression="0 9 * * *", timezone="Gone/Away", next_run_at=T0
+    )
     CronJob.objects.create(name="fine", function=cf.ping.name, interval_seconds=1, next_run_at=T0)
     assert [(r.cron, r.outcome) for r in CronScheduler().tick(T0)] == [("fine", Outcome.FIRED)]
     broken.refresh_from_db()
     assert not broken.enabled
     assert "cron disabled: invalid schedule name='broken' error=unknown time zone 'Gone/Away'" in [
-        r.getMessage() for r in caplog.records]
+        r.getMessage() for r in caplog.records
+    ]

@@ -29,15 +29,30 @@ def unknown_job(kind: str = "mutation", due_ago: float = 0, **fields) -> Schedul
     return Jobs.create(**{"name": NEW, "kind": kind, "args": {}, "scheduled_time": at, "created_at": at, **fields})
 
 
-def other_worker(worker_id: str, *, knows: bool = True, beat_ago: float = 1, lease: float = 60,
-                 queues: list[str] | None = None, unknown: list[str] | None = None) -> WorkerProcess:
+def other_worker(
+    worker_id: str,
+    *,
+    knows: bool = True,
+    beat_ago: float = 1,
+    lease: float = 60,
+    queues: list[str] | None = None,
+    unknown: list[str] | None = None,
+) -> WorkerProcess:
     """A worker row as another release's worker writes it."""
     now = timezone.now()
     beat = now - timedelta(seconds=beat_ago)
     return WorkerProcess.objects.create(
-        worker_id=worker_id, hostname="h", pid=1, concurrency=1, queues=queues or [], started_at=beat,
-        heartbeat_at=beat, expires_at=beat + timedelta(seconds=lease), functions={NEW: "mutation"} if knows else {},
-        unknown=unknown or [])
+        worker_id=worker_id,
+        hostname="h",
+        pid=1,
+        concurrency=1,
+        queues=queues or [],
+        started_at=beat,
+        heartbeat_at=beat,
+        expires_at=beat + timedelta(seconds=lease),
+        functions={NEW: "mutation"} if knows else {},
+        unknown=unknown or [],
+    )
 
 
 def burst() -> Worker:
@@ -78,14 +93,17 @@ def test_a_grace_of_zero_fails_it_at_once():
     assert row(job)[0] == State.FAILED and f"no function is registered as '{NEW}'" in job.error
 
 
-@pytest.mark.parametrize(("knower", "state"), [
-    (None, State.FAILED),                                           # nobody knew it for the grace
-    ({"beat_ago": 1}, State.PENDING),                               # a live worker knows it
-    ({"beat_ago": 1, "queues": ["elsewhere"]}, State.FAILED),       # ... but does not serve its queue
-    ({"beat_ago": 100, "lease": 60}, State.PENDING),                # lost 100 s ago: within the grace
-    ({"beat_ago": 700, "lease": 60}, State.FAILED),                 # lost 700 s ago
-    ({"beat_ago": 1, "knows": False}, State.FAILED),                # alive, of the old release
-])
+@pytest.mark.parametrize(
+    ("knower", "state"),
+    [
+        (None, State.FAILED),  # nobody knew it for the grace
+        ({"beat_ago": 1}, State.PENDING),  # a live worker knows it
+        ({"beat_ago": 1, "queues": ["elsewhere"]}, State.FAILED),  # ... but does not serve its queue
+        ({"beat_ago": 100, "lease": 60}, State.PENDING),  # lost 100 s ago: within the grace
+        ({"beat_ago": 700, "lease": 60}, State.FAILED),  # lost 700 s ago
+        ({"beat_ago": 1, "knows": False}, State.FAILED),  # alive, of the old release
+    ],
+)
 def test_past_the_grace_it_fails_unless_a_worker_serving_its_queue_knew_it_meanwhile(knower, state):
     if knower is not None:
         other_worker("other", **knower)

@@ -60,7 +60,8 @@ def drain(waiting: list[tuple[str, ScheduledFunction]], **options) -> list[int]:
     item = waiting.pop(0)
     while item is not None:
         item = executor.run(item[1], item[0], pull=lambda: waiting.pop(0) if waiting else None) or (
-            waiting.pop(0) if waiting else None)
+            waiting.pop(0) if waiting else None
+        )
     return done
 
 
@@ -69,7 +70,10 @@ def test_waiting_mutations_commit_together_and_each_takes_effect_once():
     assert run_claimed(*ids) == ids
     rows = Jobs.in_bulk(ids)
     assert {(r.state, r.attempts, r.result["key"]) for r in rows.values()} == {
-        (State.SUCCESS, 1, "k0"), (State.SUCCESS, 1, "k1"), (State.SUCCESS, 1, "k2")}
+        (State.SUCCESS, 1, "k0"),
+        (State.SUCCESS, 1, "k1"),
+        (State.SUCCESS, 1, "k2"),
+    }
     assert len({r.completed_time for r in rows.values()}) == 1, "one transaction completes all three"
     assert sorted(Effect.objects.values_list("key", flat=True)) == ["k0", "k1", "k2"]
 
@@ -107,7 +111,8 @@ def test_a_shared_transaction_stops_at_the_first_job_of_another_kind():
     (token, first), *waiting = claimed(mutation, action, later)
     done: list[int] = []
     leftover = Executor("w", done=lambda job: done.append(job.pk)).run(
-        first, token, pull=lambda: waiting.pop(0) if waiting else None)
+        first, token, pull=lambda: waiting.pop(0) if waiting else None
+    )
     assert done == [mutation]
     assert leftover[1].pk == action, "the action is handed back to be run next, unstarted"
     assert Jobs.get(pk=action).started_at is None

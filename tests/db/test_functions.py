@@ -39,11 +39,17 @@ def test_decorators_bare_and_with_options():
 
 
 def test_public_decorators_exist_for_every_kind():
-    fns = [sa.query(name="t.q")(lambda ctx: None), sa.mutation(name="t.m")(lambda ctx: None),
-           sa.action(name="t.a")(lambda ctx: None)]
+    fns = [
+        sa.query(name="t.q")(lambda ctx: None),
+        sa.mutation(name="t.m")(lambda ctx: None),
+        sa.action(name="t.a")(lambda ctx: None),
+    ]
     try:
         assert [(x.kind, x.visibility) for x in fns] == [
-            ("query", "public"), ("mutation", "public"), ("action", "public")]
+            ("query", "public"),
+            ("mutation", "public"),
+            ("action", "public"),
+        ]
     finally:
         for x in fns:
             registry.unregister(x.name)
@@ -105,31 +111,56 @@ def test_mutation_writes_and_returns_json():
 def test_argument_types_are_validated_and_converted():
     when = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
     uid = uuid.uuid4()
-    args = {"n": 1, "x": 2, "s": "s", "flag": True, "when": when, "day": date(2026, 1, 2), "uid": uid,
-            "amount": Decimal("1.50"), "tags": ["a"], "scores": {"a": 1}, "maybe": None, "mode": "b"}
+    args = {
+        "n": 1,
+        "x": 2,
+        "s": "s",
+        "flag": True,
+        "when": when,
+        "day": date(2026, 1, 2),
+        "uid": uid,
+        "amount": Decimal("1.50"),
+        "tags": ["a"],
+        "scores": {"a": 1},
+        "maybe": None,
+        "mode": "b",
+    }
     out = run_mutation(f.typed, args)
     assert out["x"] == 2.0 and out["when"] == when.isoformat() and out["uid"] == str(uid)
     assert out["types"] == ["datetime", "date", "UUID", "Decimal"]
 
 
-@pytest.mark.parametrize(("change", "argument", "message"), [
-    ({"n": "1"}, "n", "expected int, got str"),
-    ({"n": True}, "n", "expected int, got bool"),
-    ({"x": float("nan")}, "x", "finite"),
-    ({"flag": 1}, "flag", "expected bool"),
-    ({"when": datetime(2026, 1, 1)}, "when", "aware"),
-    ({"when": "2026-01-01T00:00:00+00:00"}, "when", "expected datetime"),
-    ({"tags": ["a", 2]}, "tags[1]", "expected str"),
-    ({"scores": {"a": "x"}}, "scores['a']", "expected int"),
-    ({"maybe": "x"}, "maybe", "expected int | None"),
-    ({"mode": "c"}, "mode", "expected one of 'a', 'b'"),
-    ({"s": "\ud800"}, "s", "UTF-8"),
-    ({"extra": 1}, "extra", "unexpected argument"),
-])
+@pytest.mark.parametrize(
+    ("change", "argument", "message"),
+    [
+        ({"n": "1"}, "n", "expected int, got str"),
+        ({"n": True}, "n", "expected int, got bool"),
+        ({"x": float("nan")}, "x", "finite"),
+        ({"flag": 1}, "flag", "expected bool"),
+        ({"when": datetime(2026, 1, 1)}, "when", "aware"),
+        ({"when": "2026-01-01T00:00:00+00:00"}, "when", "expected datetime"),
+        ({"tags": ["a", 2]}, "tags[1]", "expected str"),
+        ({"scores": {"a": "x"}}, "scores['a']", "expected int"),
+        ({"maybe": "x"}, "maybe", "expected int | None"),
+        ({"mode": "c"}, "mode", "expected one of 'a', 'b'"),
+        ({"s": "\ud800"}, "s", "UTF-8"),
+        ({"extra": 1}, "extra", "unexpected argument"),
+    ],
+)
 @pytest.mark.django_db
 def test_argument_mismatch_names_the_argument_and_writes_nothing(change, argument, message):
-    args = {"n": 1, "x": 2.0, "s": "s", "flag": True, "when": datetime(2026, 1, 1, tzinfo=UTC),
-            "day": date(2026, 1, 2), "uid": uuid.uuid4(), "amount": Decimal(1), "tags": [], "scores": {}}
+    args = {
+        "n": 1,
+        "x": 2.0,
+        "s": "s",
+        "flag": True,
+        "when": datetime(2026, 1, 1, tzinfo=UTC),
+        "day": date(2026, 1, 2),
+        "uid": uuid.uuid4(),
+        "amount": Decimal(1),
+        "tags": [],
+        "scores": {},
+    }
     args.update(change)
     with pytest.raises(ArgumentValidationError) as info:
         run_mutation(f.typed, args)
@@ -196,8 +227,11 @@ def test_action_reaches_database_through_ctx():
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("call", [lambda: run_query(f.count, {"name": "fresh"}),
-                                  lambda: run_action(f.read_via_ctx, {"name": "fresh"})], ids=["query", "action"])
+@pytest.mark.parametrize(
+    "call",
+    [lambda: run_query(f.count, {"name": "fresh"}), lambda: run_action(f.read_via_ctx, {"name": "fresh"})],
+    ids=["query", "action"],
+)
 def test_a_query_can_be_the_first_statement_of_a_new_connection(call):
     """Opening a connection runs its setup statements (MySQL: SET SESSION TRANSACTION ISOLATION LEVEL):
     not writes of the query's, nor an action's own database access. A worker thread's first job is

@@ -39,14 +39,28 @@ from django_scheduled_actions.models import CronJob, ScheduledFunction, State
 from tests.app.models import Effect
 
 DOCUMENTED = (ArgumentValidationError, ValueError, TypeError, ValidationError)
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 
 @internal_mutation
-def typed(ctx, i: int, f: float, s: str, b: bool, when: datetime, day: date, uid: UUID, amount: Decimal,
-          pick: Literal["a", 1], items: list[int], table: dict[str, float], maybe: str | None = None,
-          anything: Any = None) -> int:
+def typed(
+    ctx,
+    i: int,
+    f: float,
+    s: str,
+    b: bool,
+    when: datetime,
+    day: date,
+    uid: UUID,
+    amount: Decimal,
+    pick: Literal["a", 1],
+    items: list[int],
+    table: dict[str, float],
+    maybe: str | None = None,
+    anything: Any = None,
+) -> int:
     return Effect.objects.create(key="typed").pk
 
 
@@ -64,14 +78,30 @@ def free_action(ctx, payload: Any = None) -> int:
 # --- strategies: JSON-ish values, and the things JSON cannot hold ---
 
 nasty_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=20) | st.sampled_from(
-    ["\ud800", "a\udfffb", "\x00", "nul\x00inside", "\ufeff", "\U0001f600", "", " " * 3])
+    ["\ud800", "a\udfffb", "\x00", "nul\x00inside", "\ufeff", "\U0001f600", "", " " * 3]
+)
 nasty_float = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([math.nan, math.inf, -math.inf, -0.0])
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**30), max_value=10**30)
-           | nasty_float | nasty_text | st.binary(max_size=8) | st.datetimes() | st.dates()
-           | st.decimals(allow_nan=True, allow_infinity=True) | st.uuids()
-           | st.sampled_from([object(), {1, 2}, b"\xff\xfe", (1, 2), float, Ellipsis]))
-json_ish = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                        | st.dictionaries(nasty_text | st.integers() | st.none(), inner, max_size=4), max_leaves=20)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | nasty_float
+    | nasty_text
+    | st.binary(max_size=8)
+    | st.datetimes()
+    | st.dates()
+    | st.decimals(allow_nan=True, allow_infinity=True)
+    | st.uuids()
+    | st.sampled_from([object(), {1, 2}, b"\xff\xfe", (1, 2), float, Ellipsis])
+)
+json_ish = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(nasty_text | st.integers() | st.none(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 PARAMS = ["i", "f", "s", "b", "when", "day", "uid", "amount", "pick", "items", "table", "maybe", "anything"]
 typed_args = st.dictionaries(st.sampled_from(PARAMS) | nasty_text, json_ish, max_size=8)
 
@@ -151,10 +181,17 @@ def test_deeply_nested_payloads_are_refused_cleanly():
 
 # --- the scheduler and run_mutation: all or nothing ---
 
-delays = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(min_value=-(10**20), max_value=10**20)
-          | st.sampled_from([True, None, "5", timedelta(days=10**6), timedelta(seconds=-5), math.nan, math.inf]))
-whens = (delays | st.datetimes() | st.datetimes(timezones=st.just(UTC))
-         | st.sampled_from([datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)]))
+delays = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.sampled_from([True, None, "5", timedelta(days=10**6), timedelta(seconds=-5), math.nan, math.inf])
+)
+whens = (
+    delays
+    | st.datetimes()
+    | st.datetimes(timezones=st.just(UTC))
+    | st.sampled_from([datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)])
+)
 
 
 def schedules_or_refuses(call) -> None:
@@ -200,12 +237,16 @@ def test_run_mutation_runs_or_refuses_without_writing(payload, text):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("make", [
-    lambda: "x" * (2 * 1024 * 1024),
-    lambda: ["y" * 1000] * 3000,
-    lambda: {f"k{i}": i for i in range(200_000)},
-    lambda: 10**5000,
-], ids=["2MiB-string", "3MB-list", "200k-keys", "5000-digit-int"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: "x" * (2 * 1024 * 1024),
+        lambda: ["y" * 1000] * 3000,
+        lambda: {f"k{i}": i for i in range(200_000)},
+        lambda: 10**5000,
+    ],
+    ids=["2MiB-string", "3MB-list", "200k-keys", "5000-digit-int"],
+)
 def test_huge_payloads_are_not_scheduled(make):
     """SCHEDULED_ACTIONS_MAX_ARGS_BYTES bounds what is stored; ``run_mutation`` stores no arguments, so it
     runs (once) or refuses."""
@@ -226,17 +267,45 @@ def test_huge_payloads_are_not_scheduled(make):
 # what an HTTP form can carry: any text but lone surrogates (a browser cannot encode them; Django decodes a
 # request body with errors="replace"). NUL can be sent ("%00") and must be refused by the form.
 form_text = st.text(st.characters(codec="utf-8"), max_size=20) | st.sampled_from(["\x00", "a\x00b"])
-form_text |= st.sampled_from(["", "0 9 * * *", "*/5 * * * *", "@daily", "61 * * * *", "* * * *",
-                                          "0 0 30 2 *", "1e400", "nan", "inf", "-1", "0.5", "1", "86400",
-                                          '{"label": "x"}', "[1]", "null", '{"label": 1}', "{", "UTC",
-                                          "Europe/Amsterdam", "Mars/Base", "tests.app.cron_functions:mark",
-                                          "1e15", "86400000000000", "1e13"])
+form_text |= st.sampled_from(
+    [
+        "",
+        "0 9 * * *",
+        "*/5 * * * *",
+        "@daily",
+        "61 * * * *",
+        "* * * *",
+        "0 0 30 2 *",
+        "1e400",
+        "nan",
+        "inf",
+        "-1",
+        "0.5",
+        "1",
+        "86400",
+        '{"label": "x"}',
+        "[1]",
+        "null",
+        '{"label": 1}',
+        "{",
+        "UTC",
+        "Europe/Amsterdam",
+        "Mars/Base",
+        "tests.app.cron_functions:mark",
+        "1e15",
+        "86400000000000",
+        "1e13",
+    ]
+)
 
 
 @pytest.mark.django_db
 @FUZZ
-@given(data=st.fixed_dictionaries({field: form_text for field in
-                                   ("name", "function", "args", "expression", "interval_seconds", "timezone")}))
+@given(
+    data=st.fixed_dictionaries(
+        {field: form_text for field in ("name", "function", "args", "expression", "interval_seconds", "timezone")}
+    )
+)
 def test_cron_form_validates_or_reports_errors(data):
     form = CronJobForm(data=data)
     if not form.is_valid():
@@ -255,9 +324,10 @@ def test_cron_form_validates_or_reports_errors(data):
 
 
 @settings(max_examples=400, deadline=None)
-@given(expression=nasty_text | st.text(alphabet="0123456789*/-,LW#?@ abcdefghijklmnopqrstuvwxyzJANFEBMONSU",
-                                       max_size=40),
-       tz=nasty_text | st.sampled_from(["UTC", "Europe/Amsterdam", "America/New_York", "Asia/Kolkata"]))
+@given(
+    expression=nasty_text | st.text(alphabet="0123456789*/-,LW#?@ abcdefghijklmnopqrstuvwxyzJANFEBMONSU", max_size=40),
+    tz=nasty_text | st.sampled_from(["UTC", "Europe/Amsterdam", "America/New_York", "Asia/Kolkata"]),
+)
 def test_cron_parser_parses_or_raises_invalid_schedule(expression, tz):
     try:
         schedule = cron_maths.build(expression, None, tz)
@@ -270,9 +340,11 @@ def test_cron_parser_parses_or_raises_invalid_schedule(expression, tz):
 
 
 @settings(max_examples=300, deadline=None)
-@given(spec=json_ish | st.dictionaries(st.sampled_from(["seconds", "minutes", "hours", "days"]),
-                                       nasty_float | st.integers(), max_size=2)
-       | st.sampled_from([timedelta(0), timedelta(seconds=-1), timedelta(microseconds=1)]))
+@given(
+    spec=json_ish
+    | st.dictionaries(st.sampled_from(["seconds", "minutes", "hours", "days"]), nasty_float | st.integers(), max_size=2)
+    | st.sampled_from([timedelta(0), timedelta(seconds=-1), timedelta(microseconds=1)])
+)
 def test_intervals_parse_or_raise_invalid_interval(spec):
     try:
         cron_maths.interval_from(spec)

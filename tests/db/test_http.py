@@ -88,10 +88,22 @@ def test_query_by_get_and_post_anonymous(client):
 
 @pytest.mark.django_db
 def test_json_strings_arrive_as_typed_values(client):
-    args = {"when": "2025-03-30T01:30:00+01:00", "day": "2025-03-30", "amount": "1.25",
-            "id": "12345678-1234-4234-8234-123456789abc", "kind": "b", "tags": ["x"]}
-    expected = {"when": "2025-03-30T01:30:00+01:00", "weekday": 7, "double": "2.50", "uuid_version": 4,
-                "kind": "b", "tags": ["x"]}
+    args = {
+        "when": "2025-03-30T01:30:00+01:00",
+        "day": "2025-03-30",
+        "amount": "1.25",
+        "id": "12345678-1234-4234-8234-123456789abc",
+        "kind": "b",
+        "tags": ["x"],
+    }
+    expected = {
+        "when": "2025-03-30T01:30:00+01:00",
+        "weekday": 7,
+        "double": "2.50",
+        "uuid_version": 4,
+        "kind": "b",
+        "tags": ["x"],
+    }
     assert value(post(client, h.describe, args)) == expected
     assert value(get(client, h.describe, args)) == expected
 
@@ -108,14 +120,17 @@ def test_mutation_result_and_responses_are_not_cached(alice_client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("body, message", [
-    (b"{not json", "not valid JSON"),
-    (b'{"text": NaN}', "not valid JSON"),
-    (b"\xff\xfe\x00", "not valid JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
-    (b'["a list"]', "must be a JSON object, got list"),
-    (b'"text"', "must be a JSON object, got str"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"text": NaN}', "not valid JSON"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (b'["a list"]', "must be a JSON object, got list"),
+        (b'"text"', "must be a JSON object, got str"),
+    ],
+)
 def test_bad_json_is_400(alice_client, body, message):
     err = error(alice_client.post(url(h.add_note), data=body, content_type=JSON), 400)
     assert err["code"] == "invalid_json"
@@ -130,18 +145,27 @@ def test_bad_json_in_query_string_is_400(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("change, argument, message", [
-    ({"when": "yesterday"}, "when", "expected datetime in ISO/text form"),
-    ({"when": "2025-03-30T01:30:00"}, "when", "naive"),
-    ({"amount": 1.25}, "amount", "expected Decimal"),
-    ({"kind": "c"}, "kind", "expected one of 'a', 'b'"),
-    ({"tags": ["x", 1]}, "tags", "got list"),
-    ({"extra": 1}, "extra", "unexpected argument"),
-    ({"day": None}, "day", "expected date"),
-])
+@pytest.mark.parametrize(
+    "change, argument, message",
+    [
+        ({"when": "yesterday"}, "when", "expected datetime in ISO/text form"),
+        ({"when": "2025-03-30T01:30:00"}, "when", "naive"),
+        ({"amount": 1.25}, "amount", "expected Decimal"),
+        ({"kind": "c"}, "kind", "expected one of 'a', 'b'"),
+        ({"tags": ["x", 1]}, "tags", "got list"),
+        ({"extra": 1}, "extra", "unexpected argument"),
+        ({"day": None}, "day", "expected date"),
+    ],
+)
 def test_bad_arguments_are_400_naming_the_argument(client, change, argument, message):
-    args = {"when": "2025-03-30T01:30:00+00:00", "day": "2025-03-30", "amount": "1", "kind": "a",
-            "id": "12345678-1234-4234-8234-123456789abc", **change}
+    args = {
+        "when": "2025-03-30T01:30:00+00:00",
+        "day": "2025-03-30",
+        "amount": "1",
+        "kind": "a",
+        "id": "12345678-1234-4234-8234-123456789abc",
+        **change,
+    }
     err = error(post(client, h.describe, args), 400)
     assert (err["code"], err["argument"]) == ("invalid_arguments", argument)
     assert message in err["message"] and h.describe.name in err["message"]
@@ -151,7 +175,10 @@ def test_bad_arguments_are_400_naming_the_argument(client, change, argument, mes
 def test_missing_argument_is_400(alice_client):
     err = error(post(alice_client, h.add_note, {}), 400)
     assert (err["code"], err["argument"], err["message"]) == (
-        "invalid_arguments", "text", f"argument 'text' of {h.add_note.name}: missing required argument")
+        "invalid_arguments",
+        "text",
+        f"argument 'text' of {h.add_note.name}: missing required argument",
+    )
     assert not Note.objects.exists()
 
 
@@ -285,11 +312,15 @@ def test_application_error_reaches_got_request_exception(client):
 @pytest.mark.django_db(transaction=True)
 def test_auth_reaches_everything_called_synchronously(alice_client):
     assert value(post(alice_client, h.who_is_calling_everywhere)) == {
-        "action": "alice", "query": "alice", "mutation": {"mutation": "alice", "query": "alice"},
+        "action": "alice",
+        "query": "alice",
+        "mutation": {"mutation": "alice", "query": "alice"},
         "nested_action": {"action": "alice", "mutation": {"mutation": "alice", "query": "alice"}},
     }
     assert value(post(Client(), h.who_is_calling_everywhere)) == {
-        "action": None, "query": None, "mutation": {"mutation": None, "query": None},
+        "action": None,
+        "query": None,
+        "mutation": {"mutation": None, "query": None},
         "nested_action": {"action": None, "mutation": {"mutation": None, "query": None}},
     }
 

@@ -96,8 +96,7 @@ def test_repeat_while_the_action_runs_says_in_progress():
     def first():
         started.set()
         try:
-            results.append(run_action(f.wait_for_release, {"name": "first", "seconds": 1.0},
-                                      idempotency_key="slow"))
+            results.append(run_action(f.wait_for_release, {"name": "first", "seconds": 1.0}, idempotency_key="slow"))
         finally:
             connection.close()
 

@@ -97,8 +97,11 @@ def test_limited_claims_lock_one_row_per_limit(limited):
     with override_settings(SCHEDULED_ACTIONS_QUEUE_CONCURRENCY={QUEUE: 3}):
         claim_now()
     assert sorted(ConcurrencyLimit.objects.values_list("key", flat=True)) == [
-        f"function:{limited.limited_in_limited_queue.name}", f"function:{limited.limited_mutation.name}",
-        f"function:{limited.limited_run.name}", f"queue:{QUEUE}"]
+        f"function:{limited.limited_in_limited_queue.name}",
+        f"function:{limited.limited_mutation.name}",
+        f"function:{limited.limited_run.name}",
+        f"queue:{QUEUE}",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -108,8 +111,9 @@ def test_concurrent_claims_never_exceed_the_limit(limited):
         for i in range(10):
             scheduler.run_after(0, limited.limited_mutation, {"i": i})
         claimed: list[ScheduledFunction] = []
-        assert at_once([lambda n=n, into=claimed: into.extend(claim_now(limit=3, worker=f"t{n}"))
-                        for n in range(8)]) == []
+        assert (
+            at_once([lambda n=n, into=claimed: into.extend(claim_now(limit=3, worker=f"t{n}")) for n in range(8)]) == []
+        )
         assert len(claimed) == 2, f"round {round_}: {len(claimed)} jobs claimed under a limit of 2"
         ScheduledFunction.objects.all().delete()
 
@@ -149,14 +153,17 @@ def test_the_queue_setting_is_checked():
     assert check_settings() == []
     with override_settings(SCHEDULED_ACTIONS_QUEUE_CONCURRENCY={"emails": 2, "reports": 1}):
         assert check_settings() == []
-    cases = [([("emails", 2)], "must be a dict of queue names to positive ints"),
-             ({"emails": 0}, "must map each queue to a positive int, got 0 for 'emails'"),
-             ({"": 1}, "has a bad queue name '' (a non-empty string of at most 100 characters)")]
+    cases = [
+        ([("emails", 2)], "must be a dict of queue names to positive ints"),
+        ({"emails": 0}, "must map each queue to a positive int, got 0 for 'emails'"),
+        ({"": 1}, "has a bad queue name '' (a non-empty string of at most 100 characters)"),
+    ]
     for value, problem in cases:
         with override_settings(SCHEDULED_ACTIONS_QUEUE_CONCURRENCY=value):
             errors = check_settings()
         assert [(e.id, e.msg) for e in errors] == [
-            ("scheduled_actions.E010", f"SCHEDULED_ACTIONS_QUEUE_CONCURRENCY {problem}, got {value!r}.")]
+            ("scheduled_actions.E010", f"SCHEDULED_ACTIONS_QUEUE_CONCURRENCY {problem}, got {value!r}.")
+        ]
         assert "most jobs of a queue running at once" in errors[0].hint
 
 
@@ -178,15 +185,25 @@ def peak(log: Path, *tags: str) -> int:
 
 
 def run_with_three_workers(tmp_path: Path, jobs: list[int]) -> None:
-    workers = [start_worker("--concurrency", "4", "--no-crons", log=tmp_path / f"worker-{n}.log",
-                            SA_TEST_LIMITS="1", DJANGO_SETTINGS_MODULE="tests.limits_settings") for n in range(3)]
+    workers = [
+        start_worker(
+            "--concurrency",
+            "4",
+            "--no-crons",
+            log=tmp_path / f"worker-{n}.log",
+            SA_TEST_LIMITS="1",
+            DJANGO_SETTINGS_MODULE="tests.limits_settings",
+        )
+        for n in range(3)
+    ]
     try:
-        wait_until(lambda: ScheduledFunction.objects.filter(pk__in=jobs, state=State.SUCCESS).count() == len(jobs),
-                   timeout=120, message=f"{len(jobs)} jobs to succeed")
+        wait_until(
+            lambda: ScheduledFunction.objects.filter(pk__in=jobs, state=State.SUCCESS).count() == len(jobs),
+            timeout=120,
+            message=f"{len(jobs)} jobs to succeed",
+        )
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         codes = [worker.wait(30) for worker in workers]
     assert codes == [0, 0, 0]
-
-

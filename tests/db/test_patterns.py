@@ -51,13 +51,14 @@ def test_send_email_through_the_api(provider):
     assert sent.data == {"to": "ada@example.com", "subject": "Hi", "body": "Hello"}
     provider.fail("email")
     assert run_action(emails.send_email, {"to": "ada@example.com", "subject": "Hi", "body": "x"}) == {
-        "success": False, "message_id": None}
+        "success": False,
+        "message_id": None,
+    }
 
 
 def test_queued_emails_are_delivered_and_a_failure_is_recorded(provider):
     provider.fail("email")
-    ids = [run_mutation(emails.queue_email, {"to": f"u{n}@example.com", "subject": "s", "body": "b"})
-           for n in range(3)]
+    ids = [run_mutation(emails.queue_email, {"to": f"u{n}@example.com", "subject": "s", "body": "b"}) for n in range(3)]
     assert run_due_jobs() == 3
     statuses = dict(Email.objects.values_list("pk", "status"))
     assert [statuses[pk] for pk in ids] == ["failed", "sent", "sent"]
@@ -95,20 +96,25 @@ def test_a_self_destructing_message(provider):
 
 def test_a_reminder_at_a_given_time_and_canceling_one(provider):
     send_at = timezone.now() + timedelta(hours=1)
-    job_id = run_mutation(reminders.schedule_reminder, {"email": "ada@example.com", "message": "stand-up",
-                                                        "send_at": send_at})
+    job_id = run_mutation(
+        reminders.schedule_reminder, {"email": "ada@example.com", "message": "stand-up", "send_at": send_at}
+    )
     assert ScheduledFunction.objects.get(pk=job_id).scheduled_time == send_at
     assert run_due_jobs(advance=timedelta(minutes=59)) == 0
     assert run_due_jobs(advance=timedelta(minutes=61)) == 1
     reminder = Reminder.objects.get(job_id=job_id)
     assert reminder.status == "sent" and provider.records("email")[0].data["body"] == "stand-up"
 
-    other = run_mutation(reminders.schedule_reminder, {"email": "bob@example.com", "message": "never",
-                                                       "send_at": timezone.now() + timedelta(minutes=5)})
+    other = run_mutation(
+        reminders.schedule_reminder,
+        {"email": "bob@example.com", "message": "never", "send_at": timezone.now() + timedelta(minutes=5)},
+    )
     run_mutation(reminders.cancel_reminder, {"scheduled_id": other})
     assert run_due_jobs(advance=timedelta(minutes=10)) == 0
     assert (Reminder.objects.get(job_id=other).status, ScheduledFunction.objects.get(pk=other).state) == (
-        "canceled", State.CANCELED)
+        "canceled",
+        State.CANCELED,
+    )
 
 
 def test_retry_with_exponential_backoff_and_jitter(provider):
@@ -189,8 +195,10 @@ def test_a_subscription_saga_rolls_back_newest_first(provider):
     assert not Subscription.objects.filter(customer="bob@example.com").exists()
     assert provider.records("subscription")[-1].status == "canceled"
     steps = Saga.objects.get(key=f"job:{bob}").steps.order_by("position")
-    assert [(s.name, s.state) for s in steps] == [("create provider subscription", "compensated"),
-                                                  ("create local subscription", "compensated")]
+    assert [(s.name, s.state) for s in steps] == [
+        ("create provider subscription", "compensated"),
+        ("create local subscription", "compensated"),
+    ]
     assert steps[1].compensated_at < steps[0].compensated_at  # newest first
 
 
@@ -266,9 +274,17 @@ def outcomes() -> dict[str, object]:
 
 
 EXPECTED = {
-    "emails": ["sent"] * 4, "orders": ["failed", "fulfilled"], "messages": 0, "reminders": ["sent"],
-    "jobs": ["completed"], "provider failures left": 0, "payments": ["charged"], "charges": 2,
-    "subscriptions": ["pro"], "sagas": ["completed", "rolled_back"], "batches": [(20, 0)],
+    "emails": ["sent"] * 4,
+    "orders": ["failed", "fulfilled"],
+    "messages": 0,
+    "reminders": ["sent"],
+    "jobs": ["completed"],
+    "provider failures left": 0,
+    "payments": ["charged"],
+    "charges": 2,
+    "subscriptions": ["pro"],
+    "sagas": ["completed", "rolled_back"],
+    "batches": [(20, 0)],
 }  # the two failures of /process hit the retried job or the batch's items, which are retried too;
 # charges: one order (the declined card is refused) and one payment, requested twice
 
@@ -277,9 +293,11 @@ def demo_progress() -> str:
     """What differs from ``EXPECTED``, and every job that has not succeeded."""
     now = outcomes()
     lines = [f"{key}: {now[key]!r}, expected {EXPECTED[key]!r}" for key in EXPECTED if now[key] != EXPECTED[key]]
-    lines += [f"job {job.pk} {job.name} {job.state} attempts={job.attempts} worker={job.worker_id!r} "
-              f"due={job.scheduled_time:%H:%M:%S.%f} error=...{job.error[-700:]!r}"
-              for job in ScheduledFunction.objects.exclude(state=State.SUCCESS).order_by("id")]
+    lines += [
+        f"job {job.pk} {job.name} {job.state} attempts={job.attempts} worker={job.worker_id!r} "
+        f"due={job.scheduled_time:%H:%M:%S.%f} error=...{job.error[-700:]!r}"
+        for job in ScheduledFunction.objects.exclude(state=State.SUCCESS).order_by("id")
+    ]
     return "\n".join(lines)
 
 
@@ -287,7 +305,6 @@ def test_the_demo_seed_runs_every_pattern_within_a_minute(provider):
     call_command("patterns_seed", stdout=open("/dev/null", "w"))  # noqa: SIM115
     assert run_due_jobs(advance=timedelta(minutes=1)) > 40
     assert outcomes() == EXPECTED
-
 
 
 def test_the_patterns_admin_pages_render(admin_client):

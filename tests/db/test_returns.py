@@ -38,6 +38,7 @@ Jobs = ScheduledFunction.objects
 
 # --- the guide's own returns: (v.null(), v.id("messages"), v.union(v.id("payments"), v.null())) ---
 
+
 @internal_mutation
 def send_expiring_message(ctx, body: str, broken: bool = False) -> int:  # returns: v.id("messages")
     note = Note.objects.create(text=body)
@@ -64,9 +65,14 @@ def list_rows(ctx, rows: list[dict[str, Any]]) -> list[dict[str, int]]:
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 UID = uuid.uuid4()
-RICH = {"good": {"when": WHEN, "day": date(2026, 1, 2), "uid": UID, "amount": Decimal("1.50"), "lit": "x"},
-        "naive": {"d": datetime(2026, 1, 1)}, "literal": {"lit": "y"}, "nan": {"n": float("nan")},
-        "list": ["x"], "infinite": {"amount": Decimal("Infinity")}}
+RICH = {
+    "good": {"when": WHEN, "day": date(2026, 1, 2), "uid": UID, "amount": Decimal("1.50"), "lit": "x"},
+    "naive": {"d": datetime(2026, 1, 1)},
+    "literal": {"lit": "y"},
+    "nan": {"n": float("nan")},
+    "list": ["x"],
+    "infinite": {"amount": Decimal("Infinity")},
+}
 
 
 @internal_action
@@ -101,8 +107,11 @@ def test_the_guides_returns_pass_when_kept():
 def test_a_mutation_that_breaks_its_returns_rolls_back_its_writes_and_jobs():
     with pytest.raises(ReturnValidationError) as caught:
         run_mutation(send_expiring_message, {"body": "hi", "broken": True})
-    assert re.fullmatch(r"tests\.db\.test_returns:send_expiring_message returned a value that does not match its "
-                        r"annotation: result: expected int, got str \('\d+'\)", str(caught.value))
+    assert re.fullmatch(
+        r"tests\.db\.test_returns:send_expiring_message returned a value that does not match its "
+        r"annotation: result: expected int, got str \('\d+'\)",
+        str(caught.value),
+    )
     assert caught.value.function == "tests.db.test_returns:send_expiring_message"
     assert caught.value.path == "result" and caught.value.problem.startswith("expected int, got str")
     assert isinstance(caught.value, TypeError)
@@ -130,11 +139,19 @@ def test_the_path_names_the_nested_value():
 
 def test_rich_types_are_checked_and_stored_as_json():
     assert run_action(typed_result, {"case": "good"}) == {
-        "when": WHEN.isoformat(), "day": "2026-01-02", "uid": str(UID), "amount": "1.50", "lit": "x"}
-    for case, message in [("naive", r"result\['d'\]: expected datetime \| date"),
-                          ("literal", r"result\['lit'\]: expected datetime .* \| Literal\['x'\], got str"),
-                          ("nan", r"result\['n'\]: expected"), ("list", r"result: expected dict, got list"),
-                          ("infinite", r"result\['amount'\]: expected")]:
+        "when": WHEN.isoformat(),
+        "day": "2026-01-02",
+        "uid": str(UID),
+        "amount": "1.50",
+        "lit": "x",
+    }
+    for case, message in [
+        ("naive", r"result\['d'\]: expected datetime \| date"),
+        ("literal", r"result\['lit'\]: expected datetime .* \| Literal\['x'\], got str"),
+        ("nan", r"result\['n'\]: expected"),
+        ("list", r"result: expected dict, got list"),
+        ("infinite", r"result\['amount'\]: expected"),
+    ]:
         with pytest.raises(ReturnValidationError, match=message):
             run_action(typed_result, {"case": case})
 

@@ -131,8 +131,13 @@ def test_misuse_is_refused():
         with pytest.raises(ValueError, match="two steps named 'one'"):
             s.step("one", of.step_mutation, {"name": "k", "value": 1})
         with pytest.raises(ValueError, match="argument 'value'"):  # checked before the step runs
-            s.step("two", of.step_mutation, {"name": "k", "value": 2}, compensate=of.undo_mutation,
-                   compensate_args={"name": "k", "value": "x"})
+            s.step(
+                "two",
+                of.step_mutation,
+                {"name": "k", "value": 2},
+                compensate=of.undo_mutation,
+                compensate_args={"name": "k", "value": "x"},
+            )
     assert runs("run k") == 1 and saga("k").state == "completed"
 
 
@@ -143,5 +148,3 @@ def test_the_admin_shows_a_saga_and_its_steps(admin_client):
     assert page.status_code == 200
     assert b"rolled back" in page.content and b"compensated" in page.content
     assert admin_client.get(reverse("admin:django_scheduled_actions_saga_changelist")).status_code == 200
-
-

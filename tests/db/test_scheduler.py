@@ -23,8 +23,12 @@ def test_run_after_writes_a_pending_job():
     before = timezone.now()
     job_id = scheduler.run_after(5, f.bump, {"name": "a"})
     job = Jobs.get(pk=job_id)
-    assert (job.name, job.kind, job.args, job.state) == ("tests.app.functions:bump", "mutation", {"name": "a"},
-                                                        State.PENDING)
+    assert (job.name, job.kind, job.args, job.state) == (
+        "tests.app.functions:bump",
+        "mutation",
+        {"name": "a"},
+        State.PENDING,
+    )
     assert before + timedelta(seconds=5) <= job.scheduled_time <= timezone.now() + timedelta(seconds=5)
     assert (job.queue, job.priority, job.attempts, job.max_attempts) == ("default", 0, 0, 1)
 
@@ -48,7 +52,8 @@ def test_run_at_takes_aware_datetimes_and_epoch_seconds():
     assert Jobs.get(pk=scheduler.run_at(when, f.bump, {"name": "a"})).scheduled_time == when
     epoch = when.timestamp()
     assert abs(Jobs.get(pk=scheduler.run_at(epoch, f.bump, {"name": "a"})).scheduled_time - when) < timedelta(
-        milliseconds=1)
+        milliseconds=1
+    )
     past = Jobs.get(pk=scheduler.run_at(datetime(2000, 1, 1, tzinfo=UTC), f.bump, {"name": "a"}))
     assert past.scheduled_time == past.created_at
 
@@ -211,7 +216,15 @@ def test_run_many_writes_one_job_per_item_and_returns_their_ids_in_order():
     assert [jobs[pk].args for pk in ids] == [{"key": key} for key in keys]
     job = jobs[ids[0]]
     assert (job.name, job.kind, job.state, job.queue, job.priority, job.attempts, job.max_attempts, job.parent_id) == (
-        f.record.name, "mutation", State.PENDING, "default", 3, 0, 1, None)
+        f.record.name,
+        "mutation",
+        State.PENDING,
+        "default",
+        3,
+        0,
+        1,
+        None,
+    )
     assert before + timedelta(minutes=1) <= job.scheduled_time <= timezone.now() + timedelta(minutes=1)
     assert {(j.scheduled_time, j.created_at) for j in jobs.values()} == {(job.scheduled_time, job.created_at)}
     assert scheduler.run_many(f.record, []) == []
@@ -224,11 +237,14 @@ def test_run_many_jobs_run_once_each():
     assert set(Jobs.filter(pk__in=ids).values_list("state", flat=True)) == {State.SUCCESS}
 
 
-@pytest.mark.parametrize(("items", "message"), [
-    ([{"key": "a"}, {"key": "b"}, {"key": 3}], r"argument 'key' of .*record: item 2: expected str"),
-    ([{"key": "a"}, {"key": "b", "nope": "c"}], r"argument 'nope' of .*record: item 1: unexpected argument"),
-    ([{"key": "a"}, None], r"argument 'key' of .*record: item 1: missing required argument"),
-])
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([{"key": "a"}, {"key": "b"}, {"key": 3}], r"argument 'key' of .*record: item 2: expected str"),
+        ([{"key": "a"}, {"key": "b", "nope": "c"}], r"argument 'nope' of .*record: item 1: unexpected argument"),
+        ([{"key": "a"}, None], r"argument 'key' of .*record: item 1: missing required argument"),
+    ],
+)
 def test_run_many_validates_every_item_first_and_names_the_bad_one(items, message):
     with pytest.raises(ArgumentValidationError, match=message):
         scheduler.run_many(f.record, items)
@@ -261,7 +277,9 @@ def test_run_many_from_a_mutation_records_the_parent_and_a_canceled_parent_sched
     assert run_due_jobs() == 1
     children = list(Jobs.exclude(pk=parent).order_by("id"))
     assert [(c.args, c.parent_id, c.state) for c in children] == [
-        ({"key": "a"}, parent, State.PENDING), ({"key": "b"}, parent, State.PENDING)]
+        ({"key": "a"}, parent, State.PENDING),
+        ({"key": "b"}, parent, State.PENDING),
+    ]
 
     from django_scheduled_actions.core.jobs import JobInfo
     from django_scheduled_actions.scheduling.scheduler import Scheduler
@@ -288,8 +306,10 @@ def test_run_many_sends_job_scheduled_for_each_job_on_commit_only():
         with transaction.atomic():
             ids = scheduler.run_many(f.record, [{"key": "a"}, {"key": "b"}])
             assert seen == []
-        assert seen == [(ids[0], {"key": "a"}, f.record.name, State.PENDING),
-                        (ids[1], {"key": "b"}, f.record.name, State.PENDING)]
+        assert seen == [
+            (ids[0], {"key": "a"}, f.record.name, State.PENDING),
+            (ids[1], {"key": "b"}, f.record.name, State.PENDING),
+        ]
     finally:
         job_scheduled.disconnect(receiver)
 

@@ -19,9 +19,13 @@ from tests.app.models import Counter
 from tests.support import wait_until
 from tests.support.threads import WorkerThread
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite has no sessions to bound: one "
-                                 "writer at a time, bounded by its busy timeout")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor == "sqlite",
+        reason="SQLite has no sessions to bound: one writer at a time, bounded by its busy timeout",
+    ),
+]
 Jobs = ScheduledFunction.objects
 SHORT_LEASE = override_settings(SCHEDULED_ACTIONS_LEASE_SECONDS=2)  # bounds of one second
 
@@ -30,8 +34,9 @@ SHORT_LEASE = override_settings(SCHEDULED_ACTIONS_LEASE_SECONDS=2)  # bounds of 
 def session_bounds(ctx) -> list:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT current_setting('idle_in_transaction_session_timeout'), "
-                           "current_setting('lock_timeout')")
+            cursor.execute(
+                "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('lock_timeout')"
+            )
         else:
             cursor.execute("SELECT @@session.idle_transaction_timeout, @@session.innodb_lock_wait_timeout")
         return [str(value) for value in cursor.fetchone()]
@@ -51,8 +56,9 @@ def test_the_worker_bounds_its_own_sessions_and_no_others():
     assert own_bounds() == unbounded
 
 
-def hold_lock(name: str, bounded: bool, locked: threading.Event, release: threading.Event,
-              errors: list) -> threading.Thread:
+def hold_lock(
+    name: str, bounded: bool, locked: threading.Event, release: threading.Event, errors: list
+) -> threading.Thread:
     """A thread that locks the counter ``name`` in a transaction and then sits idle in it until released."""
 
     def run() -> None:
@@ -104,8 +110,11 @@ def test_a_lock_wait_that_times_out_in_a_workers_mutation_is_retried_not_failed(
         finally:
             release.set()
         holder.join(10)
-        wait_until(lambda: Jobs.filter(pk=job_id).exclude(state__in=[State.PENDING, State.IN_PROGRESS]).exists(),
-                   30, "the job to finish")
+        wait_until(
+            lambda: Jobs.filter(pk=job_id).exclude(state__in=[State.PENDING, State.IN_PROGRESS]).exists(),
+            30,
+            "the job to finish",
+        )
     job = Jobs.get(pk=job_id)
     assert (job.state, job.attempts, job.error) == (State.SUCCESS, 1, "")
     assert Counter.objects.get(name="c").value == 0  # -1 from the holder, then the job's +1
@@ -136,8 +145,9 @@ def test_a_heartbeat_never_waits_for_its_locked_row_and_keeps_the_jobs_leases():
     holder = threading.Thread(target=lock_row, daemon=True)
     holder.start()
     assert locked.wait(10)
-    beating = threading.Thread(target=lambda: beats.append(heartbeat("locked", timedelta(seconds=60))) or
-                               connection.close())
+    beating = threading.Thread(
+        target=lambda: beats.append(heartbeat("locked", timedelta(seconds=60))) or connection.close()
+    )
     beating.start()
     beating.join(10)  # without NOWAIT it waits for as long as the row is held
     release.set()

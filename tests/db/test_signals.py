@@ -18,8 +18,10 @@ def received():
     seen = []
     receivers = {}
     for name in ("job_started", "job_succeeded", "job_failed"):
+
         def receiver(sender, job, _name=name, **kwargs):
             seen.append((_name, job.pk, kwargs.get("will_retry")))
+
         receivers[name] = receiver
         getattr(signals, name).connect(receiver)
     yield seen
@@ -30,8 +32,12 @@ def received():
 def test_signals_follow_a_job_through_retries(received):
     job_id = scheduler.run_after(0, f.flaky_action, {"name": "s", "fail_times": 1})
     call_command("runworker", burst=True)
-    assert received == [("job_started", job_id, None), ("job_failed", job_id, True),
-                        ("job_started", job_id, None), ("job_succeeded", job_id, None)]
+    assert received == [
+        ("job_started", job_id, None),
+        ("job_failed", job_id, True),
+        ("job_started", job_id, None),
+        ("job_succeeded", job_id, None),
+    ]
 
 
 def test_a_receiver_that_raises_does_not_disturb_the_worker(caplog):

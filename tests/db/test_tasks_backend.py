@@ -48,6 +48,7 @@ def task_signals():
     received = []
     receivers = {}
     for name, signal in (("enqueued", task_enqueued), ("started", task_started), ("finished", task_finished)):
+
         def receiver(sender, task_result, _name=name, **kwargs):
             received.append((_name, task_result.id, task_result.status, sender))
 
@@ -94,7 +95,13 @@ def test_enqueue_writes_a_pending_action_job_and_returns_a_ready_result():
     result = t.echo.enqueue(1, (2, 3), key="value")
     job = job_of(result)
     assert (job.name, job.kind, job.state, job.queue, job.priority, job.max_attempts) == (
-        "django.tasks:tests.app.tasks.echo", "action", State.PENDING, "default", 0, 1)
+        "django.tasks:tests.app.tasks.echo",
+        "action",
+        State.PENDING,
+        "default",
+        0,
+        1,
+    )
     assert job.args == {"args": [1, [2, 3]], "kwargs": {"key": "value"}, "backend": "default"}
     assert result.id == str(job.pk) and result.status == TaskResultStatus.READY
     assert result.task == t.echo and result.backend == "default"
@@ -143,7 +150,10 @@ def test_worker_runs_a_task_and_its_result_reflects_the_job_row():
     assert result.return_value == {"args": [1, [2, 3]], "kwargs": {"key": "value"}} == job.result
     assert result.attempts == 1 and result.worker_ids == [job.worker_id]
     assert (result.started_at, result.last_attempted_at, result.finished_at) == (
-        job.started_at, job.started_at, job.completed_time)
+        job.started_at,
+        job.started_at,
+        job.completed_time,
+    )
     assert result.enqueued_at <= result.started_at <= result.finished_at
     assert result.errors == []
     fetched = t.echo.get_result(result.id)
@@ -178,7 +188,13 @@ def test_takes_context_gets_the_running_result():
     async_result = t.get_context_async.enqueue()
     burst()
     assert t.get_context.get_result(result.id).return_value == {
-        "id": result.id, "attempt": 1, "status": "RUNNING", "label": "x", "args": [], "kwargs": {"label": "x"}}
+        "id": result.id,
+        "attempt": 1,
+        "status": "RUNNING",
+        "label": "x",
+        "args": [],
+        "kwargs": {"label": "x"},
+    }
     assert t.get_context_async.get_result(async_result.id).return_value == async_result.id
 
 
@@ -237,8 +253,10 @@ def test_queues_are_validated_and_honoured_by_the_worker():
 
 
 def test_exceptions_are_failed_results_with_class_and_traceback():
-    cases = [(t.failing_task_value_error, ValueError, "This Task failed due to ValueError"),
-             (t.failing_task_custom, t.TaskFailure, "custom failure")]
+    cases = [
+        (t.failing_task_value_error, ValueError, "This Task failed due to ValueError"),
+        (t.failing_task_custom, t.TaskFailure, "custom failure"),
+    ]
     results = [(task_.enqueue(), exception, message) for task_, exception, message in cases]
     burst()
     for result, exception, message in results:
@@ -285,8 +303,12 @@ def test_canceled_job_reads_as_failed_and_never_runs():
 @override_settings(SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=0)  # else left for a worker that can import it
 def test_a_job_whose_task_is_gone_fails_cleanly():
     now = timezone.now()
-    job = Jobs.create(name="django.tasks:tests.app.tasks.gone", kind="action", scheduled_time=now,
-                      args={"args": [], "kwargs": {}, "backend": "default"})
+    job = Jobs.create(
+        name="django.tasks:tests.app.tasks.gone",
+        kind="action",
+        scheduled_time=now,
+        args={"args": [], "kwargs": {}, "backend": "default"},
+    )
     burst()
     job.refresh_from_db()
     assert job.state == State.FAILED and "FunctionNotFound" in job.error
@@ -306,7 +328,11 @@ def test_retry_policy_retries_until_success(task_signals):
     assert Counter.objects.get(name="flaky").value == 2
     assert [e.exception_class for e in result.errors] == [ConnectionError]  # the row keeps the last error
     assert [(name, status) for name, _id, status, _sender in task_signals] == [
-        ("enqueued", "READY"), ("started", "RUNNING"), ("started", "RUNNING"), ("finished", "SUCCESSFUL")]
+        ("enqueued", "READY"),
+        ("started", "RUNNING"),
+        ("started", "RUNNING"),
+        ("finished", "SUCCESSFUL"),
+    ]
 
 
 def test_retry_policy_gives_up_after_max_attempts():
@@ -423,12 +449,20 @@ class OwnBackend(ScheduledActionsBackend):
     """A project's subclass of the backend: counts as this app's."""
 
 
-@pytest.mark.parametrize(("backends", "connected"), [
-    ({"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}, False),
-    ({"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
-      "jobs": {"BACKEND": f"{__name__}.OwnBackend"}}, True),
-    ({"default": {"BACKEND": "no.such.Backend"}}, False),
-])
+@pytest.mark.parametrize(
+    ("backends", "connected"),
+    [
+        ({"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}, False),
+        (
+            {
+                "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+                "jobs": {"BACKEND": f"{__name__}.OwnBackend"},
+            },
+            True,
+        ),
+        ({"default": {"BACKEND": "no.such.Backend"}}, False),
+    ],
+)
 def test_task_signals_are_only_wired_while_tasks_uses_this_backend(backends, connected):
     """Without this app's backend in TASKS nothing listens to job_scheduled: run_many builds no job objects
     for it, and run_after registers no commit hook."""

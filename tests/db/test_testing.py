@@ -49,8 +49,11 @@ def test_run_due_jobs_runs_actions_with_their_guarantees():
 def test_assert_scheduled_reports_what_is_there():
     scheduler.run_after(0, f.bump, {"name": "a"})
     assert len(assert_scheduled(f.bump, count=1)) == 1
-    with pytest.raises(AssertionError, match=r"expected a job of tests.app.functions:record .* found 0; "
-                                             r"scheduled: \[\('tests.app.functions:bump', \{'name': 'a'\}"):
+    with pytest.raises(
+        AssertionError,
+        match=r"expected a job of tests.app.functions:record .* found 0; "
+        r"scheduled: \[\('tests.app.functions:bump', \{'name': 'a'\}",
+    ):
         assert_scheduled(f.record)
     with pytest.raises(AssertionError, match="expected 0 job"):
         assert_not_scheduled(f.bump, {"name": "a"})
@@ -88,7 +91,8 @@ def capture_inside_eager(capture):
 @pytest.mark.django_db  # a TestCase transaction: nothing commits, captureOnCommitCallbacks runs the callbacks
 @pytest.mark.parametrize("nesting", [capture_inside_eager, eager_inside_capture])
 def test_run_scheduled_immediately_runs_the_jobs_in_a_test_case_whatever_the_nesting(
-        nesting, django_capture_on_commit_callbacks):
+    nesting, django_capture_on_commit_callbacks
+):
     with nesting(django_capture_on_commit_callbacks):
         run_mutation(f.add_note_and_schedule, {"text": "now"})
         scheduler.run_after(0, f.schedule_after_sleep, {"seconds": 0, "name": "child"})

@@ -110,8 +110,11 @@ def test_action_timeout_fails_it_and_the_worker_keeps_serving():
     with WorkerThread(concurrency=1) as worker:
         wait_until(lambda: Jobs.filter(pk=slow, state=State.FAILED).exists(), message="timeout")
         quick = scheduler.run_after(0, f.bump, {"name": "meanwhile"})
-        wait_until(lambda: Jobs.filter(pk=quick, state=State.SUCCESS).exists(), timeout=2,
-                   message="another job while the slow action still sleeps")
+        wait_until(
+            lambda: Jobs.filter(pk=quick, state=State.SUCCESS).exists(),
+            timeout=2,
+            message="another job while the slow action still sleeps",
+        )
         assert worker.pool.threads[0].job is None
     job = Jobs.get(pk=slow)
     assert "JobTimeout" in job.error and job.result is None
@@ -217,8 +220,11 @@ def test_a_job_is_claimed_once():
 def claim_for_two_idle_threads(vendor):
     """A claim of [mutation, action, action] made for two idle threads: on PostgreSQL it marks the first
     action started (the mutation is the other of the first two jobs)."""
-    ids = [scheduler.run_after(0, f.bump, {"name": "x"}),  # claim order: scheduled time, then id
-           scheduler.run_after(0, f.noop_action, {}), scheduler.run_after(0, f.noop_action, {})]
+    ids = [
+        scheduler.run_after(0, f.bump, {"name": "x"}),  # claim order: scheduled time, then id
+        scheduler.run_after(0, f.noop_action, {}),
+        scheduler.run_after(0, f.noop_action, {}),
+    ]
     now = timezone.now()
     token, jobs = claim("w", 10, now, timedelta(seconds=60), start=2)
     assert [j.pk for j in jobs] == ids
@@ -232,7 +238,8 @@ def claim_for_two_idle_threads(vendor):
 
 def unclaimed(ids) -> bool:
     return set(Jobs.filter(pk__in=ids).values_list("state", "started_at", "attempts", "token")) == {
-        (State.PENDING, None, 0, "")}
+        (State.PENDING, None, 0, "")
+    }
 
 
 def test_a_claim_for_idle_threads_starts_its_first_actions_and_handing_them_back_undoes_that(vendor):
@@ -289,8 +296,11 @@ def test_a_worker_of_quick_jobs_claims_more_at_a_time():
     scheduler.run_many(f.noop_action, [{"i": i} for i in range(1500)])
     sizes = []
     with WorkerThread(concurrency=2, crons=False) as worker:
-        wait_until(lambda: sizes.append(worker.claims.prefetch) or not Jobs.exclude(state=State.SUCCESS).exists(), 60,
-                   "the quick jobs to be done")
+        wait_until(
+            lambda: sizes.append(worker.claims.prefetch) or not Jobs.exclude(state=State.SUCCESS).exists(),
+            60,
+            "the quick jobs to be done",
+        )
         time.sleep(0.3)  # idle since: back to one per thread, so that slow jobs coming next are not hoarded
     assert max(sizes) > 2 * 2, sizes
     assert worker.claims.prefetch == 2
@@ -309,8 +319,7 @@ def test_expired_leases_are_recovered_by_kind():
     later = now + timedelta(seconds=2)
     assert recover_expired(later) == 4
     states = dict(Jobs.values_list("pk", "state"))
-    assert states == {mutation: State.PENDING, unstarted: State.PENDING, started: State.FAILED,
-                      retried: State.PENDING}
+    assert states == {mutation: State.PENDING, unstarted: State.PENDING, started: State.FAILED, retried: State.PENDING}
     assert "worker lost" in Jobs.get(pk=started).error
     assert Jobs.get(pk=retried).attempts == 1 and "worker lost" in Jobs.get(pk=retried).error
     assert recover_expired(later) == 0
@@ -448,11 +457,12 @@ def test_postgresql_vacuums_the_jobs_table_by_dead_rows_not_by_its_size(vendor):
 def _kill_other_connections(vendor):
     with connection.cursor() as cursor:
         if vendor == "postgresql":
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
             return len(cursor.fetchall())
-        cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
-                       "AND id <> CONNECTION_ID()")
+        cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()")
         ids = [row[0] for row in cursor.fetchall()]
         for pid in ids:
             cursor.execute(f"KILL CONNECTION {int(pid)}")
@@ -468,8 +478,11 @@ def test_worker_reconnects_after_its_connections_are_killed(vendor):
         assert _kill_other_connections(vendor) >= 2
         later = [scheduler.run_after(0, f.record, {"key": f"after-{i}"}) for i in range(3)]
         later.append(scheduler.run_after(0, f.action_via_ctx, {"name": "after"}))
-        wait_until(lambda: Jobs.filter(pk__in=later, state=State.SUCCESS).count() == 4, timeout=15,
-                   message="jobs after the connections were killed")
+        wait_until(
+            lambda: Jobs.filter(pk__in=later, state=State.SUCCESS).count() == 4,
+            timeout=15,
+            message="jobs after the connections were killed",
+        )
     assert sorted(Effect.objects.values_list("key", flat=True)) == ["after-0", "after-1", "after-2", "before"]
 
 
@@ -506,8 +519,13 @@ def test_a_signal_handler_can_wake_the_main_loop_whatever_the_loop_is_doing():
     own ``wait()`` or ``clear()``: setting it there must not deadlock (with a ``threading.Event`` this
     script hung in 3 runs of 3: a SIGTERM could leave the worker hanging for good)."""
     try:
-        run = subprocess.run([sys.executable, "-c", WAKE_UP_UNDER_SIGNALS], env=subprocess_env(), timeout=30,
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-c", WAKE_UP_UNDER_SIGNALS],
+            env=subprocess_env(),
+            timeout=30,
+            capture_output=True,
+            text=True,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("the main loop deadlocked when a signal handler set its wake-up")
     assert run.returncode == 0, run.stderr

@@ -46,8 +46,11 @@ def test_a_claim_committed_but_unacknowledged_is_handed_back(monkeypatch):
 
     monkeypatch.setattr(leases, "claim", claim_then_lose_the_answer)
     with WorkerThread(crons=False):
-        wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 8,
-                   "the job of the unacknowledged claim to be handed back and run")
+        wait_until(
+            lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS,
+            8,
+            "the job of the unacknowledged claim to be handed back and run",
+        )
     assert [j.pk for j in calls[0][1]] == [job_id]
 
 
@@ -67,14 +70,20 @@ def _lose_each_first_answer(monkeypatch, owner: type, method: str) -> list[tuple
     return calls
 
 
-@pytest.mark.parametrize("function, outcome, signal", [
-    (f.noop_action, State.SUCCESS, signals.job_succeeded),
-    (f.failing_action, State.FAILED, signals.job_failed),
-])
+@pytest.mark.parametrize(
+    "function, outcome, signal",
+    [
+        (f.noop_action, State.SUCCESS, signals.job_succeeded),
+        (f.failing_action, State.FAILED, signals.job_failed),
+    ],
+)
 def test_an_action_whose_writes_landed_unacknowledged_counts_one_attempt_and_one_outcome(
-        monkeypatch, function, outcome, signal):
-    repeated = [_lose_each_first_answer(monkeypatch, type(engine("default")), "settle_actions"),
-                _lose_each_first_answer(monkeypatch, ScheduledFunctionQuerySet, "mark_failed")]
+    monkeypatch, function, outcome, signal
+):
+    repeated = [
+        _lose_each_first_answer(monkeypatch, type(engine("default")), "settle_actions"),
+        _lose_each_first_answer(monkeypatch, ScheduledFunctionQuerySet, "mark_failed"),
+    ]
     heard = []
     receiver = lambda job, **kwargs: heard.append(job.pk)  # noqa: E731
     signal.connect(receiver, sender=ScheduledFunction, weak=False)
@@ -103,8 +112,15 @@ def test_mutations_whose_connection_was_killed_mid_body_run_again(isolation, oth
     job_ids = [scheduler.run_after(0, f.record, {"key": f"{key}-{i}"}) for i in range(others)]
     job_ids.append(scheduler.run_after(0, f.lose_connection_once, {"key": key}))
     with WorkerThread(crons=False):
-        wait_until(lambda: not ScheduledFunction.objects.filter(
-            pk__in=job_ids, state__in=(State.PENDING, State.IN_PROGRESS)).exists(), 8, "the mutations to finish")
+        wait_until(
+            lambda: (
+                not ScheduledFunction.objects.filter(
+                    pk__in=job_ids, state__in=(State.PENDING, State.IN_PROGRESS)
+                ).exists()
+            ),
+            8,
+            "the mutations to finish",
+        )
     jobs = ScheduledFunction.objects.filter(pk__in=job_ids).order_by("pk")
     assert [(job.state, job.attempts, job.error) for job in jobs] == [(State.SUCCESS, 1, "")] * len(job_ids)
     assert Effect.objects.filter(key=key).count() == 1
@@ -145,5 +161,8 @@ def test_a_restart_under_the_same_worker_id_recovers_the_previous_claims():
     assert [job.pk for job in claimed] == [job_id]
 
     with WorkerThread(worker_id="pod-0", crons=False):
-        wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 8,
-                   "the previous incarnation's claim to be recovered and run")
+        wait_until(
+            lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS,
+            8,
+            "the previous incarnation's claim to be recovered and run",
+        )

@@ -20,12 +20,19 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.django_db(transaction=True)
 def test_three_workers_count_every_item_once_and_fire_each_on_complete_once(tmp_path):
     sizes = [1, 2, 3, 50, 400, 1500]  # 10,000 items work too (35-60 s through three workers): too slow for CI
-    batch_ids = {scheduler.batch(of.item_mutation, items(n, failing=(0,)), on_complete=of.batch_done,
-                                 on_complete_args={"label": f"size {n}"}): n for n in sizes}
+    batch_ids = {
+        scheduler.batch(
+            of.item_mutation, items(n, failing=(0,)), on_complete=of.batch_done, on_complete_args={"label": f"size {n}"}
+        ): n
+        for n in sizes
+    }
     workers = [start_worker("--concurrency", "4", "--no-crons", log=tmp_path / f"w{n}.log") for n in range(3)]
     try:
-        wait_until(lambda: on_complete_runs_total() == len(sizes) and not open_jobs(), timeout=240,
-                   message="every batch to finish and its on_complete to run")
+        wait_until(
+            lambda: on_complete_runs_total() == len(sizes) and not open_jobs(),
+            timeout=240,
+            message="every batch to finish and its on_complete to run",
+        )
     finally:
         for worker in workers:
             worker.terminate()

@@ -15,20 +15,35 @@ pytestmark = pytest.mark.process
 
 def test_benchmark_smoke_run_prints_every_metric():
     db = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
-    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--smoke", "--db", db], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--smoke", "--db", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     table = out.stdout
-    for label in ("enqueue, one per transaction/s", "drain no-op actions, 2 workers/s",
-                  "enqueue->start p99, ms", "worker peak RSS (draining), MB", "baseline: bare Model.objects.create/s"):
+    for label in (
+        "enqueue, one per transaction/s",
+        "drain no-op actions, 2 workers/s",
+        "enqueue->start p99, ms",
+        "worker peak RSS (draining), MB",
+        "baseline: bare Model.objects.create/s",
+    ):
         row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
         assert row.count("[") == 1, row  # one database, a median with its range
 
 
 def test_benchmark_scale_smoke_run_prints_both_rates_and_the_claim_plan():
     db = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
-    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--smoke", "--scale", "3000", "--db", db], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--smoke", "--scale", "3000", "--db", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     row = next(line for line in out.stdout.splitlines() if line.startswith(f"| {db} (n=1) |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]

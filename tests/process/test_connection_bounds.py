@@ -26,11 +26,13 @@ def worker_connections() -> int:
     """Connections to the test database but this test's own."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         else:
-            cursor.execute("SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
-                           "AND id <> CONNECTION_ID()")
+            cursor.execute(
+                "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
         return cursor.fetchone()[0]
 
 
@@ -41,8 +43,9 @@ def test_a_worker_holds_at_most_its_db_connections_whatever_its_concurrency(vend
     scheduler.run_many(af.waits_then_records, [{"i": i, "wait": 0.05} for i in range(JOBS)])
     before = worker_connections()
     log = tmp_path / "worker.log"
-    worker = start_worker("--concurrency", "60", "--async-concurrency", "300", "--db-connections", str(LIMIT),
-                          "--no-crons", log=log)
+    worker = start_worker(
+        "--concurrency", "60", "--async-concurrency", "300", "--db-connections", str(LIMIT), "--no-crons", log=log
+    )
     peak, deadline = 0, time.monotonic() + 120
     try:
         while time.monotonic() < deadline:

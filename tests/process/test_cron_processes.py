@@ -49,8 +49,7 @@ def test_three_workers_fire_each_tick_of_a_one_second_cron_exactly_once(tmp_path
     logs = [tmp_path / f"worker-{n}.log" for n in range(WORKERS)]
     workers = [start_worker("--concurrency", "2", log=log, SA_TEST_CRONS="1") for log in logs]
     try:
-        cron = wait_until(lambda: CronJob.objects.filter(name=EVERY_SECOND).first(), 60,
-                          "the workers to sync", logs)
+        cron = wait_until(lambda: CronJob.objects.filter(name=EVERY_SECOND).first(), 60, "the workers to sync", logs)
         runs = ScheduledFunction.objects.filter(cron=cron)
         wait_until(lambda: runs.count() >= TICKS + 1, TICKS + 30, f"{TICKS + 1} runs of the cron", logs)
         CronJob.objects.filter(pk=cron.pk).update(enabled=False)

@@ -39,8 +39,7 @@ SHORT_LEASE = "2"  # seconds: a killed worker's claims are recovered a few secon
 # --- helpers ---
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str],
-               interval: float = 0.05) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy (returned); fail clearly after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -67,11 +66,16 @@ def finished(job_id: int) -> ScheduledFunction | None:
 
 def jobs_table(limit: int = 30) -> str:
     """The jobs that are not successes (else the last few), for failure messages."""
-    rows = ScheduledFunction.objects.exclude(state=State.SUCCESS).order_by("id")[:limit] or \
-        ScheduledFunction.objects.order_by("-id")[:limit]
+    rows = (
+        ScheduledFunction.objects.exclude(state=State.SUCCESS).order_by("id")[:limit]
+        or ScheduledFunction.objects.order_by("-id")[:limit]
+    )
     by_state = dict(ScheduledFunction.objects.values_list("state").annotate(n=Count("id")))
-    lines = [f"#{j.pk} {j.name} state={j.state} attempts={j.attempts} worker={j.worker_id!r} "
-             f"error={j.error.strip().splitlines()[-1] if j.error.strip() else ''!r}" for j in rows]
+    lines = [
+        f"#{j.pk} {j.name} state={j.state} attempts={j.attempts} worker={j.worker_id!r} "
+        f"error={j.error.strip().splitlines()[-1] if j.error.strip() else ''!r}"
+        for j in rows
+    ]
     return f"jobs by state {by_state}:\n  " + "\n  ".join(lines)
 
 
@@ -142,8 +146,10 @@ def wait_for_exit(proc: subprocess.Popen, timeout: float, workers: Workers) -> i
         os.kill(proc.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER=1: every thread's stack goes to its log
         proc.wait(timeout=30)
         stacks = log.read_bytes()[before:].decode(errors="replace") if log.exists() else ""
-        pytest.fail(f"worker pid={proc.pid} still running {timeout:g}s later\n{state}\n"
-                    f"--- its threads when it was aborted:\n{stacks}")
+        pytest.fail(
+            f"worker pid={proc.pid} still running {timeout:g}s later\n{state}\n"
+            f"--- its threads when it was aborted:\n{stacks}"
+        )
 
 
 # --- 1-3: kill -9 mid-run, recovered by another worker ---
@@ -160,8 +166,9 @@ def test_mutation_killed_mid_transaction_takes_effect_exactly_once(workers, tmp_
     assert job(job_id).state == State.IN_PROGRESS
     workers.start("--concurrency", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
 
-    done = wait_until(lambda: finished(job_id), 30, lambda: f"another worker to recover and rerun the mutation\n"
-                                                            f"{workers.describe()}")
+    done = wait_until(
+        lambda: finished(job_id), 30, lambda: f"another worker to recover and rerun the mutation\n{workers.describe()}"
+    )
     assert done.state == State.SUCCESS, workers.describe()
     assert done.error == ""
     effects = list(Effect.objects.filter(key="killed").values_list("job_id", flat=True))
@@ -173,12 +180,17 @@ def running_one_job_with_claims_queued(workers, tmp_path, *args: str, **env: str
     behind it, at least one of them claimed by the worker but not started (its one thread is busy)."""
     release = tmp_path / "release"
     held = scheduler.run_after(0, pf.tally_then_hold, {"name": "held", "release": str(release)}, priority=10)
-    queued = [scheduler.run_after(0, pf.effect_action, {"key": "b0"}),
-              *(scheduler.run_after(0, pf.effect, {"key": f"b{i}"}) for i in (1, 2))]
+    queued = [
+        scheduler.run_after(0, pf.effect_action, {"key": "b0"}),
+        *(scheduler.run_after(0, pf.effect, {"key": f"b{i}"}) for i in (1, 2)),
+    ]
     proc = workers.start("--concurrency", "1", *args, **env)
     claimed = ScheduledFunction.objects.filter(pk__in=queued, state=State.IN_PROGRESS)
-    wait_until(lambda: counter("held") == 1 and claimed.exists(), 60,
-               lambda: f"the held action to run with a claim queued behind it\n{workers.describe()}")
+    wait_until(
+        lambda: counter("held") == 1 and claimed.exists(),
+        60,
+        lambda: f"the held action to run with a claim queued behind it\n{workers.describe()}",
+    )
     assert not claimed.exclude(started_at=None).exists() and not Effect.objects.exists()
     return proc, held, queued, release
 
@@ -191,7 +203,8 @@ def all_handed_back(job_ids: list[int]) -> bool:
 
 def test_action_killed_mid_run_fails_as_worker_lost_and_never_reruns(workers, tmp_path):
     first, held, queued, _release = running_one_job_with_claims_queued(
-        workers, tmp_path, SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
+        workers, tmp_path, SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE
+    )
 
     workers.kill(first)
     running = job(held)
@@ -199,8 +212,11 @@ def test_action_killed_mid_run_fails_as_worker_lost_and_never_reruns(workers, tm
     assert running.started_at is not None
     workers.start("--concurrency", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
 
-    wait_until(lambda: all(finished(pk) for pk in (held, *queued)), 30,
-               lambda: f"the lost worker's jobs to be recovered\n{workers.describe()}")
+    wait_until(
+        lambda: all(finished(pk) for pk in (held, *queued)),
+        30,
+        lambda: f"the lost worker's jobs to be recovered\n{workers.describe()}",
+    )
     lost = job(held)
     assert (lost.state, lost.attempts) == (State.FAILED, 1), workers.describe()
     assert "worker lost" in lost.error, lost.error
@@ -249,8 +265,7 @@ def pause(proc: subprocess.Popen, vendor: str) -> None:
     transactions: here the held mutation's, and a claim's on pending rows that others skip.)"""
     for _ in range(100):
         os.killpg(proc.pid, signal.SIGSTOP)
-        wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] == "T", 5,
-                   "the worker to stop")
+        wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] == "T", 5, "the worker to stop")
         if vendor != "sqlite" or _sqlite_write_lock_free():
             return
         os.killpg(proc.pid, signal.SIGCONT)
@@ -269,15 +284,17 @@ def test_paused_mutation_whose_lease_was_taken_over_takes_effect_once(workers, t
     if vendor == "sqlite":
         pytest.skip("a paused SQLite writer holds the only write lock: no other worker can take over")
     marker, release = tmp_path / "inside-transaction", tmp_path / "release"
-    job_id = scheduler.run_after(0, pf.write_then_hold,
-                                 {"key": "paused", "marker": str(marker), "release": str(release)})
+    job_id = scheduler.run_after(
+        0, pf.write_then_hold, {"key": "paused", "marker": str(marker), "release": str(release)}
+    )
     first = workers.start("--concurrency", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
     wait_until(marker.exists, 60, lambda: f"the mutation to write and hold its transaction\n{workers}")
     pause(first, vendor)
     workers.start("--concurrency", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
 
-    done = wait_until(lambda: finished(job_id), 30, lambda: f"another worker to take the mutation over\n"
-                                                            f"{workers.describe()}")
+    done = wait_until(
+        lambda: finished(job_id), 30, lambda: f"another worker to take the mutation over\n{workers.describe()}"
+    )
     assert done.state == State.SUCCESS, workers.describe()  # by the second worker: the first is stopped
     # the paused worker wakes up inside its transaction, finishes the body, finds its claim gone
     release.touch()
@@ -300,8 +317,9 @@ def test_paused_action_whose_lease_was_taken_over_stays_failed_when_it_finishes(
     release.touch()
     resume_and_stop(first, workers)  # its body returns True late
     late = job(job_id)
-    assert (late.state, late.error, late.result) == (State.FAILED, lost.error, None), \
+    assert (late.state, late.error, late.result) == (State.FAILED, lost.error, None), (
         "a late result overwrote the job of a lost worker"
+    )
     assert counter("paused") == 1
 
 
@@ -373,8 +391,9 @@ def test_workers_killed_and_stopped_mid_flow_lose_nothing_and_run_mutations_once
     assert wait_for_exit(second, 30, workers) == 0
     workers.start(*options, **lease)
 
-    wait_until(lambda: not batch.exclude(state__in=FINAL).exists(), 120,
-               lambda: f"every job to settle\n{workers.describe()}")
+    wait_until(
+        lambda: not batch.exclude(state__in=FINAL).exists(), 120, lambda: f"every job to settle\n{workers.describe()}"
+    )
     runs = Tally(Effect.objects.values_list("key", flat=True))
     states = dict(batch.values_list("args__key", "state"))
     errors = dict(batch.filter(state=State.FAILED).values_list("args__key", "error"))
@@ -388,8 +407,10 @@ def test_workers_killed_and_stopped_mid_flow_lose_nothing_and_run_mutations_once
             assert runs[key] <= 1, f"a lost action {key} took effect {runs[key]} times"
     lost = sorted(errors)
     assert len(lost) <= 4 * group, f"more lost actions than the killed worker's 4 threads held started: {lost}"
-    print(f"\nclaims of the killed worker: {abandoned}; lost actions: {lost}; "
-          f"jobs per worker: {dict(Tally(batch.values_list('worker_id', flat=True)))}")
+    print(
+        f"\nclaims of the killed worker: {abandoned}; lost actions: {lost}; "
+        f"jobs per worker: {dict(Tally(batch.values_list('worker_id', flat=True)))}"
+    )
 
 
 # --- 6: SIGTERM ---
@@ -400,8 +421,9 @@ def test_signal_finishes_the_running_job_hands_back_claims_and_exits_0(workers, 
     proc, held, queued, release = running_one_job_with_claims_queued(workers, tmp_path)
     proc.send_signal(signum)
 
-    wait_until(lambda: all_handed_back(queued), 15,
-               lambda: f"the queued claims to be handed back\n{workers.describe()}")
+    wait_until(
+        lambda: all_handed_back(queued), 15, lambda: f"the queued claims to be handed back\n{workers.describe()}"
+    )
     assert proc.poll() is None, "the worker exited before its running job finished"
     assert job(held).state == State.IN_PROGRESS
     release.touch()
@@ -415,7 +437,8 @@ def test_signal_finishes_the_running_job_hands_back_claims_and_exits_0(workers, 
 
 def test_second_signal_exits_at_once_and_nothing_is_lost(workers, tmp_path):
     proc, held, queued, _release = running_one_job_with_claims_queued(
-        workers, tmp_path, SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
+        workers, tmp_path, SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE
+    )
     proc.send_signal(signal.SIGTERM)
     wait_until(lambda: all_handed_back(queued), 15, lambda: f"the first signal to be handled\n{workers.describe()}")
 
@@ -428,8 +451,11 @@ def test_second_signal_exits_at_once_and_nothing_is_lost(workers, tmp_path):
 
     # nothing is lost: another worker recovers the abandoned action and runs the handed-back jobs
     workers.start("--concurrency", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
-    wait_until(lambda: all(finished(pk) for pk in (held, *queued)), 30,
-               lambda: f"the abandoned jobs to be recovered\n{workers.describe()}")
+    wait_until(
+        lambda: all(finished(pk) for pk in (held, *queued)),
+        30,
+        lambda: f"the abandoned jobs to be recovered\n{workers.describe()}",
+    )
     lost = job(held)
     assert lost.state == State.FAILED and "worker lost" in lost.error, workers.describe()
     assert counter("held") == 1
@@ -439,7 +465,8 @@ def test_second_signal_exits_at_once_and_nothing_is_lost(workers, tmp_path):
 
 def test_after_the_grace_period_the_worker_exits_0_and_its_unfinished_action_is_recovered(workers, tmp_path):
     proc, held, queued, _release = running_one_job_with_claims_queued(
-        workers, tmp_path, "--grace", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
+        workers, tmp_path, "--grace", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE
+    )
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert wait_for_exit(proc, 10, workers) == 0, workers.describe()
@@ -447,8 +474,9 @@ def test_after_the_grace_period_the_worker_exits_0_and_its_unfinished_action_is_
     assert all_handed_back(queued)
 
     workers.start("--concurrency", "1", SCHEDULED_ACTIONS_LEASE_SECONDS=SHORT_LEASE)
-    lost = wait_until(lambda: finished(held), 30,
-                      lambda: f"the unfinished action to be recovered\n{workers.describe()}")
+    lost = wait_until(
+        lambda: finished(held), 30, lambda: f"the unfinished action to be recovered\n{workers.describe()}"
+    )
     assert lost.state == State.FAILED and "worker lost" in lost.error, workers.describe()
     assert counter("held") == 1
 
@@ -504,9 +532,11 @@ def start_listening_worker(workers: Workers, vendor: str) -> subprocess.Popen:
         pytest.skip("LISTEN/NOTIFY wake-up is PostgreSQL only; other databases poll")
     proc = workers.start("--concurrency", "1", "--poll-interval", "30", ready=True)
     with connection.cursor() as cursor:
+
         def listening() -> bool:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND query LIKE 'LISTEN %%'")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
+            )
             return cursor.fetchone()[0] >= 1
 
         wait_until(listening, 30, lambda: f"the worker to LISTEN\n{workers}")
@@ -549,8 +579,9 @@ def test_idle_worker_runs_a_new_job_within_about_its_poll_interval(workers, vend
 def test_unknown_function_fails_its_job_and_the_worker_goes_on(workers):
     from django.utils import timezone
 
-    missing = ScheduledFunction.objects.create(name="nope:missing", kind="mutation", args={},
-                                               scheduled_time=timezone.now()).pk
+    missing = ScheduledFunction.objects.create(
+        name="nope:missing", kind="mutation", args={}, scheduled_time=timezone.now()
+    ).pk
     after = scheduler.run_after(0, pf.tally, {"name": "after"})
     proc = workers.start("--concurrency", "1", SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE="0")
 
@@ -605,8 +636,11 @@ def test_a_rolling_deploy_loses_no_job(workers):
     assert set(left) <= set(jobs) and set(left.values()) == {1}, log
 
     workers.start("--concurrency", "2")  # the new release's worker
-    wait_until(lambda: rows.filter(state__in=FINAL).count() == len(jobs), 60,
-               lambda: f"the new worker to run the new jobs\n{workers.describe()}")
+    wait_until(
+        lambda: rows.filter(state__in=FINAL).count() == len(jobs),
+        60,
+        lambda: f"the new worker to run the new jobs\n{workers.describe()}",
+    )
     assert set(rows.values_list("state", flat=True)) == {State.SUCCESS}, workers.describe()
     assert sorted(Effect.objects.filter(key__in=jobs.values()).values_list("key", flat=True)) == sorted(jobs.values())
     assert old.poll() is None
@@ -643,8 +677,11 @@ def kill_other_connections(vendor: str, keep_listener: bool = False) -> int:
     as the workers can tell), or all but PostgreSQL's LISTEN connections. Returns how many were killed."""
     with connection.cursor() as cursor:
         if vendor == "postgresql":
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND pid <> pg_backend_pid() AND NOT (%s AND query LIKE 'LISTEN %%')", [keep_listener])
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND NOT (%s AND query LIKE 'LISTEN %%')",
+                [keep_listener],
+            )
             return len(cursor.fetchall())
         cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()")
         ids = [row[0] for row in cursor.fetchall()]
@@ -660,12 +697,13 @@ def test_worker_reconnects_after_its_connections_are_killed_and_the_mutation_run
     proc = workers.start("--concurrency", "1", ready=True)
     assert kill_other_connections(vendor) >= 2, "the worker's main and executor connections"
     job_id = scheduler.run_after(0, pf.tally, {"name": "after-reconnect"})
-    assert wait_until(lambda: finished(job_id), 15, lambda: f"the idle worker to reconnect\n{workers.describe()}"
-                      ).state == State.SUCCESS, workers.describe()
+    assert (
+        wait_until(lambda: finished(job_id), 15, lambda: f"the idle worker to reconnect\n{workers.describe()}").state
+        == State.SUCCESS
+    ), workers.describe()
 
     # and while a mutation holds its transaction open: its connection dies under it
-    job_id = scheduler.run_after(0, pf.write_then_hold,
-                                 {"key": "cut", "marker": str(marker), "release": str(release)})
+    job_id = scheduler.run_after(0, pf.write_then_hold, {"key": "cut", "marker": str(marker), "release": str(release)})
     wait_until(marker.exists, 15, lambda: f"the mutation to hold its transaction\n{workers.describe()}")
     kill_other_connections(vendor)
     release.touch()

@@ -24,8 +24,9 @@ def test_a_worker_killed_while_undoing_a_step_never_undoes_it_twice(tmp_path):
     workers = []
 
     def start(log: str) -> None:
-        workers.append(start_worker("--concurrency", "1", "--no-crons", log=tmp_path / log,
-                                    SCHEDULED_ACTIONS_LEASE_SECONDS="2"))
+        workers.append(
+            start_worker("--concurrency", "1", "--no-crons", log=tmp_path / log, SCHEDULED_ACTIONS_LEASE_SECONDS="2")
+        )
 
     def kill_all() -> None:
         for worker in workers:
@@ -38,8 +39,11 @@ def test_a_worker_killed_while_undoing_a_step_never_undoes_it_twice(tmp_path):
         wait_until(marker.exists, timeout=60, message="the compensation of step b to start")
         kill_all()  # kill -9 while undoing b
         start("second.log")
-        wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.FAILED, timeout=60,
-                   message="the retried saga to finish its rollback")
+        wait_until(
+            lambda: ScheduledFunction.objects.get(pk=job_id).state == State.FAILED,
+            timeout=60,
+            message="the retried saga to finish its rollback",
+        )
     finally:
         kill_all()
     job = ScheduledFunction.objects.get(pk=job_id)
@@ -48,4 +52,6 @@ def test_a_worker_killed_while_undoing_a_step_never_undoes_it_twice(tmp_path):
     assert (runs(f"undo {name} b"), runs(f"undo {name} a")) == (1, 1)  # b's undo was not run again
     assert [runs(f"run {name} {n}") for n in "abc"] == [1, 1, 1]
     assert (saga(f"job:{job_id}").state, steps(f"job:{job_id}")) == (
-        "failed", [("a", "compensated"), ("b", "compensating")])
+        "failed",
+        [("a", "compensated"), ("b", "compensating")],
+    )

@@ -20,9 +20,14 @@ pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 def run_worker(*args: str, settings: str = "tests.fresh_settings", **env: str) -> str:
     """``runworker --burst`` on two jobs scheduled now, one succeeding and one failing; returns its stderr."""
-    proc = subprocess.run([sys.executable, "-m", "django", "runworker", "--burst", "--worker-id", "fresh",
-                           "--concurrency", "2", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=subprocess_env(DJANGO_SETTINGS_MODULE=settings, **env))
+    proc = subprocess.run(
+        [sys.executable, "-m", "django", "runworker", "--burst", "--worker-id", "fresh", "--concurrency", "2", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(DJANGO_SETTINGS_MODULE=settings, **env),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "", proc.stdout
     return proc.stderr
@@ -52,11 +57,14 @@ def test_a_fresh_project_sees_the_start_line_each_outcome_and_failures_with_thei
     assert not lines(output, "job started")  # DEBUG: -v 2
 
 
-@pytest.mark.parametrize(("verbosity", "shown", "hidden"), [
-    ("0", ["job failed"], ["worker starting", "job succeeded", "job started"]),
-    ("2", ["worker starting", "job succeeded", "job failed", "job started"], []),
-    ("3", ["[scheduled-actions-executor-", "job started"], []),
-])
+@pytest.mark.parametrize(
+    ("verbosity", "shown", "hidden"),
+    [
+        ("0", ["job failed"], ["worker starting", "job succeeded", "job started"]),
+        ("2", ["worker starting", "job succeeded", "job failed", "job started"], []),
+        ("3", ["[scheduled-actions-executor-", "job started"], []),
+    ],
+)
 def test_verbosity_picks_the_level(jobs, verbosity, shown, hidden):
     output = run_worker("-v", verbosity)
     assert all(lines(output, text) for text in shown), output

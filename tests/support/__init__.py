@@ -26,9 +26,14 @@ def database_url() -> str:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]), "PYTHONUNBUFFERED": "1",
-           "PYTHONFAULTHANDLER": "1"}  # a worker that hangs is sent SIGABRT: its threads' stacks go to its log
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject")]),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",
+    }  # a worker that hangs is sent SIGABRT: its threads' stacks go to its log
     env.update(extra)
     return env
 
@@ -36,9 +41,14 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 def start_worker(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen:
     """Start ``manage.py runworker`` as a real process against the test database."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "django", "runworker", *args], cwd=ROOT,
-                            env=subprocess_env(**env), stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "runworker", *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_until(predicate, timeout: float = 10.0, message: str = "condition", describe=None) -> None:

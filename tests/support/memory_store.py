@@ -29,12 +29,29 @@ class MemoryStore:
 
     # --- the test's side ---
 
-    def add(self, name: str, *, kind: str = "action", due_in: float = 0.0, priority: int = 0, queue: str = "default",
-            max_attempts: int = 1, args: dict[str, Any] | None = None) -> ScheduledFunction:
+    def add(
+        self,
+        name: str,
+        *,
+        kind: str = "action",
+        due_in: float = 0.0,
+        priority: int = 0,
+        queue: str = "default",
+        max_attempts: int = 1,
+        args: dict[str, Any] | None = None,
+    ) -> ScheduledFunction:
         now = self.clock()
-        job = ScheduledFunction(id=next(self._ids), name=name, kind=kind, args=args or {}, queue=queue,
-                                priority=priority, scheduled_time=now + timedelta(seconds=due_in), created_at=now,
-                                max_attempts=max_attempts)
+        job = ScheduledFunction(
+            id=next(self._ids),
+            name=name,
+            kind=kind,
+            args=args or {},
+            queue=queue,
+            priority=priority,
+            scheduled_time=now + timedelta(seconds=due_in),
+            created_at=now,
+            max_attempts=max_attempts,
+        )
         self.jobs[job.pk] = job
         return job
 
@@ -59,20 +76,42 @@ class MemoryStore:
     def now(self) -> datetime:
         return self.clock()
 
-    def claim(self, worker_id: str, limit: int, lease: timedelta, queues: list[str] | None, token: str,
-              start: int, skip: frozenset[str]) -> list[ScheduledFunction]:
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        queues: list[str] | None,
+        token: str,
+        start: int,
+        skip: frozenset[str],
+    ) -> list[ScheduledFunction]:
         self._write("claim", limit)
         now = self.clock()
-        due = sorted((j for j in self.jobs.values() if j.state == State.PENDING and j.scheduled_time <= now
-                      and j.name not in skip and (not queues or j.queue in queues)),
-                     key=lambda j: (-j.priority, j.scheduled_time, j.pk))[:limit]
+        due = sorted(
+            (
+                j
+                for j in self.jobs.values()
+                if j.state == State.PENDING
+                and j.scheduled_time <= now
+                and j.name not in skip
+                and (not queues or j.queue in queues)
+            ),
+            key=lambda j: (-j.priority, j.scheduled_time, j.pk),
+        )[:limit]
         for job in due:
             job.state, job.token, job.worker_id, job.lease_expires_at = State.IN_PROGRESS, token, worker_id, now + lease
         return [copy.copy(job) for job in due]  # the worker's own instances, as a query returns
 
     def next_due_time(self, queues: list[str] | None, now: datetime, skip: frozenset[str]) -> datetime | None:
-        return min((j.scheduled_time for j in self.jobs.values() if j.state == State.PENDING and j.name not in skip
-                    and (not queues or j.queue in queues)), default=None)
+        return min(
+            (
+                j.scheduled_time
+                for j in self.jobs.values()
+                if j.state == State.PENDING and j.name not in skip and (not queues or j.queue in queues)
+            ),
+            default=None,
+        )
 
     def release_claim(self, token: str) -> int:
         self._write("release_claim", token)
@@ -95,8 +134,9 @@ class MemoryStore:
                 changed += 1
         return changed
 
-    def register(self, worker_id: str, queues: list[str] | None, concurrency: int, now: datetime,
-                 lease: timedelta) -> None:
+    def register(
+        self, worker_id: str, queues: list[str] | None, concurrency: int, now: datetime, lease: timedelta
+    ) -> None:
         self.workers[worker_id] = {"queues": queues, "concurrency": concurrency}
 
     def publish(self, worker_id: str, functions: dict[str, str], unknown: list[str]) -> None:
@@ -117,8 +157,9 @@ class MemoryStore:
     def prune(self) -> int:
         return 0
 
-    def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
-                       now: datetime) -> tuple[set[int], set[int]]:
+    def settle_actions(
+        self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]], now: datetime
+    ) -> tuple[set[int], set[int]]:
         self._write("settle_actions", ([o[0] for o in outcomes], [s[0] for s in starts]))
         done, started = set(), set()
         for job_id, token, result in outcomes:

@@ -41,9 +41,17 @@ def test_the_ids_of_the_settings_never_moved():
     """Ids are kept once given (SILENCED_SYSTEM_CHECKS names them): these are the ones released."""
     assert check_ids.UNKNOWN_SETTING == "scheduled_actions.E001"
     assert {name: int(i[-3:]) for name, i in check_ids.SETTINGS.items()} == {
-        "POLL_INTERVAL": 2, "LEASE_SECONDS": 3, "ACTION_TIMEOUT": 4, "RETENTION": 5, "IDEMPOTENCY_TTL": 6,
-        "STRICT_ACTIONS": 7, "MAX_ARGS_BYTES": 8, "MUTATION_ISOLATION": 9, "QUEUE_CONCURRENCY": 10,
-        "UNKNOWN_FUNCTION_GRACE": 11}
+        "POLL_INTERVAL": 2,
+        "LEASE_SECONDS": 3,
+        "ACTION_TIMEOUT": 4,
+        "RETENTION": 5,
+        "IDEMPOTENCY_TTL": 6,
+        "STRICT_ACTIONS": 7,
+        "MAX_ARGS_BYTES": 8,
+        "MUTATION_ISOLATION": 9,
+        "QUEUE_CONCURRENCY": 10,
+        "UNKNOWN_FUNCTION_GRACE": 11,
+    }
 
 
 def test_the_readme_gives_each_setting_its_id_and_names_every_id():

@@ -49,8 +49,12 @@ def test_every_kind_of_definition_from_design(registry):
         "invoice": (Cron("0 0 1 * *"), cf.ping.name, {}, __name__),
     }
     assert registry.get("daily report").model_fields() == {
-        "function": "tests.app.cron_functions:mark", "args": {"label": "b"}, "expression": "0 9 * * *",
-        "interval_seconds": None, "timezone": "Europe/Amsterdam"}
+        "function": "tests.app.cron_functions:mark",
+        "args": {"label": "b"},
+        "expression": "0 9 * * *",
+        "interval_seconds": None,
+        "timezone": "Europe/Amsterdam",
+    }
     assert registry.get("cleanup stale jobs").model_fields()["interval_seconds"] == 3600.0
 
 
@@ -71,24 +75,41 @@ def test_bad_definitions_are_reported_by_system_checks_naming_the_cron(registry)
     mine = [(e.id, e.msg) for e in errors if e.id.startswith("scheduled_actions.E1")]
     module = __name__
     assert mine == [
-        ("scheduled_actions.E101", f"Cron 'fine' ({module}): the name is already used by a cron in "
-                                   f"{module}."),
+        ("scheduled_actions.E101", f"Cron 'fine' ({module}): the name is already used by a cron in {module}."),
         ("scheduled_actions.E102", f"Cron 'bad minute' ({module}): invalid cron expression '61 * * * *'."),
         ("scheduled_actions.E103", f"Cron 'bad zone' ({module}): unknown time zone 'Europe/Atlantis'."),
-        ("scheduled_actions.E104", f"Cron 'too often' ({module}): an interval must be at least one second, "
-                                   "got datetime.timedelta(microseconds=500000)."),
-        ("scheduled_actions.E105", f"Cron 'a query' ({module}): only mutations and actions can run as crons, "
-                                   "got a query."),
-        ("scheduled_actions.E105", f"Cron 'plain callable' ({module}): only mutations and actions can run as "
-                                   "crons, got <built-in function print>."),
-        ("scheduled_actions.E106", f"Cron 'bad args' ({module}): argument 'label' of "
-                                   "tests.app.cron_functions:mark: expected str, got int (5)."),
-        ("scheduled_actions.E106", f"Cron 'missing args' ({module}): argument 'label' of "
-                                   "tests.app.cron_functions:mark: missing required argument."),
-        ("scheduled_actions.E102", f"Cron 'bad helper' ({module}): hour_utc must be a whole number from 0 "
-                                   "to 23, got 25."),
-        ("scheduled_actions.E107", f"Cron '' ({module}): the name must be a non-empty string of at most 200 "
-                                   "characters."),
+        (
+            "scheduled_actions.E104",
+            f"Cron 'too often' ({module}): an interval must be at least one second, "
+            "got datetime.timedelta(microseconds=500000).",
+        ),
+        (
+            "scheduled_actions.E105",
+            f"Cron 'a query' ({module}): only mutations and actions can run as crons, got a query.",
+        ),
+        (
+            "scheduled_actions.E105",
+            f"Cron 'plain callable' ({module}): only mutations and actions can run as "
+            "crons, got <built-in function print>.",
+        ),
+        (
+            "scheduled_actions.E106",
+            f"Cron 'bad args' ({module}): argument 'label' of "
+            "tests.app.cron_functions:mark: expected str, got int (5).",
+        ),
+        (
+            "scheduled_actions.E106",
+            f"Cron 'missing args' ({module}): argument 'label' of "
+            "tests.app.cron_functions:mark: missing required argument.",
+        ),
+        (
+            "scheduled_actions.E102",
+            f"Cron 'bad helper' ({module}): hour_utc must be a whole number from 0 to 23, got 25.",
+        ),
+        (
+            "scheduled_actions.E107",
+            f"Cron '' ({module}): the name must be a non-empty string of at most 200 characters.",
+        ),
     ]
     assert all(e.hint for e in errors if e.id.startswith("scheduled_actions.E1"))
     assert [d.name for d in registry.all()] == ["fine"]
@@ -110,18 +131,22 @@ def test_manage_py_check_fails_on_a_bad_cron(tmp_path):
     app = tmp_path / "badcrons"
     app.mkdir()
     (app / "__init__.py").write_text("")
-    (app / "crons.py").write_text(textwrap.dedent("""
+    (app / "crons.py").write_text(
+        textwrap.dedent("""
         from django_scheduled_actions import cron_jobs
         from tests.app import cron_functions as cf
 
         crons = cron_jobs()
         crons.cron("broken", "61 * * * *", cf.ping)
-    """))
+    """)
+    )
     (tmp_path / "badcrons_settings.py").write_text(
-        "from tests.settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'badcrons']\n")
+        "from tests.settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'badcrons']\n"
+    )
     env = subprocess_env(DJANGO_SETTINGS_MODULE="badcrons_settings")
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
-    result = subprocess.run([sys.executable, "-m", "django", "check"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "scheduled_actions.E102" in result.stderr and "'broken' (badcrons.crons)" in result.stderr

@@ -49,15 +49,27 @@ def test_interval_due_counts_the_ticks_in_a_closed_range():
     assert every_second.due(utc(2024, 1, 1, 0, 0, 5), utc(2024, 1, 1, 0, 0, 4, 999999)) == (None, 0)
     five = utc(2024, 1, 1, 0, 0, 5)
     assert every_second.due(five, five) == (five, 1)
-    assert every_second.due(utc(2024, 1, 1, 0, 0, 5), utc(2024, 1, 1, 0, 0, 9, 500000)) == (
-        utc(2024, 1, 1, 0, 0, 9), 5)
+    assert every_second.due(utc(2024, 1, 1, 0, 0, 5), utc(2024, 1, 1, 0, 0, 9, 500000)) == (utc(2024, 1, 1, 0, 0, 9), 5)
     day = 86400
     assert every_second.due(utc(2024, 1, 1), utc(2024, 1, 2)) == (utc(2024, 1, 2), day + 1)
 
 
-@pytest.mark.parametrize("spec", [{"seconds": 0.5}, {"seconds": 0}, {"minutes": -1},
-                                  timedelta(milliseconds=999), {"days": 1}, {"seconds": 1, "minutes": 1},
-                                  {}, 5, {"seconds": "5"}, {"seconds": float("nan")}, {"hours": 10**20}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"seconds": 0.5},
+        {"seconds": 0},
+        {"minutes": -1},
+        timedelta(milliseconds=999),
+        {"days": 1},
+        {"seconds": 1, "minutes": 1},
+        {},
+        5,
+        {"seconds": "5"},
+        {"seconds": float("nan")},
+        {"hours": 10**20},
+    ],
+)
 def test_bad_intervals(spec):
     with pytest.raises(cron.InvalidInterval):
         cron.interval_from(spec)
@@ -66,8 +78,10 @@ def test_bad_intervals(spec):
 # --- cron expressions ---
 
 
-@pytest.mark.parametrize("expression", ["61 * * * *", "* 24 * * *", "* * * * * *", "* * * *", "", "@reboot",
-                                        "0 0 30 2 *", "H * * * *", "every day"])
+@pytest.mark.parametrize(
+    "expression",
+    ["61 * * * *", "* 24 * * *", "* * * * * *", "* * * *", "", "@reboot", "0 0 30 2 *", "H * * * *", "every day"],
+)
 def test_bad_expressions(expression):
     with pytest.raises(cron.InvalidExpression):
         Cron(expression)
@@ -97,10 +111,15 @@ def test_helpers_build_utc_expressions():
     sunday = {"day_of_week": "Sunday", "hour_utc": 0, "minute_utc": 0}
     assert cron.helper_expression("weekly", sunday) == "0 0 * * 0"
     assert cron.helper_expression("monthly", {"day": 31, "hour_utc": 23, "minute_utc": 59}) == "59 23 31 * *"
-    for kind, spec in [("hourly", {"minute": 5}), ("hourly", {"minute_utc": 60}), ("daily", {"hour_utc": 9}),
-                       ("weekly", {"day_of_week": "sun", "hour_utc": 0, "minute_utc": 0}),
-                       ("monthly", {"day": 0, "hour_utc": 0, "minute_utc": 0}), ("daily", "9:00"),
-                       ("daily", {"hour_utc": True, "minute_utc": 0})]:
+    for kind, spec in [
+        ("hourly", {"minute": 5}),
+        ("hourly", {"minute_utc": 60}),
+        ("daily", {"hour_utc": 9}),
+        ("weekly", {"day_of_week": "sun", "hour_utc": 0, "minute_utc": 0}),
+        ("monthly", {"day": 0, "hour_utc": 0, "minute_utc": 0}),
+        ("daily", "9:00"),
+        ("daily", {"hour_utc": True, "minute_utc": 0}),
+    ]:
         with pytest.raises(cron.InvalidExpression):
             cron.helper_expression(kind, spec)
 
@@ -168,9 +187,12 @@ ZONES = sorted(available_timezones() - {"Factory"})
 def _field(low: int, high: int) -> st.SearchStrategy[str]:
     number = st.integers(low, high)
     return st.one_of(
-        st.just("*"), number.map(str), st.integers(2, 15).map(lambda k: f"*/{k}"),
+        st.just("*"),
+        number.map(str),
+        st.integers(2, 15).map(lambda k: f"*/{k}"),
         st.tuples(number, number).map(lambda ab: f"{min(ab)}-{max(ab)}"),
-        st.lists(number, min_size=1, max_size=3, unique=True).map(lambda xs: ",".join(map(str, sorted(xs)))))
+        st.lists(number, min_size=1, max_size=3, unique=True).map(lambda xs: ",".join(map(str, sorted(xs)))),
+    )
 
 
 EXPRESSIONS = st.tuples(
@@ -235,9 +257,13 @@ def test_next_run_agrees_with_croniter_around_transitions(expression, zone_name,
 
 
 @PROPERTY_SETTINGS
-@given(EXPRESSIONS, st.sampled_from(["Europe/Amsterdam", "America/New_York", "Australia/Lord_Howe",
-                                     "America/Santiago", "Asia/Tehran", "UTC"]),
-       st.datetimes(datetime(2020, 1, 1), datetime(2030, 1, 1)))
+@given(
+    EXPRESSIONS,
+    st.sampled_from(
+        ["Europe/Amsterdam", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "Asia/Tehran", "UTC"]
+    ),
+    st.datetimes(datetime(2020, 1, 1), datetime(2030, 1, 1)),
+)
 def test_ticks_increase_and_iteration_matches_next_after(expression, zone_name, moment):
     schedule = Cron(expression, zone_name)
     after = moment.replace(tzinfo=UTC)

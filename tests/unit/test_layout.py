@@ -34,7 +34,8 @@ def line_count(path: Path) -> int:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST, in_function: bool = False) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
@@ -56,7 +57,7 @@ def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom, known: 
         return [alias.name for alias in node.names if alias.name in known]
     if node.level:
         package = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
-        base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
     else:
         base = node.module or ""
     found = []
@@ -132,8 +133,10 @@ def a_cycle(graph: dict[str, dict[str, int]], component: list[str]) -> str:
         for nxt in sorted(graph[node]):
             if nxt == start:
                 route = [*paths[node], start]
-                return " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(route, route[1:], strict=False)) \
+                return (
+                    " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(route, route[1:], strict=False))
                     + f" -> {start}"
+                )
             if nxt in members and nxt not in paths:
                 paths[nxt] = [*paths[node], nxt]
                 queue.append(nxt)
@@ -141,8 +144,11 @@ def a_cycle(graph: dict[str, dict[str, int]], component: list[str]) -> str:
 
 
 def comment_lines(source: str) -> dict[int, str]:
-    return {token.start[0]: token.string for token in tokenize.generate_tokens(io.StringIO(source).readline)
-            if token.type == tokenize.COMMENT}
+    return {
+        token.start[0]: token.string
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
 
 
 def explains(comment: str | None) -> bool:
@@ -171,23 +177,29 @@ def unexplained_lazy_imports() -> list[str]:
 
 
 def test_no_module_is_over_400_lines():
-    long = {str(path.relative_to(PACKAGE)): line_count(path) for _module, path in sources()
-            if line_count(path) > MAX_LINES}
+    long = {
+        str(path.relative_to(PACKAGE)): line_count(path) for _module, path in sources() if line_count(path) > MAX_LINES
+    }
     assert long == {}, f"modules over {MAX_LINES} lines (split them): " + ", ".join(
-        f"{name} ({lines} lines)" for name, lines in sorted(long.items()))
+        f"{name} ({lines} lines)" for name, lines in sorted(long.items())
+    )
 
 
 def test_at_most_12_modules_at_the_top_level():
     top = sorted(path.name for path in PACKAGE.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, (
         f"{len(top)} modules at the top of {ROOT}/ (at most {MAX_TOP_LEVEL_MODULES}; move some into a "
-        f"layer's package): {', '.join(top)}")
+        f"layer's package): {', '.join(top)}"
+    )
 
 
 def test_no_import_cycle_even_through_imports_inside_functions():
     graph = import_graph()
-    cycles = [a_cycle(graph, component) for component in strongly_connected(graph)
-              if len(component) > 1 or component[0] in graph[component[0]]]
+    cycles = [
+        a_cycle(graph, component)
+        for component in strongly_connected(graph)
+        if len(component) > 1 or component[0] in graph[component[0]]
+    ]
     assert cycles == [], "import cycles:\n" + "\n".join(cycles)
 
 
@@ -195,5 +207,5 @@ def test_every_import_inside_a_function_says_why():
     unexplained = unexplained_lazy_imports()
     assert unexplained == [], (
         "imports of the package inside a function need a comment on their line or the line above saying why "
-        "(the app registry, an optional dependency); else import at the top of the module:\n"
-        + "\n".join(unexplained))
+        "(the app registry, an optional dependency); else import at the top of the module:\n" + "\n".join(unexplained)
+    )

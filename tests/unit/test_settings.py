@@ -32,30 +32,45 @@ def test_override_settings_is_seen_and_numbers_become_durations():
 
 
 def test_valid_settings_pass_the_checks():
-    with override_settings(SCHEDULED_ACTIONS_RETENTION=timedelta(days=1),
-                           SCHEDULED_ACTIONS_MUTATION_ISOLATION="read committed",
-                           SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=0):
+    with override_settings(
+        SCHEDULED_ACTIONS_RETENTION=timedelta(days=1),
+        SCHEDULED_ACTIONS_MUTATION_ISOLATION="read committed",
+        SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=0,
+    ):
         assert check_settings() == []
     with override_settings(SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE="600"):
         assert [e.id for e in check_settings()] == ["scheduled_actions.E011"]
 
 
 def test_check_messages_name_the_setting_with_ids_and_hints():
-    with override_settings(SCHEDULED_ACTIONS_POLL_INTERVALL=1, SCHEDULED_ACTIONS_LEASE_SECONDS=0,
-                           SCHEDULED_ACTIONS_ACTION_TIMEOUT="10", SCHEDULED_ACTIONS_RETENTION=-1,
-                           SCHEDULED_ACTIONS_IDEMPOTENCY_TTL=timedelta(0), SCHEDULED_ACTIONS_STRICT_ACTIONS=1,
-                           SCHEDULED_ACTIONS_MAX_ARGS_BYTES=1.5, SCHEDULED_ACTIONS_MUTATION_ISOLATION="snapshot",
-                           SCHEDULED_ACTIONS_POLL_INTERVAL=float("nan"), SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=-1):
+    with override_settings(
+        SCHEDULED_ACTIONS_POLL_INTERVALL=1,
+        SCHEDULED_ACTIONS_LEASE_SECONDS=0,
+        SCHEDULED_ACTIONS_ACTION_TIMEOUT="10",
+        SCHEDULED_ACTIONS_RETENTION=-1,
+        SCHEDULED_ACTIONS_IDEMPOTENCY_TTL=timedelta(0),
+        SCHEDULED_ACTIONS_STRICT_ACTIONS=1,
+        SCHEDULED_ACTIONS_MAX_ARGS_BYTES=1.5,
+        SCHEDULED_ACTIONS_MUTATION_ISOLATION="snapshot",
+        SCHEDULED_ACTIONS_POLL_INTERVAL=float("nan"),
+        SCHEDULED_ACTIONS_UNKNOWN_FUNCTION_GRACE=-1,
+    ):
         errors = check_settings()
     assert [(e.id, e.msg) for e in errors] == [
         ("scheduled_actions.E004", "SCHEDULED_ACTIONS_ACTION_TIMEOUT must be a finite number of seconds, got '10'."),
-        ("scheduled_actions.E006", "SCHEDULED_ACTIONS_IDEMPOTENCY_TTL must be a positive duration, "
-                                   "got datetime.timedelta(0)."),
+        (
+            "scheduled_actions.E006",
+            "SCHEDULED_ACTIONS_IDEMPOTENCY_TTL must be a positive duration, got datetime.timedelta(0).",
+        ),
         ("scheduled_actions.E003", "SCHEDULED_ACTIONS_LEASE_SECONDS must be greater than 0, got 0."),
-        ("scheduled_actions.E008", "SCHEDULED_ACTIONS_MAX_ARGS_BYTES must be a positive whole number of bytes, "
-                                   "got 1.5."),
-        ("scheduled_actions.E009", "SCHEDULED_ACTIONS_MUTATION_ISOLATION must be one of 'serializable', "
-                                   "'read committed', got 'snapshot'."),
+        (
+            "scheduled_actions.E008",
+            "SCHEDULED_ACTIONS_MAX_ARGS_BYTES must be a positive whole number of bytes, got 1.5.",
+        ),
+        (
+            "scheduled_actions.E009",
+            "SCHEDULED_ACTIONS_MUTATION_ISOLATION must be one of 'serializable', 'read committed', got 'snapshot'.",
+        ),
         ("scheduled_actions.E002", "SCHEDULED_ACTIONS_POLL_INTERVAL must be a finite number of seconds, got nan."),
         ("scheduled_actions.E001", "Unknown setting SCHEDULED_ACTIONS_POLL_INTERVALL."),
         ("scheduled_actions.E005", "SCHEDULED_ACTIONS_RETENTION must be positive, got -1."),
@@ -84,8 +99,9 @@ def test_retry_backoff_jitter_is_within_half_to_one_and_a_half():
     assert 1.5 <= min(delays) < 1.7 and 4.3 < max(delays) < 4.5
 
 
-@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"initial_backoff": -1}, {"base": 0.5},
-                                    {"max_backoff": float("inf")}])
+@pytest.mark.parametrize(
+    "kwargs", [{"max_attempts": 0}, {"initial_backoff": -1}, {"base": 0.5}, {"max_backoff": float("inf")}]
+)
 def test_retry_policy_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)

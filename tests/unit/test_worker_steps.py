@@ -142,8 +142,12 @@ def test_quick_actions_start_in_groups_whose_successes_and_next_starts_are_one_w
     done = []
     run_all(store, Executor("w", store=store, clock=lambda: NOW, done=lambda job: done.append(job.pk)), jobs)
     assert [what for method, what in store.writes if method == "settle_actions"] == [
-        ([], [1]), ([1], list(range(2, 10))), (list(range(2, 10)), list(range(10, 18))),
-        (list(range(10, 18)), [18, 19, 20]), ([18, 19, 20], [])]
+        ([], [1]),
+        ([1], list(range(2, 10))),
+        (list(range(2, 10)), list(range(10, 18))),
+        (list(range(10, 18)), [18, 19, 20]),
+        ([18, 19, 20], []),
+    ]
     assert sorted(done) == list(range(1, 21)) and {store.state(j.pk) for j in jobs} == {State.SUCCESS}
 
 
@@ -152,7 +156,11 @@ def test_slow_actions_start_one_at_a_time(store, monkeypatch):
     jobs = claimed(store, 3)
     run_all(store, Executor("w", store=store, clock=lambda: NOW), jobs)
     assert [what for method, what in store.writes if method == "settle_actions"] == [
-        ([], [1]), ([1], [2]), ([2], [3]), ([3], [])]
+        ([], [1]),
+        ([1], [2]),
+        ([2], [3]),
+        ([3], []),
+    ]
 
 
 def test_a_failed_action_with_retries_left_is_scheduled_again_after_its_backoff(store):

@@ -64,14 +64,28 @@ class Engine:
         """The earliest scheduled time of a pending job: per priority, the first entry of the due index
         at that priority (one probe each), not a scan of every pending job."""
         pending = self.jobs.filter(state=State.PENDING).in_queues(queues)
-        times = [pending.filter(priority=priority).order_by("scheduled_time").values_list("scheduled_time", flat=True)
-                 .first() for priority in self.pending_priorities()]
+        times = [
+            pending.filter(priority=priority)
+            .order_by("scheduled_time")
+            .values_list("scheduled_time", flat=True)
+            .first()
+            for priority in self.pending_priorities()
+        ]
         return min((t for t in times if t is not None), default=None)
 
     # --- claiming ---
 
-    def claim_unlimited(self, limited: Limits, worker_id: str, token: str, limit: int, now: datetime | None,
-                        lease: timedelta, queues: Iterable[str] | None, start: int) -> list[ScheduledFunction]:
+    def claim_unlimited(
+        self,
+        limited: Limits,
+        worker_id: str,
+        token: str,
+        limit: int,
+        now: datetime | None,
+        lease: timedelta,
+        queues: Iterable[str] | None,
+        start: int,
+    ) -> list[ScheduledFunction]:
         """Claim due jobs without a concurrency limit, one priority at a time, highest first.
 
         Per priority, because the due index is ordered by priority, then time: with the priority fixed the
@@ -87,8 +101,17 @@ class Engine:
                 break
         return claimed
 
-    def _claim_at(self, priority: int, limited: Limits, worker_id: str, token: str, limit: int, now: datetime | None,
-                  lease: timedelta, queues: Iterable[str] | None) -> list[ScheduledFunction]:
+    def _claim_at(
+        self,
+        priority: int,
+        limited: Limits,
+        worker_id: str,
+        token: str,
+        limit: int,
+        now: datetime | None,
+        lease: timedelta,
+        queues: Iterable[str] | None,
+    ) -> list[ScheduledFunction]:
         with outermost(self.using, None):
             due = self.jobs.due(dbclock.due_by(now)).filter(priority=priority).in_queues(queues).claim_order()
             due = limited.exclude_limited(due)
@@ -97,7 +120,8 @@ class Engine:
             claimed = list(due.defer("result", "error")[:limit])
             if claimed:
                 self.jobs.filter(pk__in=[j.pk for j in claimed]).update(
-                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease))
+                    state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease)
+                )
         return claimed
 
     # --- writing many jobs at once ---
@@ -116,16 +140,20 @@ class Engine:
         """``mark_succeeded`` of the mutations ``(ctid, job id, token, result, started_at)`` that ran in the
         caller's transaction. Returns how many of them this worker still held: fewer than ``len(rows)``
         means a claim was lost."""
-        return sum(bool(self.jobs.mark_succeeded(job_id, token, result, now, started_at=started, count_attempt=True))
-                   for _ctid, job_id, token, result, started in rows)
+        return sum(
+            bool(self.jobs.mark_succeeded(job_id, token, result, now, started_at=started, count_attempt=True))
+            for _ctid, job_id, token, result, started in rows
+        )
 
-    def complete_mutation(self, ctid: str | None, job_id: int, token: str, result: Any, now: datetime,
-                          started_at: datetime) -> int:
+    def complete_mutation(
+        self, ctid: str | None, job_id: int, token: str, result: Any, now: datetime, started_at: datetime
+    ) -> int:
         """One mutation's success (it ran alone in the caller's transaction)."""
         return self.jobs.mark_succeeded(job_id, token, result, now, started_at=started_at, count_attempt=True)
 
-    def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
-                       now: datetime) -> tuple[set[int], set[int]]:
+    def settle_actions(
+        self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]], now: datetime
+    ) -> tuple[set[int], set[int]]:
         """Mark succeeded actions ``(job id, token, result)`` and mark started the next ones ``(job id,
         token)``, in one commit. Returns the ids of each still claimed."""
         jobs = self.jobs

@@ -28,8 +28,11 @@ class MySQL(Engine):
         priorities: list[int] = []
         with connections[self.using].cursor() as cursor:
             while True:
-                cursor.execute("SELECT priority FROM scheduled_actions_job WHERE state = 'pending' AND priority < %s "
-                               "ORDER BY priority DESC LIMIT 1", [priorities[-1] if priorities else 2**31])
+                cursor.execute(
+                    "SELECT priority FROM scheduled_actions_job WHERE state = 'pending' AND priority < %s "
+                    "ORDER BY priority DESC LIMIT 1",
+                    [priorities[-1] if priorities else 2**31],
+                )
                 row = cursor.fetchone()
                 if row is None:
                     return priorities

@@ -32,8 +32,10 @@ class PostgreSQL(Engine):
     vendor = "postgresql"
 
     def session_bounds(self, seconds: float) -> list[str]:
-        return [f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}",
-                f"SET lock_timeout = {int(seconds * 1000)}"]
+        return [
+            f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}",
+            f"SET lock_timeout = {int(seconds * 1000)}",
+        ]
 
     def next_due_time(self, queues: Iterable[str] | None) -> datetime | None:
         queues = list(queues) if queues else None
@@ -41,19 +43,38 @@ class PostgreSQL(Engine):
         earliest: datetime | None = fetch_prepared(self.using, sql, [queues] if queues else [])[0][0]
         return earliest
 
-    def claim_unlimited(self, limited: Limits, worker_id: str, token: str, limit: int, now: datetime | None,
-                        lease: timedelta, queues: Iterable[str] | None, start: int) -> list[ScheduledFunction]:
+    def claim_unlimited(
+        self,
+        limited: Limits,
+        worker_id: str,
+        token: str,
+        limit: int,
+        now: datetime | None,
+        lease: timedelta,
+        queues: Iterable[str] | None,
+        start: int,
+    ) -> list[ScheduledFunction]:
         """Each claim statement also names the next priority down (see ``claim`` in postgresql.sql)."""
         claimed, below = self._claim(None, limited, worker_id, token, limit, now, lease, queues, start)
         while below is not None and len(claimed) < limit:
-            more, below = self._claim(below, limited, worker_id, token, limit - len(claimed), now, lease, queues,
-                                      max(start - len(claimed), 0))
+            more, below = self._claim(
+                below, limited, worker_id, token, limit - len(claimed), now, lease, queues, max(start - len(claimed), 0)
+            )
             claimed += more
         return claimed
 
-    def _claim(self, priority: int | None, limited: Limits, worker_id: str, token: str, limit: int,
-               now: datetime | None, lease: timedelta, queues: Iterable[str] | None,
-               start: int) -> tuple[list[ScheduledFunction], int | None]:
+    def _claim(
+        self,
+        priority: int | None,
+        limited: Limits,
+        worker_id: str,
+        token: str,
+        limit: int,
+        now: datetime | None,
+        lease: timedelta,
+        queues: Iterable[str] | None,
+        start: int,
+    ) -> tuple[list[ScheduledFunction], int | None]:
         """Claim at ``priority`` (None: the highest pending), starting the actions among the first ``start``;
         returns the jobs and the next lower priority with pending jobs, if any."""
         connection = connections[self.using]
@@ -62,16 +83,22 @@ class PostgreSQL(Engine):
         if priority is not None:
             params.append(priority)
         conditions = []
-        for clause, values in (("queue = ANY(%s)", queues), ("name <> ALL(%s)", limited.unclaimed_names()),
-                               ("queue <> ALL(%s)", limited.queues)):
+        for clause, values in (
+            ("queue = ANY(%s)", queues),
+            ("name <> ALL(%s)", limited.unclaimed_names()),
+            ("queue <> ALL(%s)", limited.queues),
+        ):
             if values:
                 conditions.append(f"AND {clause}")
                 params.append(list(values))
         params += [limit, start, worker_id, token, lease]
         if priority is not None:
             params.append(priority)
-        sql = POSTGRESQL["claim"].format(conditions=" ".join(conditions), columns=", ".join(_column(f) for f in fields),
-                                         priority="(SELECT v FROM top)" if priority is None else "%s")
+        sql = POSTGRESQL["claim"].format(
+            conditions=" ".join(conditions),
+            columns=", ".join(_column(f) for f in fields),
+            priority="(SELECT v FROM top)" if priority is None else "%s",
+        )
         rows = fetch_prepared(self.using, sql, params)
         names = [f.attname for f in fields]
         claimed = [_job(connection, self.using, names, converters, row[1:]) for row in rows if row[1] is not None]
@@ -99,21 +126,27 @@ class PostgreSQL(Engine):
                 values.append(f"CAST(%s AS {field.db_type(connection)})")
                 params.append(field.get_db_prep_save(getattr(proto, field.attname), connection))
         with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {ScheduledFunction._meta.db_table} ({', '.join(columns)}) "
-                           f"SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
-                           "AS u(a, n) ORDER BY u.n RETURNING id", [*params, f"[{','.join(args)}]"])
+            cursor.execute(
+                f"INSERT INTO {ScheduledFunction._meta.db_table} ({', '.join(columns)}) "
+                f"SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
+                "AS u(a, n) ORDER BY u.n RETURNING id",
+                [*params, f"[{','.join(args)}]"],
+            )
             return sorted(row[0] for row in cursor.fetchall())  # ids are drawn in the ORDER BY's order
 
     def complete_mutations(self, rows: list[MutationRow], now: datetime) -> int:
         """In one statement, each row found by its ``ctid`` (see ``complete_mutations`` in postgresql.sql)."""
         if any(row[0] is None for row in rows):
             return super().complete_mutations(rows, now)
-        columns = zip(*((ctid, job_id, token, _json(result), started) for ctid, job_id, token, result, started in rows),
-                      strict=True)
+        columns = zip(
+            *((ctid, job_id, token, _json(result), started) for ctid, job_id, token, result, started in rows),
+            strict=True,
+        )
         return len(fetch_prepared(self.using, POSTGRESQL["complete_mutations"], [now, *(list(c) for c in columns)]))
 
-    def complete_mutation(self, ctid: str | None, job_id: int, token: str, result: Any, now: datetime,
-                          started_at: datetime) -> int:
+    def complete_mutation(
+        self, ctid: str | None, job_id: int, token: str, result: Any, now: datetime, started_at: datetime
+    ) -> int:
         """By ``ctid``; if the row moved since the claim (any update), by its id as elsewhere."""
         if ctid:
             with connections[self.using].cursor() as cursor:
@@ -123,14 +156,23 @@ class PostgreSQL(Engine):
                     return completed
         return super().complete_mutation(ctid, job_id, token, result, now, started_at)
 
-    def settle_actions(self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]],
-                       now: datetime) -> tuple[set[int], set[int]]:
+    def settle_actions(
+        self, outcomes: list[tuple[int, str, Any]], starts: list[tuple[int, str]], now: datetime
+    ) -> tuple[set[int], set[int]]:
         if not outcomes and not starts:
             return set(), set()
-        rows = fetch_prepared(self.using, POSTGRESQL["settle_actions"], {
-            "now": now, "done_ids": [o[0] for o in outcomes], "done_tokens": [o[1] for o in outcomes],
-            "results": [_json(o[2]) for o in outcomes], "start_ids": [s[0] for s in starts],
-            "start_tokens": [s[1] for s in starts]})
+        rows = fetch_prepared(
+            self.using,
+            POSTGRESQL["settle_actions"],
+            {
+                "now": now,
+                "done_ids": [o[0] for o in outcomes],
+                "done_tokens": [o[1] for o in outcomes],
+                "results": [_json(o[2]) for o in outcomes],
+                "start_ids": [s[0] for s in starts],
+                "start_tokens": [s[1] for s in starts],
+            },
+        )
         return {job_id for done, job_id in rows if done}, {job_id for done, job_id in rows if not done}
 
 
@@ -145,13 +187,15 @@ def _claimed_fields(connection: BaseDatabaseWrapper) -> tuple[list[Field[Any, An
     converters = []
     for i, field in enumerate(fields):
         col = field.get_col(ScheduledFunction._meta.db_table)
-        converters += [(i, convert, col) for convert in connection.ops.get_db_converters(col)
-                       + col.get_db_converters(connection)]
+        converters += [
+            (i, convert, col) for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        ]
     return fields, converters
 
 
-def _job(connection: BaseDatabaseWrapper, using: str, names: list[str], converters: Converters,
-         row: tuple[Any, ...]) -> ScheduledFunction:
+def _job(
+    connection: BaseDatabaseWrapper, using: str, names: list[str], converters: Converters, row: tuple[Any, ...]
+) -> ScheduledFunction:
     """A claimed row as a job (what ``QuerySet.raw`` does, without its per-row bookkeeping)."""
     values = list(row[1:])
     for i, convert, col in converters:

@@ -50,8 +50,9 @@ def deliver_email(ctx, email_id: int) -> str | None:
     if email is None or email["status"] == Email.Status.SENT:
         return None
     try:
-        data = provider.post("email", {k: email[k] for k in ("to", "subject", "body")},
-                             idempotency_key=f"email-{email_id}")
+        data = provider.post(
+            "email", {k: email[k] for k in ("to", "subject", "body")}, idempotency_key=f"email-{email_id}"
+        )
     except provider.ProviderError as exc:
         ctx.run_mutation(mark_failed, {"email_id": email_id, "error": f"{exc} at {timezone.now():%H:%M:%S}"})
         return None

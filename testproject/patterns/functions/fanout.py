@@ -18,8 +18,9 @@ from ..models import BatchReport, Item
 @mutation
 def process_all(ctx, item_ids: list[int], label: str = "") -> int:
     """Fan out: returns the batch id (``django_scheduled_actions.models.Batch`` shows the progress)."""
-    return ctx.scheduler.batch(process_one, [{"item_id": i} for i in item_ids],
-                               on_complete=batch_complete, on_complete_args={"label": label})
+    return ctx.scheduler.batch(
+        process_one, [{"item_id": i} for i in item_ids], on_complete=batch_complete, on_complete_args={"label": label}
+    )
 
 
 @internal_query
@@ -45,5 +46,6 @@ def process_one(ctx, item_id: int) -> dict:
 @internal_mutation
 def batch_complete(ctx, batch_id: int, succeeded: int, failed: int, canceled: int, label: str) -> int:
     """Fan in: runs once, after the last item."""
-    return BatchReport.objects.create(batch_id=batch_id, label=label, succeeded=succeeded, failed=failed,
-                                      canceled=canceled).pk
+    return BatchReport.objects.create(
+        batch_id=batch_id, label=label, succeeded=succeeded, failed=failed, canceled=canceled
+    ).pk

@@ -22,7 +22,8 @@ def cleanup_stale(ctx) -> int:
     """Jobs still pending an hour after they were submitted are marked stale."""
     one_hour_ago = timezone.now() - timedelta(hours=1)
     return ProcessingJob.objects.filter(status=ProcessingJob.Status.PENDING, created_at__lt=one_hour_ago).update(
-        status=ProcessingJob.Status.STALE)
+        status=ProcessingJob.Status.STALE
+    )
 
 
 @internal_mutation
@@ -30,9 +31,15 @@ def generate_daily(ctx) -> dict:
     """Yesterday's orders, emails and payments by status."""
     end = timezone.now()
     since = end - timedelta(days=1)
-    summary = {model.__name__.lower(): dict(model.objects.filter(created_at__gte=since).values_list("status")
-                                            .annotate(n=Count("id")).values_list("status", "n"))
-               for model in (Order, Email, Payment)}
+    summary = {
+        model.__name__.lower(): dict(
+            model.objects.filter(created_at__gte=since)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        for model in (Order, Email, Payment)
+    }
     DailyReport.objects.update_or_create(day=end.date(), defaults={"summary": summary})
     return summary
 
@@ -40,8 +47,9 @@ def generate_daily(ctx) -> dict:
 @internal_mutation
 def store_external_data(ctx, items: list[dict[str, Any]]) -> int:
     for item in items:
-        ExternalRecord.objects.update_or_create(external_id=item["id"],
-                                                defaults={"value": item["value"], "synced_at": timezone.now()})
+        ExternalRecord.objects.update_or_create(
+            external_id=item["id"], defaults={"value": item["value"], "synced_at": timezone.now()}
+        )
     return len(items)
 
 

@@ -55,8 +55,15 @@ def process_order(ctx, order_id: int) -> None:
     if order is None:
         raise NonRetryableError(f"order {order_id} not found")
     try:
-        charge = provider.post("charges", {"amount": order["total_cents"], "currency": "usd",  # step 2
-                                           "source": order["payment_method"]}, idempotency_key=f"order-{order_id}")
+        charge = provider.post(
+            "charges",
+            {
+                "amount": order["total_cents"],
+                "currency": "usd",  # step 2
+                "source": order["payment_method"],
+            },
+            idempotency_key=f"order-{order_id}",
+        )
         ctx.run_mutation(mark_paid, {"order_id": order_id, "charge_id": charge["id"]})  # step 3
         ctx.scheduler.run_after(0, fulfil, {"order_id": order_id})  # step 4
     except provider.ProviderError as exc:

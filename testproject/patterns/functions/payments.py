@@ -21,16 +21,20 @@ def process_payment(ctx, idempotency_key: str, amount_cents: int, customer_id: s
     existing = Payment.objects.filter(idempotency_key=idempotency_key).first()
     if existing:
         return existing.pk  # already done: return the existing payment
-    payment = Payment.objects.create(idempotency_key=idempotency_key, amount_cents=amount_cents,
-                                     customer_id=customer_id)
+    payment = Payment.objects.create(
+        idempotency_key=idempotency_key, amount_cents=amount_cents, customer_id=customer_id
+    )
     ctx.scheduler.run_after(0, charge, {"payment_id": payment.pk})
     return payment.pk
 
 
 @internal_query
 def get_payment(ctx, payment_id: int) -> dict | None:
-    return Payment.objects.filter(pk=payment_id).values(
-        "idempotency_key", "amount_cents", "customer_id", "status", "charge_id").first()
+    return (
+        Payment.objects.filter(pk=payment_id)
+        .values("idempotency_key", "amount_cents", "customer_id", "status", "charge_id")
+        .first()
+    )
 
 
 @internal_mutation
@@ -51,9 +55,11 @@ def charge(ctx, payment_id: int) -> str:
     if payment["status"] == Payment.Status.CHARGED:
         return payment["charge_id"]
     try:
-        result = provider.post("charges", {"amount": payment["amount_cents"], "currency": "usd",
-                                           "customer": payment["customer_id"]},
-                               idempotency_key=f"payment-{payment['idempotency_key']}")
+        result = provider.post(
+            "charges",
+            {"amount": payment["amount_cents"], "currency": "usd", "customer": payment["customer_id"]},
+            idempotency_key=f"payment-{payment['idempotency_key']}",
+        )
     except provider.ProviderError as exc:
         if exc.retryable:
             raise  # retried with backoff, under the same key

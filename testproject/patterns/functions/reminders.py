@@ -25,7 +25,8 @@ def schedule_reminder(ctx, email: str, message: str, send_at: datetime) -> int:
 def cancel_reminder(ctx, scheduled_id: int) -> None:
     ctx.scheduler.cancel(scheduled_id)
     Reminder.objects.filter(job_id=scheduled_id, status=Reminder.Status.SCHEDULED).update(
-        status=Reminder.Status.CANCELED)
+        status=Reminder.Status.CANCELED
+    )
 
 
 @internal_query
@@ -43,7 +44,10 @@ def send_reminder(ctx, reminder_id: int) -> str | None:
     reminder = ctx.run_query(get_reminder, {"reminder_id": reminder_id})
     if reminder is None or reminder["status"] != Reminder.Status.SCHEDULED:
         return None
-    sent = provider.post("email", {"to": reminder["email"], "subject": "Reminder", "body": reminder["message"]},
-                         idempotency_key=f"reminder-{reminder_id}")  # a retry after a lost reply sends once
+    sent = provider.post(
+        "email",
+        {"to": reminder["email"], "subject": "Reminder", "body": reminder["message"]},
+        idempotency_key=f"reminder-{reminder_id}",
+    )  # a retry after a lost reply sends once
     ctx.run_mutation(mark_sent, {"reminder_id": reminder_id})
     return sent["id"]

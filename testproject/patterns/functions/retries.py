@@ -48,8 +48,9 @@ def update_attempt(ctx, job_id: int, attempt: int, next_retry_at: datetime, erro
 
 @internal_mutation
 def mark_failed(ctx, job_id: int, error: str, final_attempt: int) -> None:
-    ProcessingJob.objects.filter(pk=job_id).update(status=ProcessingJob.Status.FAILED, error=error,
-                                                   attempt=final_attempt, next_retry_at=None)
+    ProcessingJob.objects.filter(pk=job_id).update(
+        status=ProcessingJob.Status.FAILED, error=error, attempt=final_attempt, next_retry_at=None
+    )
 
 
 @internal_action
@@ -63,10 +64,18 @@ def process_with_retry(ctx, job_id: int, attempt: int, max_attempts: int = 5) ->
     except provider.ProviderError as exc:
         if attempt < max_attempts:
             delay = backoff_delay(attempt)
-            ctx.scheduler.run_after(delay, process_with_retry,
-                                    {"job_id": job_id, "attempt": attempt + 1, "max_attempts": max_attempts})
-            ctx.run_mutation(update_attempt, {"job_id": job_id, "attempt": attempt + 1, "error": str(exc),
-                                              "next_retry_at": timezone.now() + timedelta(seconds=delay)})
+            ctx.scheduler.run_after(
+                delay, process_with_retry, {"job_id": job_id, "attempt": attempt + 1, "max_attempts": max_attempts}
+            )
+            ctx.run_mutation(
+                update_attempt,
+                {
+                    "job_id": job_id,
+                    "attempt": attempt + 1,
+                    "error": str(exc),
+                    "next_retry_at": timezone.now() + timedelta(seconds=delay),
+                },
+            )
         else:
             ctx.run_mutation(mark_failed, {"job_id": job_id, "error": str(exc), "final_attempt": attempt})
 

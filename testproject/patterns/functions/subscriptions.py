@@ -24,8 +24,9 @@ def cancel_provider_subscription(ctx, subscription_id: str) -> None:
 @internal_mutation
 def create_local_subscription(ctx, customer: str, plan_id: str, provider_subscription_id: str) -> int:
     """Fails with an IntegrityError when the customer already has a subscription."""
-    return Subscription.objects.create(customer=customer, plan_id=plan_id,
-                                       provider_subscription_id=provider_subscription_id).pk
+    return Subscription.objects.create(
+        customer=customer, plan_id=plan_id, provider_subscription_id=provider_subscription_id
+    ).pk
 
 
 @internal_mutation
@@ -44,13 +45,19 @@ def create_subscription(ctx, customer: str, plan_id: str) -> int | None:
     try:
         with Saga(ctx) as saga:  # journaled under this job: a retry resumes, never undoes twice
             provider_id = saga.step(
-                "create provider subscription", create_provider_subscription,
+                "create provider subscription",
+                create_provider_subscription,
                 {"customer": customer, "plan_id": plan_id},
-                compensate=cancel_provider_subscription, compensate_args=lambda sub_id: {"subscription_id": sub_id})
+                compensate=cancel_provider_subscription,
+                compensate_args=lambda sub_id: {"subscription_id": sub_id},
+            )
             subscription_id = saga.step(
-                "create local subscription", create_local_subscription,
+                "create local subscription",
+                create_local_subscription,
                 {"customer": customer, "plan_id": plan_id, "provider_subscription_id": provider_id},
-                compensate=delete_local_subscription, compensate_args=lambda pk: {"subscription_id": pk})
+                compensate=delete_local_subscription,
+                compensate_args=lambda pk: {"subscription_id": pk},
+            )
             saga.step("send welcome email", send_welcome_email, {"customer": customer, "plan_id": plan_id})
     except (provider.ProviderError, IntegrityError):
         return None
