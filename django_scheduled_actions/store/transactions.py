@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -191,7 +192,8 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
 
     For the statements a worker runs per claim, planning costs more than running (a claim: ~1.9 ms
     unprepared, ~1.3 ms prepared, here). Django leaves psycopg's automatic preparing off (connection
-    poolers); this prepares only what is passed here. On a connection where a prepared statement went
+    poolers); this prepares only what is passed here, under names no other connection uses
+    (``_name_statements_apart``). On a connection where a prepared statement went
     missing (SQLSTATE 26000 or 42P05: a pooler in transaction mode that does not keep them) it runs the
     statement again unprepared and never prepares there again; inside a transaction, which that error
     aborted, it raises instead (the mutation path then rolls back and runs each job alone)."""
@@ -203,6 +205,7 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
 
         if raw.prepare_threshold is None:  # psycopg then prepares nothing, even when asked
             raw.prepare_threshold = 2**31 - 1  # only what is executed with prepare=True
+            _name_statements_apart(raw)
         try:
             with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
                 cursor.execute(sql, params, prepare=True)
@@ -221,6 +224,18 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
         cursor.execute(sql, params)
         unprepared: list[tuple[Any, ...]] = cursor.fetchall()
         return unprepared
+
+
+def _name_statements_apart(raw: Any) -> None:
+    """Start this connection's prepared statement names (psycopg's ``_pg3_<n>``, counted from 0 on every
+    connection) at a random ``n``. Behind a pooler in transaction mode that shares server connections
+    without keeping prepared statements apart (PgBouncer before 1.21), another client's ``_pg3_0`` may be on
+    the server connection this one gets: executing "ours" there would run that other statement with these
+    parameters. With names no other client uses, a statement this connection prepared elsewhere is only
+    ever missing (26000), which ``fetch_prepared`` falls back from."""
+    manager = getattr(raw, "_prepared", None)
+    if isinstance(getattr(manager, "_prepared_idx", None), int):
+        manager._prepared_idx = secrets.randbits(63)
 
 
 def in_transaction(using: str) -> bool:

@@ -182,6 +182,20 @@ def test_claims_go_on_when_the_connection_loses_its_prepared_statements(vendor, 
     assert "does not exist" in warnings[0]
 
 
+def test_prepared_statement_names_are_the_connections_own(vendor):
+    """psycopg names every connection's prepared statements _pg3_0, _pg3_1...: behind a pooler that shares
+    server connections (PgBouncer before 1.21), another client's _pg3_0 would run in place of ours. The
+    worker's are numbered from a random point, so that a name is only ever missing elsewhere, never another's."""
+    if vendor != "postgresql":
+        pytest.skip("prepared statements are used on PostgreSQL only")
+    scheduler.run_after(0, f.bump, {"name": "x"})
+    assert len(claim("w", 1, timezone.now(), timedelta(seconds=60))[1]) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        names = [name for (name,) in cursor.fetchall()]
+    assert names and all(name.startswith("_pg3_") and int(name[5:]) >= 2**32 for name in names), names
+
+
 def test_a_mutation_completes_once_when_its_prepared_completion_went_missing(vendor):
     """Mutations complete through a prepared statement inside their transaction. If it went missing there
     (a pooler), the error aborts the transaction: it rolls back, the job runs again alone and completes
