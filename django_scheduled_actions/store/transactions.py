@@ -233,8 +233,8 @@ def _name_statements_apart(raw: Any) -> None:
     the server connection this one gets: executing "ours" there would run that other statement with these
     parameters. With names no other client uses, a statement this connection prepared elsewhere is only
     ever missing (26000), which ``fetch_prepared`` falls back from."""
-    manager = getattr(raw, "_prepared", None)
-    if isinstance(getattr(manager, "_prepared_idx", None), int):
+    manager: Any = getattr(raw, "_prepared", None)
+    if manager is not None and isinstance(getattr(manager, "_prepared_idx", None), int):
         manager._prepared_idx = secrets.randbits(63)
 
 
