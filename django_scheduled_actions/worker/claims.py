@@ -103,12 +103,26 @@ class Claims:
             return 0, asked
         self.delay = 0.0
         self.maybe_due = len(jobs) == asked
+        jobs = self._without_left(token, jobs)
         with self._count_lock:
             self.inflight += len(jobs)
             self.claimed_total += len(jobs)
         for job in jobs:
             self.jobs.put((token, job))
         return len(jobs), asked
+
+    def _without_left(self, token: str, jobs: list[ScheduledFunction]) -> list[ScheduledFunction]:
+        """Hand back at once the jobs of names left to other workers while this claim was in flight
+        (deploys.py): the claim may have taken a job again just after it was handed back."""
+        skipped = self.skip()
+        left = [job for job in jobs if job.name in skipped]
+        if not left:
+            return jobs
+        try:
+            persist(functools.partial(self.store.hand_back, token, left), self.store, patience=5.0)
+        except (OperationalError, InterfaceError):
+            return jobs  # the executor leaves them as it found them
+        return [job for job in jobs if job.name not in skipped]
 
     def pull(self) -> Claimed | None:
         """A claimed job waiting in the queue, without blocking (None if there is none or the worker stops)."""
