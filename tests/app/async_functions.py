@@ -9,6 +9,7 @@ import time
 from django_scheduled_actions import RetryPolicy, internal_action, internal_mutation, internal_query
 
 from .models import Counter, Effect, Note
+from .process_functions import tally
 
 CANCELLED: list[int] = []  # ids of the jobs whose coroutine saw its cancellation
 
@@ -17,14 +18,6 @@ CANCELLED: list[int] = []  # ids of the jobs whose coroutine saw its cancellatio
 def count_of(ctx, name: str) -> int:
     counter = Counter.objects.filter(name=name).first()
     return counter.value if counter else 0
-
-
-@internal_mutation
-def bump(ctx, name: str) -> int:
-    counter, _ = Counter.objects.get_or_create(name=name)
-    counter.value += 1
-    counter.save()
-    return counter.value
 
 
 @internal_mutation
@@ -37,7 +30,7 @@ async def fetch_and_record(ctx, name: str, wait: float = 0.0) -> int:
     """What an action that calls a service does: read, wait on the network, write, schedule."""
     before = await ctx.run_query(count_of, {"name": name})
     await asyncio.sleep(wait)
-    after = await ctx.run_mutation(bump, {"name": name})
+    after = await ctx.run_mutation(tally, {"name": name})
     await ctx.scheduler.run_after(3600, note_later, {"text": f"{name}:{after}"})
     return after - before
 
@@ -55,7 +48,7 @@ async def calls_other_actions(ctx, name: str) -> list[int]:
 
 @internal_action
 def sync_bump(ctx, name: str) -> int:
-    return ctx.run_mutation(bump, {"name": name})
+    return ctx.run_mutation(tally, {"name": name})
 
 
 @internal_action(timeout=0.5)
@@ -69,7 +62,7 @@ async def sleeps_past_its_timeout(ctx, seconds: float) -> None:
 
 @internal_action(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, jitter=False))
 async def fails_on_first_attempt(ctx, name: str) -> int:
-    await ctx.run_mutation(bump, {"name": name})
+    await ctx.run_mutation(tally, {"name": name})
     if ctx.job.attempt == 1:
         raise ConnectionError("the provider hung up")
     return ctx.job.attempt
