@@ -58,6 +58,11 @@ if wants_db postgres; then { has psql && has pg_isready; } || missing+=(postgres
 if wants_db mysql; then { has mariadb-admin || has mysqladmin; } || missing+=(mariadb-client); fi
 # the browser tests (.venv) drive Debian's chromium through Playwright, which downloads no browser
 if wants_venv .venv; then [ -x /usr/bin/chromium ] || missing+=(chromium); fi
+# the chaos suite runs a worker under libfaketime (a skewed clock); the PgBouncer tests start their own
+if wants_db postgres; then
+    has faketime || missing+=(faketime)
+    [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     has apt-get || die "please install: ${missing[*]} (or your system's equivalents)"
     say "installing apt packages: ${missing[*]}"
