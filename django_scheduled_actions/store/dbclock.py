@@ -14,6 +14,8 @@ with the database's clock too (``scheduled_time`` is written by whoever schedule
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.expressions import CombinedExpression
     from django.db.models.sql.compiler import _AsSqlType
+
+logger = logging.getLogger("django_scheduled_actions")
 
 
 class DatabaseNow(Now):
@@ -63,3 +67,35 @@ def now(using: str = DEFAULT_DB_ALIAS) -> datetime:
     if not settings.USE_TZ and timezone.is_aware(value):
         return timezone.make_naive(value)
     return value
+
+
+class Corrected:
+    """This machine's clock corrected by its offset from the database's, the worker's clock: the times it
+    writes (started, completed, cron ticks, registrations) agree with the database's time that leases and
+    due times are judged by, without a query per reading. ``measure()`` (the worker's upkeep calls it every
+    few seconds) reads the database's time once and keeps the offset; the first call logs a warning when
+    the two clocks are more than ``WARN_AFTER`` apart."""
+
+    WARN_AFTER = timedelta(seconds=1)
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS, local: Callable[[], datetime] = timezone.now):
+        self.using, self.local = using, local
+        self.offset = timedelta(0)
+        self.measured = False
+
+    def __call__(self) -> datetime:
+        return self.local() + self.offset
+
+    def measure(self) -> timedelta:
+        before = self.local()
+        database = now(self.using)
+        after = self.local()
+        self.offset = database - (before + (after - before) / 2)
+        if not self.measured and abs(self.offset) > self.WARN_AFTER:
+            logger.warning(
+                "this machine's clock is %.1fs %s the database's: the worker writes the database's time",
+                abs(self.offset.total_seconds()),
+                "behind" if self.offset > timedelta(0) else "ahead of",
+            )
+        self.measured = True
+        return self.offset

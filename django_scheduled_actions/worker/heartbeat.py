@@ -17,15 +17,26 @@ logger = logging.getLogger("django_scheduled_actions")
 
 class Heartbeat(threading.Thread):
     """Renews the worker's lease every third of a lease until ``finished`` is set: while it beats, nobody
-    recovers the jobs it holds. A row that is gone (pruned, deleted by hand) is registered again."""
+    recovers the jobs it holds. A row that is gone (pruned, deleted by hand) is registered again.
+
+    While its own connection fails (killed, and the database refusing a new one because the worker's other
+    connections and other clients hold them all), it beats through ``fallback``, the worker's other
+    connections: a worker whose writes succeed is never taken for lost for want of one connection."""
 
     def __init__(
-        self, store: Store, worker_id: str, lease: timedelta, finished: threading.Event, register: Callable[[], None]
+        self,
+        store: Store,
+        worker_id: str,
+        lease: timedelta,
+        finished: threading.Event,
+        register: Callable[[], None],
+        fallback: Store | None = None,
     ):
         super().__init__(name="scheduled-actions-heartbeat", daemon=True)
-        self.store, self.worker_id, self.lease = store, worker_id, lease
+        self.store, self.worker_id, self.lease, self.fallback = store, worker_id, lease, fallback
         self.finished, self.register = finished, register
         self.connected = threading.Event()  # its connection was tried: the worker's other threads start after
+        self.borrowing = False  # beating through the fallback, its own connection failing
 
     def run(self) -> None:
         interval = self.lease.total_seconds() / 3
@@ -37,9 +48,33 @@ class Heartbeat(threading.Thread):
         self.connected.set()
         while not self.finished.wait(interval):
             try:
-                if not self.store.heartbeat(self.worker_id, self.lease):
-                    self.register()
+                self._beat(self.store)
             except (OperationalError, InterfaceError) as exc:
-                logger.warning("heartbeat failed, retrying error=%r", exc)
                 self.store.reconnect()
+                self._beat_elsewhere(exc)
+                continue
+            if self.borrowing:
+                logger.info("heartbeat on its own connection again worker=%s", self.worker_id)
+                self.borrowing = False
         connections.close_all()
+
+    def _beat(self, store: Store) -> None:
+        if not store.heartbeat(self.worker_id, self.lease):
+            self.register()
+
+    def _beat_elsewhere(self, error: Exception) -> None:
+        if self.fallback is None:
+            logger.warning("heartbeat failed, retrying error=%r", error)
+            return
+        if not self.borrowing:
+            logger.warning(
+                "heartbeat's connection failed; renewing the lease on the worker's other connections meanwhile "
+                "worker=%s error=%r",
+                self.worker_id,
+                error,
+            )
+            self.borrowing = True
+        try:
+            self._beat(self.fallback)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("heartbeat failed, retrying error=%r", exc)

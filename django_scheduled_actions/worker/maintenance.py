@@ -117,9 +117,10 @@ class Upkeep:
         orphans: list[tuple[int, str, str]],
         repertoire: Any,
         clock: Callable[[], datetime],
+        corrected: dbclock.Corrected | None = None,
     ):
         self.store, self.lease, self.failed_claims, self.orphans = store, lease, failed_claims, orphans
-        self.repertoire, self.clock = repertoire, clock
+        self.repertoire, self.clock, self.corrected = repertoire, clock, corrected
         self._next_recovery = self._next_prune = 0.0
 
     def due(self, mono: float) -> bool:
@@ -144,6 +145,8 @@ class Upkeep:
                 self.orphans.pop(0)
             if mono >= self._next_recovery:
                 self._next_recovery = mono + min(self.lease.total_seconds() / 4, 5.0)
+                if self.corrected:  # on the same beat: a clock that jumped is corrected within seconds
+                    self.corrected.measure()
                 self.store.recover_expired()
             if mono >= self._next_prune:
                 self._next_prune = mono + PRUNE_EVERY

@@ -32,7 +32,7 @@ from ..core.registry import registry
 from ..cron.ticker import CronLoop
 from ..exceptions import JobTimeout
 from ..models import ScheduledFunction
-from ..store import sessions
+from ..store import dbclock, sessions
 from . import deploys
 from .aio import AsyncRunner
 from .claims import Claims
@@ -68,7 +68,7 @@ class Worker:
         worker_id: str | None = None,
         using: str = DEFAULT_DB_ALIAS,
         grace: float = 30.0,
-        clock: Callable[[], datetime] = timezone.now,
+        clock: Callable[[], datetime] | None = None,
         crons: bool = True,
         action_group: int = 8,
         async_concurrency: int = 100,
@@ -88,6 +88,9 @@ class Worker:
                 f"db_connections must be at least {own + 1} here: one for the heartbeat"
                 f"{', one for LISTEN' if listening else ''} and at least one for the work"
             )
+        # the times it writes are the database's (a machine's clock may be minutes off); a test may pass its own
+        self.corrected = dbclock.Corrected(using) if clock is None and store is None else None
+        clock = self.corrected or clock or timezone.now
         self.concurrency, self.burst, self.grace, self.using, self.clock = concurrency, burst, grace, using, clock
         self.queues = list(queues) if queues else None
         self.crons = crons and not burst  # a burst drains what is due; it does not tick crons
@@ -133,7 +136,9 @@ class Worker:
             aio=self.aio,
         )
         self.pool = Pool(concurrency, self.claims, self.executor, using)
-        self.upkeep = Upkeep(self.store, self.lease, self.claims.failed, self.pool.orphans, self.repertoire, clock)
+        self.upkeep = Upkeep(
+            self.store, self.lease, self.claims.failed, self.pool.orphans, self.repertoire, clock, self.corrected
+        )
         self.background: list[threading.Thread] = []
 
     # --- life cycle ---
@@ -151,10 +156,13 @@ class Worker:
             _database(self.using),
             len(registry.all()),
         )
-        heartbeat = Heartbeat(self.own_store, self.worker_id, self.lease, self.finished, self.register)
+        fallback = self.store if isinstance(self.store, PooledStore) else None
+        heartbeat = Heartbeat(self.own_store, self.worker_id, self.lease, self.finished, self.register, fallback)
         heartbeat.start()  # its connection first: the lease is renewed whatever the rest waits for
         heartbeat.connected.wait(10)  # where the database allows fewer connections than the worker's, the
         # others wait for one; a heartbeat connecting after them found none, and its jobs looked lost
+        if self.corrected:
+            self.through(self.corrected.measure)
         self.register()
         self.store.recover_previous_incarnation(self.worker_id, self.clock())
         self.background = [heartbeat]

@@ -123,6 +123,8 @@ def run_scenarios(
                 "lost": 0,
                 "duplicated": 0,
                 "recovery": None,
+                "moving": None,
+                "during": None,
                 "before": 0,
                 "after": 0,
                 "kills": 0,
@@ -136,16 +138,18 @@ def run_scenarios(
 
 def format_table(rows: list[dict]) -> str:
     head = (
-        f"{'scenario':<22} {'db':<9} {'jobs':>6} {'lost':>5} {'dup':>4} {'recovery':>9} {'before/s':>9} "
-        f"{'after/s':>8} {'faults':>7} {'result':>7}"
+        f"{'scenario':<22} {'db':<9} {'jobs':>6} {'lost':>5} {'dup':>4} {'moving':>7} {'recovery':>9} {'before/s':>9} "
+        f"{'during/s':>9} {'after/s':>8} {'faults':>7} {'result':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         recovery = "-" if r["recovery"] is None else f"{r['recovery']:.1f}s"
+        moving = "-" if r.get("moving") is None else f"{r['moving']:.1f}s"
+        during = "-" if r.get("during") is None else f"{r['during']:.1f}"
         db = {"postgres": "postgres", "mysql": "mariadb"}.get(r["db"], r["db"])
         lines.append(
             f"{r['scenario']:<22} {db:<9} {r['jobs']:>6} {r['lost']:>5} {r['duplicated']:>4} "
-            f"{recovery:>9} {r['before']:>9.1f} {r['after']:>8.1f} {r['kills']:>7} "
+            f"{moving:>7} {recovery:>9} {r['before']:>9.1f} {during:>9} {r['after']:>8.1f} {r['kills']:>7} "
             f"{'FAIL' if r['violations'] else 'ok':>7}"
         )
     return "\n".join(lines)

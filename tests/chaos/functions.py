@@ -1,19 +1,46 @@
 """The chaos load's functions. Every run of a body that commits leaves one ``Effect`` row keyed by the
-job's key, so the suite counts effects per job: exactly once, at most once, at most ``max_attempts``."""
+job's key and adds one to the shared ``Counter`` row (so every mutation takes the same row lock, as real
+counters do), so the suite counts effects per job: exactly once, at most once, at most ``max_attempts``;
+and the counter equals the effects."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
+from django.db.models import F
+
 from django_scheduled_actions import RetryPolicy, internal_action, internal_mutation
-from tests.app.models import Effect
+from tests.app.models import Counter, Effect
 
 MAX_ATTEMPTS = 3
+COUNTER = "chaos"
+STALL_MARKER = "CHAOS_STALL_MARKER"  # environment: where ``stall`` notes the pid of the worker it stopped
+
+
+def _take_effect(ctx, key: str) -> int:
+    job = ctx.job
+    Counter.objects.filter(name=COUNTER).update(value=F("value") + 1)
+    return Effect.objects.create(key=key, job_id=job.id if job else None, attempt=job.attempt if job else 0).pk
 
 
 @internal_mutation
 def effect(ctx, key: str) -> int:
-    """A mutation: one Effect row per committed run."""
-    job = ctx.job
-    return Effect.objects.create(key=key, job_id=job.id if job else None, attempt=job.attempt if job else 0).pk
+    """A mutation: one Effect row and one count per committed run."""
+    return _take_effect(ctx, key)
+
+
+@internal_mutation
+def stall(ctx, key: str) -> int:
+    """A mutation whose first run stops its own worker process (SIGSTOP) inside the transaction, after
+    taking the counter's row lock: a worker paused mid-transaction. Later runs just take effect."""
+    pk = _take_effect(ctx, key)
+    marker = Path(os.environ[STALL_MARKER])
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return pk
 
 
 @internal_action

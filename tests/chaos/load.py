@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from django_scheduled_actions import scheduler
 from django_scheduled_actions.models import CronJob, IdempotencyKey, ScheduledFunction, State, WorkerProcess
+from tests.app.models import Counter as ChaosCounter
 from tests.app.models import Effect
 
 from . import functions as cf
@@ -56,6 +57,9 @@ class Workers:
         self.args = args
         self.procs: dict[str, subprocess.Popen] = {}
         self.incarnations = Counter()
+        self.faulted: set[str] = set()  # ids of the workers the fault killed or paused: they may lose jobs
+        self.stall_marker = logs / "stall-marker"
+        self.stall_marker.unlink(missing_ok=True)
 
     def env(self) -> dict[str, str]:
         return {
@@ -66,12 +70,16 @@ class Workers:
             "PYTHONUNBUFFERED": "1",
             "SCHEDULED_ACTIONS_LEASE_SECONDS": str(LEASE_SECONDS),
             "SA_TEST_CRONS": "1",
+            cf.STALL_MARKER: str(self.stall_marker),
         }
 
-    def start(self, slot: str, *extra: str) -> str:
+    def worker_id(self, slot: str) -> str:
+        return f"{slot}.{self.incarnations[slot]}"
+
+    def start(self, slot: str, *extra: str, env: dict[str, str] | None = None) -> str:
         """Start the worker of ``slot``; each incarnation gets a worker id of its own."""
         self.incarnations[slot] += 1
-        worker_id = f"{slot}.{self.incarnations[slot]}"
+        worker_id = self.worker_id(slot)
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{slot}.log", "ab") as log:
             log.write(f"=== start {worker_id} at {datetime.now(UTC).isoformat()}\n".encode())
@@ -90,7 +98,7 @@ class Workers:
                     *extra,
                 ],
                 cwd=ROOT,
-                env=self.env(),
+                env=self.env() | (env or {}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -98,7 +106,7 @@ class Workers:
         return worker_id
 
     def wait_ready(self, timeout: float = 60) -> None:
-        ids = [f"{slot}.{self.incarnations[slot]}" for slot in self.procs]
+        ids = [self.worker_id(slot) for slot in self.procs]
         wait_for(
             lambda: WorkerProcess.objects.filter(worker_id__in=ids).count() == len(ids),
             timeout,
@@ -106,12 +114,30 @@ class Workers:
         )
 
     def kill(self, slot: str) -> None:
+        self.faulted.add(self.worker_id(slot))
         proc = self.procs[slot]
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.wait(30)
+
+    def claimed_by(self, slot: str) -> bool:
+        return ScheduledFunction.objects.filter(worker_id=self.worker_id(slot)).exists()
+
+    def signal(self, slot: str, signum: int) -> None:
+        os.killpg(self.procs[slot].pid, signum)
+
+    def stop(self, slot: str) -> None:
+        """Stop the worker of ``slot`` as a deployment does (SIGTERM: it finishes what it runs)."""
+        proc = self.procs.pop(slot)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            raise AssertionError(f"worker {slot} did not stop within 30s of SIGTERM") from None
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -124,8 +150,9 @@ class Workers:
         for slot, proc in self.procs.items():
             try:
                 proc.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                self.kill(slot)
+            except subprocess.TimeoutExpired:  # not a fault: the invariants will say what it left behind
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
 
     def tails(self, lines: int = 15) -> str:
         out = []
@@ -240,5 +267,6 @@ class Monitor(threading.Thread):
 
 
 def reset_tables() -> None:
-    for model in (IdempotencyKey, ScheduledFunction, CronJob, WorkerProcess, Effect):
+    for model in (IdempotencyKey, ScheduledFunction, CronJob, WorkerProcess, Effect, ChaosCounter):
         model.objects.all().delete()
+    ChaosCounter.objects.create(name=cf.COUNTER)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 STUCK_AFTER = 20.0  # seconds past its lease: an in-progress job this overdue is stuck
 RECOVERY_LIMIT = 30.0
+CLOCK_TOLERANCE = timedelta(seconds=5)  # a recorded time this far ahead of the database's was not its clock
+MOVING_WITHIN = 10.0  # seconds after the fault's end by which jobs complete again
 LATE_AFTER = 1.5  # seconds: a job due while the workers sleep must start this soon
 RATE = 25.0  # jobs a second of steady load (plus the one-second cron)
 
@@ -28,11 +30,14 @@ class Result:
     lost: int = 0
     duplicated: int = 0
     recovery: float | None = None
+    moving: float | None = None
+    during: float | None = None  # jobs a second in the fault's second half, where it must not stop the queue
     before: float = 0.0
     after: float = 0.0
     kills: int = 0
     load_errors: int = 0
     seconds: float = 0.0
+    note: str = ""
     violations: list[str] = field(default_factory=list)
 
 
@@ -82,8 +87,14 @@ def run_scenario(run: Run) -> Result:
         time.sleep(3.0 if run.short else 8.0)
         t1 = timezone.now()
         before = rate_between(t0, t1)
+        fault_start = timezone.now()
         run.scenario.fault(run)
         fault_end = timezone.now()
+        if run.scenario.moves_during:
+            run.result.during = round(rate_between(fault_start + (fault_end - fault_start) / 2, fault_end), 1)
+            if not run.result.during:
+                run.violation("no job completed in the second half of the fault: it stopped the queue")
+        run.result.moving = _wait_moving(run, fault_end)
         recovered_at = _wait_recovered(run, before, fault_end)
         time.sleep(2.0 if run.short else 5.0)
         after_end = timezone.now()
@@ -102,6 +113,32 @@ def run_scenario(run: Run) -> Result:
     run.result.kills, run.result.load_errors = run.kills, load.errors
     run.result.seconds = round(time.monotonic() - started, 1)
     return run.result
+
+
+def _wait_moving(run: Run, fault_end) -> float | None:
+    """Seconds from the fault's end to the first job completed after it (the queue moving again)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from django_scheduled_actions.models import ScheduledFunction
+
+    deadline = time.monotonic() + MOVING_WITHIN
+    while time.monotonic() < deadline:
+        try:
+            first = (
+                ScheduledFunction.objects.filter(completed_time__gte=fault_end)
+                .order_by("completed_time")
+                .values_list("completed_time", flat=True)
+                .first()
+            )
+        except Exception:
+            connection.close()
+            first = None
+        if first is not None:
+            return round(max((first - fault_end).total_seconds(), 0.0), 1)
+        time.sleep(0.2)
+    run.violation(f"no job completed within {MOVING_WITHIN:g}s of the fault's end")
+    return None
 
 
 def _wait_recovered(run: Run, before: float, fault_end):
@@ -150,9 +187,10 @@ def check_invariants(run: Run, load_stopped) -> None:
     from django.utils import timezone
 
     from django_scheduled_actions.models import FINAL_STATES, ScheduledFunction, State
+    from tests.app.models import Counter as ChaosCounter
     from tests.app.models import Effect
 
-    from .functions import MAX_ATTEMPTS
+    from .functions import COUNTER, MAX_ATTEMPTS
     from .load import CRON_LABEL
 
     res, now = run.result, timezone.now()
@@ -174,7 +212,16 @@ def check_invariants(run: Run, load_stopped) -> None:
         if job.state not in FINAL_STATES:
             lost.append(f"{where}: never finished")
             continue
-        if kind == "effect":
+        if job.completed_time and (
+            job.completed_time > now + CLOCK_TOLERANCE or (job.started_at and job.started_at > job.completed_time)
+        ):
+            run.violation(
+                f"{where}: times not on the database's clock: started {job.started_at}, "
+                f"completed {job.completed_time}, checked at {now}"
+            )
+        if job.state == State.FAILED and not _lost_with(job, run.workers.faulted):
+            lost.append(f"{where}: failed, though its worker was not the fault's; error={_last_line(job.error)!r}")
+        if kind in ("effect", "stall"):
             if n > 1:
                 duplicated.append(f"{where}: mutation took effect {n} times")
             if job.state != State.SUCCESS or n == 0:
@@ -198,11 +245,23 @@ def check_invariants(run: Run, load_stopped) -> None:
             duplicated.append(f"cron job {job_id} took effect {count} times")
     for job in cron_jobs.exclude(state__in=FINAL_STATES).filter(scheduled_time__lt=load_stopped):
         lost.append(f"cron job {job.pk} tick {job.cron_tick} state={job.state}: never finished")
+    for job in cron_jobs.filter(state=State.FAILED):
+        if not _lost_with(job, run.workers.faulted):
+            lost.append(f"cron job {job.pk} failed, though its worker was not the fault's: {_last_line(job.error)!r}")
+    counted = ChaosCounter.objects.get(name=COUNTER).value
+    if counted != sum(effects.values()):
+        duplicated.append(f"the counter says {counted} mutations took effect, the effect rows {sum(effects.values())}")
     if run.monitor.worst > STUCK_AFTER:
         run.violation(f"a job stayed in progress {run.monitor.worst:.1f}s past its lease")
     res.jobs = len(jobs) + cron_jobs.count()
     res.lost, res.duplicated = len(lost), len(duplicated)
     res.violations[:0] = [f"lost: {t}" for t in lost[:10]] + [f"duplicated: {t}" for t in duplicated[:10]]
+
+
+def _lost_with(job, faulted: set[str]) -> bool:
+    """Whether ``job`` failed as a lost worker's job, the worker being one the fault killed or paused."""
+    prefix = "worker lost: "
+    return job.error.startswith(prefix) and job.error[len(prefix) :].split(" ", 1)[0] in faulted
 
 
 def _last_line(text: str) -> str:

@@ -5,6 +5,7 @@ fault is over; the runner measures before and after and checks the invariants. I
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class Scenario:
     full_seconds: float = 10.0
     short_seconds: float = 4.0
     worker_args: tuple[str, ...] = ()
+    moves_during: bool = False  # jobs must complete in the fault's second half: it may slow the queue, not stop it
 
     def label(self, vendor: str) -> str:
         if self.name == "db_restart":
@@ -153,6 +155,98 @@ def clock(run) -> None:
         run.load.paused.clear()
 
 
+def _skewed_worker(seconds: float) -> Callable:
+    def fault(run) -> None:
+        from .clocks import skewed
+        from .load import wait_for
+
+        run.workers.start("w3", env=skewed(seconds))
+        run.workers.wait_ready()
+        wait_for(lambda: run.workers.claimed_by("w3"), 30, f"the worker {seconds:+g}s off to run jobs")
+        time.sleep(run.fault_seconds)
+        run.workers.stop("w3")
+
+    fault.__doc__ = (
+        f"A third worker whose wall clock reads {seconds:+g} s off (libfaketime) runs beside the two for the "
+        "fault's duration, then stops: it takes no live worker's jobs and loses none of its own."
+    )
+    return fault
+
+
+clock_ahead, clock_behind = _skewed_worker(120), _skewed_worker(-120)
+
+
+def paused_in_transaction(run) -> None:
+    """A worker stops itself (SIGSTOP) inside a mutation's transaction, holding the counter's row lock that
+    every mutation takes, for three leases; then SIGCONT. The database ends the abandoned transaction, the
+    other worker recovers the paused one's jobs, the stalled mutation takes effect once elsewhere."""
+    from django_scheduled_actions import scheduler
+
+    from . import functions as cf
+    from .load import wait_for
+
+    marker = run.workers.stall_marker
+    run.expect(scheduler.run_after(0, cf.stall, {"key": "stall"}), "stall", "mutation")
+    pid = int(wait_for(lambda: marker.exists() and marker.read_text().strip(), 30, "a worker to stop mid-mutation"))
+    slot = next(slot for slot, proc in run.workers.procs.items() if proc.pid == pid)
+    run.workers.faulted.add(run.workers.worker_id(slot))  # it is out for three leases: it may lose its actions
+    time.sleep(run.fault_seconds)
+    run.workers.signal(slot, signal.SIGCONT)
+
+
+def locked_worker_rows(run) -> None:
+    """Another session holds both workers' own rows in the workers table locked (``SELECT ... FOR UPDATE``,
+    as an admin save, a migration or a long report may) for three leases: heartbeats must not wait for
+    them, and no live worker may be taken for lost."""
+    from django.db import transaction
+
+    from django_scheduled_actions.models import WorkerProcess
+
+    ids = [run.workers.worker_id(slot) for slot in run.workers.procs]
+    with transaction.atomic():
+        locked = list(WorkerProcess.objects.select_for_update().filter(worker_id__in=ids).values_list("pk", flat=True))
+        if len(locked) != len(ids):
+            raise AssertionError(f"expected to lock {len(ids)} worker rows, locked {len(locked)}")
+        time.sleep(run.fault_seconds)
+
+
+def _worker_connections() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [ROLE])
+        else:
+            cursor.execute("SELECT count(*) FROM information_schema.processlist WHERE user = %s", [ROLE])
+        return cursor.fetchone()[0]
+
+
+def _limit_connections(limit: int | None) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER ROLE {ROLE} CONNECTION LIMIT {-1 if limit is None else int(limit)}")
+        else:
+            for host in ("127.0.0.1", "localhost"):
+                cursor.execute(f"ALTER USER '{ROLE}'@'{host}' WITH MAX_USER_CONNECTIONS {int(limit or 0)}")
+
+
+def connection_shortage(run) -> None:
+    """The workers' role may hold half the connections they hold now (at least one more than each
+    worker's heartbeat): their connections are cut once and they reconnect under that limit for the
+    fault's duration. Fewer connections than wanted must mean slower, never stuck or failed."""
+    held = _worker_connections()
+    limit = max(held // 2, 2 * len(run.workers.procs) + 1)
+    run.result.note = f"{limit} connections for workers that held {held}"
+    try:
+        _limit_connections(limit)
+        run.kills += _terminate_worker_backends()
+        time.sleep(run.fault_seconds)
+    finally:
+        _limit_connections(None)
+
+
 SCENARIOS = [
     Scenario("crash_recovery", ("postgres", "mysql"), crash_recovery, 10, 4),
     Scenario("repeated_kills", ("postgres", "mysql"), repeated_kills, 60, 15),
@@ -161,6 +255,11 @@ SCENARIOS = [
     Scenario("connection_exhaustion", ("postgres",), connection_exhaustion, 15, 5),
     Scenario("idle_in_transaction", ("postgres",), idle_in_transaction, 60, 6),
     Scenario("clock", ("postgres",), clock, 10, 6, ("--poll-interval", "30")),
+    Scenario("clock_ahead", ("postgres", "mysql"), clock_ahead, 20, 8, moves_during=True),
+    Scenario("clock_behind", ("postgres", "mysql"), clock_behind, 20, 8, moves_during=True),
+    Scenario("paused_in_transaction", ("postgres", "mysql"), paused_in_transaction, 9, 9, moves_during=True),
+    Scenario("locked_worker_rows", ("postgres", "mysql"), locked_worker_rows, 9, 9, moves_during=True),
+    Scenario("connection_shortage", ("postgres", "mysql"), connection_shortage, 20, 8, moves_during=True),
 ]
 ALIASES = {"postgres_restart": "db_restart", "mariadb_restart": "db_restart", "restart": "db_restart"}
 
