@@ -36,7 +36,8 @@ from ..core.registry import Function, registry
 from ..exceptions import FunctionNotFound
 from ..models import CronJob, ScheduledFunction, State
 from ..scheduling import jobs
-from ..store.transactions import is_conflict, outermost
+from ..store.errors import is_conflict
+from ..store.transactions import outermost
 from . import schedules
 from .definitions import CronDefinition, CronRegistry, cron_registry
 

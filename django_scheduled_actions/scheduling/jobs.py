@@ -18,7 +18,8 @@ from ..core.validation import dumps
 from ..exceptions import ArgumentValidationError
 from ..models import IdempotencyKey, ScheduledFunction, State
 from ..signals import job_scheduled
-from ..store.transactions import in_transaction, is_conflict
+from ..store.errors import is_conflict
+from ..store.transactions import in_transaction
 
 
 def check_schedulable(fn: Any) -> Function:

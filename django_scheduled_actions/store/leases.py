@@ -21,7 +21,8 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from ..models import ScheduledFunction, State, WorkerProcess
 from . import dbclock, limits
 from .engines import engine
-from .transactions import is_lock_timeout, outermost, retry_on_conflict
+from .errors import is_lock_timeout
+from .transactions import outermost, retry_on_conflict
 
 logger = logging.getLogger("django_scheduled_actions")
 

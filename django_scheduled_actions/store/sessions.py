@@ -11,8 +11,8 @@ than the lease after which other workers recover the paused worker's jobs:
   idle-in-transaction bound; it gets the lock wait bound only.
 - SQLite: one writer at a time, bounded by its busy timeout already.
 
-A lock wait that times out is retried like a conflict (``transactions.is_conflict``) and never fails a
-job (``transactions.is_lock_timeout``). Sessions of the process that are not the worker's (a web request
+A lock wait that times out is retried like a conflict (``errors.is_conflict``) and never fails a
+job (``errors.is_lock_timeout``). Sessions of the process that are not the worker's (a web request
 in the same process, a test) are left alone.
 """
 
@@ -25,6 +25,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from ..conf import app_settings
+from ..core import guards
 from .engines import engine
 
 _local = threading.local()
@@ -47,7 +48,7 @@ def apply(connection: Any) -> None:
     statements = engine(connection.alias).session_bounds(timeout_seconds())
     if not statements:
         return
-    with connection.cursor() as cursor:
+    with guards.policy("allow"), connection.cursor() as cursor:  # a connection opened inside a query's body too
         for statement in statements:
             cursor.execute(statement)
 

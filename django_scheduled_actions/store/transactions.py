@@ -24,81 +24,19 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
-from django.db import DatabaseError, InterfaceError, connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 from ..conf import app_settings
 from ..core import guards
+from . import commits
+from .errors import is_conflict, is_unique_race
 
 logger = logging.getLogger("django_scheduled_actions")
 T = TypeVar("T")
 
 MAX_CONFLICT_RETRIES = 40
+RECONNECT_PATIENCE = 30.0  # seconds a transaction whose connection failed before its commit keeps trying
 MAX_UNIQUE_RETRIES = 3  # unique violations retried per mutation call; one still there then is the application's
-PG_RETRYABLE = {"40001", "40P01", "55P03"}
-PG_UNIQUE_VIOLATION = "23505"
-PG_LOCK_TIMEOUT, MYSQL_LOCK_TIMEOUTS = "55P03", {1205, 3572}  # 3572: MySQL's NOWAIT
-MYSQL_RETRYABLE = {1213, 1205}
-SQLITE_RETRYABLE = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
-
-
-def _sqlstate(cause: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of a driver error (psycopg 3, psycopg2), None for other databases."""
-    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-
-
-def _mysql_code(cause: BaseException) -> int | None:
-    """MySQL/MariaDB's error number of a driver error (mysqlclient), None for other databases."""
-    args = getattr(cause, "args", ())
-    return args[0] if args and type(cause).__module__.startswith("MySQLdb") else None
-
-
-def is_conflict(exc: BaseException) -> bool:
-    """True for serialisation failures, deadlocks and lock timeouts: the transaction may be retried."""
-    cause = exc.__cause__ or exc
-    sqlstate = _sqlstate(cause)
-    if sqlstate is not None:
-        return sqlstate in PG_RETRYABLE
-    code = getattr(cause, "sqlite_errorcode", None)
-    if code is not None:
-        return (code & 0xFF) in SQLITE_RETRYABLE
-    return _mysql_code(cause) in MYSQL_RETRYABLE
-
-
-def is_unique_race(exc: BaseException) -> bool:
-    """True for a unique violation on PostgreSQL while mutations are serializable: possibly a key that a
-    concurrent transaction committed after this one's snapshot was taken, which a repeat would see.
-
-    Only mutation transactions retry it (``run_in_mutation_transaction``, at most ``MAX_UNIQUE_RETRIES``
-    times), at the outermost level: a savepoint's caller may be catching ``IntegrityError`` itself.
-    MySQL/MariaDB's serializable reads lock what they read, so the same race is a deadlock there (1213,
-    retried as a conflict); SQLite has one writer, so the race cannot happen."""
-    return app_settings.MUTATION_ISOLATION == "serializable" and _sqlstate(exc.__cause__ or exc) == PG_UNIQUE_VIOLATION
-
-
-def is_lock_timeout(exc: BaseException) -> bool:
-    """True when a statement gave up waiting for a lock (``lock_timeout``, ``innodb_lock_wait_timeout``, a
-    ``NOWAIT`` that found the row locked): another session's doing, never the job's own failure."""
-    cause = exc.__cause__ or exc
-    if _sqlstate(cause) == PG_LOCK_TIMEOUT:
-        return True
-    return _mysql_code(cause) in MYSQL_LOCK_TIMEOUTS
-
-
-PG_CONNECTION_STATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
-# too many connections, shutdown, over a user's connection limit (the global one, the account's), killed,
-# can't connect, gone, lost (PostgreSQL's refusals when connecting carry no SQLSTATE: connection errors)
-MYSQL_CONNECTION_ERRORS = {1040, 1053, 1203, 1226, 1927, 2002, 2003, 2006, 2013}
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True when the database connection itself failed (server gone, killed, restarting), not the statement."""
-    if isinstance(exc, InterfaceError):
-        return True
-    cause = exc.__cause__ or exc
-    sqlstate = getattr(cause, "sqlstate", None)
-    if type(cause).__module__.startswith("psycopg"):
-        return sqlstate is None or sqlstate.startswith("08") or sqlstate in PG_CONNECTION_STATES
-    return _mysql_code(cause) in MYSQL_CONNECTION_ERRORS
 
 
 def _pg_isolation_levels() -> dict[str, object]:
@@ -132,13 +70,27 @@ def conflict_backoff(attempt: int) -> float:
 
 @contextmanager
 def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> Iterator[None]:
-    """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first."""
+    """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first.
+
+    Only the body runs under the caller's guard policy: opening, beginning and ending the transaction are
+    not the body's statements (ending one whose connection was lost reconnects, and a new MySQL connection
+    starts with ``SET SESSION ...``, which a query's read-only policy would refuse)."""
+    body_policy = guards.current()
+    with guards.policy("allow"), _transaction(using, isolation, read_only):
+        if body_policy is None:
+            yield
+        else:
+            with guards.policy(body_policy):
+                yield
+
+
+@contextmanager
+def _transaction(using: str, isolation: str | None, read_only: bool) -> Iterator[None]:
     conn = connections[using]
     raw = conn.connection
     if conn.vendor == "postgresql" and raw is not None and raw.closed and not conn.in_atomic_block:
         conn.close()  # broken underneath (a connection killed while Django set it up stays assigned): reopen
-    with guards.policy("allow"):  # opening runs setup statements (MySQL: SET SESSION ...), not the body's
-        conn.ensure_connection()
+    conn.ensure_connection()
     vendor = conn.vendor
     if vendor == "sqlite":
         sqlite = cast(_SQLiteModes, conn)
@@ -253,11 +205,20 @@ def in_callers_transaction(using: str) -> bool:
 def retry_on_conflict(attempt_once: Callable[[], T], *, unique_retries: int = 0) -> T:
     """Run ``attempt_once`` (one whole transaction) again after a conflict, with a short random backoff;
     also after a unique violation that may be a lost race (``is_unique_race``), at most ``unique_retries``
-    times."""
-    attempt = 0
+    times; and, for ``RECONNECT_PATIENCE`` seconds, after its connection failed before its commit (a
+    connection killed, the server restarting or refusing new connections), each time on a new one."""
+    attempt, reconnects, patience = 0, 0, time.monotonic() + RECONNECT_PATIENCE
     while True:
         try:
             return attempt_once()
+        except commits.RunAgain as lost:
+            error = lost.__cause__
+            if time.monotonic() > patience:
+                raise error from None  # type: ignore[misc]
+            reconnects += 1
+            logger.info("connection lost before the commit, running the transaction again error=%r", error)
+            connections[lost.args[0]].close()
+            time.sleep(min(0.05 * 2**reconnects, 1.0))
         except DatabaseError as exc:
             lost_race = unique_retries > 0 and is_unique_race(exc)
             if not (lost_race or is_conflict(exc)) or attempt >= MAX_CONFLICT_RETRIES:
@@ -276,8 +237,10 @@ def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
             return body()
 
     def once() -> T:
-        with outermost(using, app_settings.MUTATION_ISOLATION):
-            return body()
+        with commits.resolved(using) as attempt, outermost(using, app_settings.MUTATION_ISOLATION):
+            result = body()
+            attempt.about_to_commit()
+        return result
 
     return retry_on_conflict(once, unique_retries=MAX_UNIQUE_RETRIES)
 
@@ -299,4 +262,9 @@ def run_in_query_transaction(body: Callable[[], T], using: str) -> T:
 
     if in_transaction(using):
         return once()
-    return retry_on_conflict(once)
+
+    def read_again_if_lost() -> T:  # read-only, rolled back: always safe to run again
+        with commits.resolved(using):
+            return once()
+
+    return retry_on_conflict(read_again_if_lost)

@@ -20,7 +20,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 
 from ..core import guards
 from ..store import sessions
-from ..store.transactions import is_connection_error
+from ..store.errors import is_connection_error
 
 T = TypeVar("T")
 DEFAULT = 8

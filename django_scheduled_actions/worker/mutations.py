@@ -30,14 +30,8 @@ from ..core.jobs import JobInfo
 from ..core.registry import Function
 from ..models import ScheduledFunction, State
 from ..store.engines import engine
-from ..store.transactions import (
-    is_conflict,
-    is_connection_error,
-    is_lock_timeout,
-    is_unique_race,
-    outermost,
-    run_in_mutation_transaction,
-)
+from ..store.errors import is_conflict, is_connection_error, is_lock_timeout, is_unique_race
+from ..store.transactions import outermost, run_in_mutation_transaction
 from .outcomes import Claimed, ClaimLost, Outcomes, Runnable, Unrecorded, guarded, persist, send
 
 logger = logging.getLogger("django_scheduled_actions")

@@ -308,6 +308,27 @@ def lose_connection_once(ctx, key: str) -> None:
         Effect.objects.count()
 
 
+@internal_query
+def count_losing_connection_once(ctx, key: str) -> int:
+    """Counts ``key``'s Effects; in its first run the server kills its connection before it reads."""
+    from django.db import connection
+
+    from django_scheduled_actions.core import guards
+
+    if f"query:{key}" not in _CONNECTION_KILLED:
+        _CONNECTION_KILLED.add(f"query:{key}")
+        with guards.policy("allow"):  # the test's doing, not the query's (MariaDB's KILL reads as a write)
+            kill_connection(connection)
+    return Effect.objects.filter(key=key).count()
+
+
+@internal_action
+def calls_across_lost_connections(ctx, key: str) -> int:
+    """An action whose ``ctx.run_mutation`` and ``ctx.run_query`` each lose their connection once."""
+    ctx.run_mutation(lose_connection_once, {"key": key})
+    return ctx.run_query(count_losing_connection_once, {"key": key})
+
+
 BODY_RUNS: dict[str, int] = {}  # body runs per key (mutations retried after a conflict run again)
 _BODY_RUNS_LOCK = threading.Lock()
 

@@ -126,13 +126,34 @@ def test_mutations_whose_connection_was_killed_mid_body_run_again(isolation, oth
     assert Effect.objects.filter(key=key).count() == 1
 
 
+def test_an_actions_mutation_and_query_that_lose_their_connection_run_again_on_a_new_one():
+    """A connection killed under an action's ``ctx.run_mutation`` before its commit (nothing of it committed)
+    or under its ``ctx.run_query`` (read-only) costs the action nothing: the call runs again on a new
+    connection, and the action succeeds at its first attempt with the mutation's effect once."""
+    from django.db import connection
+
+    from tests.app.models import Effect
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no server to kill a connection")
+    job_id = scheduler.run_after(0, f.calls_across_lost_connections, {"key": "lost-under-action"})
+    with WorkerThread(crons=False):
+        wait_until(
+            lambda: ScheduledFunction.objects.get(pk=job_id).state in (State.SUCCESS, State.FAILED), 15, "the action"
+        )
+    job = ScheduledFunction.objects.get(pk=job_id)
+    assert (job.state, job.attempts, job.error, job.result) == (State.SUCCESS, 1, "", 1)
+    assert Effect.objects.filter(key="lost-under-action").count() == 1
+
+
 def test_a_transaction_on_a_connection_lost_underneath_reopens_it_or_reports_it_lost():
     """A connection the server killed while Django was setting it up stays assigned to Django: the next
     mutation's transaction must not turn that into a failure of its job (the chaos suite saw psycopg's own
     "the connection is lost" escape Django's error wrapping and fail a mutation)."""
     from django.db import DatabaseError, connection
 
-    from django_scheduled_actions.store.transactions import is_connection_error, outermost
+    from django_scheduled_actions.store.errors import is_connection_error
+    from django_scheduled_actions.store.transactions import outermost
     from tests.app.models import Effect
 
     if connection.vendor == "sqlite":
