@@ -130,6 +130,20 @@ def conflict_backoff(attempt: int) -> float:
     return random.uniform(0, min(0.5, 0.002 * 2**attempt))
 
 
+_begin_hooks: list[Callable[[Any], None]] = []
+
+
+def on_begin(hook: Callable[[Any], None]) -> None:
+    """Run ``hook(connection)`` first in each transaction ``outermost`` opens (sessions.py: bounds per transaction)."""
+    _begin_hooks.append(hook)
+
+
+def _begun(connection: Any) -> None:
+    with guards.policy("allow"):  # the app's own statements, not the body's
+        for hook in _begin_hooks:
+            hook(connection)
+
+
 @contextmanager
 def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> Iterator[None]:
     """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first."""
@@ -166,6 +180,7 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
             raw.read_only = True if read_only else saved_read_only
         try:
             with transaction.atomic(using=using):
+                _begun(conn)
                 yield
         finally:
             if raw is conn.connection and not raw.closed:
@@ -181,6 +196,7 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
         if clauses:
             with conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION " + ", ".join(clauses))
+        _begun(conn)
         yield
 
 
