@@ -201,6 +201,7 @@ def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> 
 
 
 _UNPREPARABLE: weakref.WeakSet[Any] = weakref.WeakSet()  # PostgreSQL connections where preparing failed
+_UNPREPARABLE_SEEN: list[bool] = []  # whether this process has warned of it
 
 
 def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -231,9 +232,12 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
             if getattr(exc.__cause__, "sqlstate", None) not in ("26000", "42P05"):
                 raise
             _UNPREPARABLE.add(raw)
-            logger.warning(
-                "prepared statements do not work on this connection (a pooler?); not using them error=%r", exc
+            logger.log(  # once per process: behind a pooler each of a worker's connections finds it
+                logging.DEBUG if _UNPREPARABLE_SEEN else logging.WARNING,
+                "prepared statements do not work on this connection (a pooler?); not using them error=%r",
+                exc,
             )
+            _UNPREPARABLE_SEEN.append(True)
             if connection.in_atomic_block:  # the transaction is aborted: the caller's rollback path takes over
                 raise
     with connection.cursor() as cursor:

@@ -74,13 +74,20 @@ class BouncedWorkers(Workers):
 
 @pytest.fixture
 def workers(transactional_db, tmp_path: Path, bouncer):
+    before = logins(bouncer)
     group = BouncedWorkers(tmp_path, bouncer)
     yield group
     group.kill_all()
+    assert not group.procs or logins(bouncer) > before, "the workers did not connect through the bouncer"
 
 
 def warnings_about_polling(log: Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if POLLING in line]
+
+
+def logins(bouncer: PgBouncer) -> int:
+    """Client logins the bouncer logged to the test database."""
+    return bouncer.log_text().count(f"login attempt: db={connection.settings_dict['NAME']} ")
 
 
 def stop(proc, workers: Workers) -> None:
@@ -110,6 +117,8 @@ def test_without_a_direct_alias_the_worker_polls_and_warns_once(tmp_path, bounce
     warned = warnings_about_polling(workers.logs[0])
     assert len(warned) == 1, workers
     assert "polling every --poll-interval" in warned[0]
+    text = workers.logs[0].read_text(errors="replace")
+    assert text.count("prepared statements do not work") <= 1, "that warning is given once per process"
 
 
 def server_settings_through(bouncer: PgBouncer, clients: int) -> set[tuple[str, str]]:
