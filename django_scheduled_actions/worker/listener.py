@@ -107,12 +107,12 @@ class Listener(threading.Thread):
                 db.ensure_connection()
                 raw = db.connection
                 raw.autocommit = True
-                raw.execute(f"LISTEN {CHANNEL}")
-                if not checked:
+                if not checked:  # first: its UNLISTEN is then not this session's last statement
                     if not notices_arrive(raw, self.using):
                         warn_polling(self.using)
                         return
                     checked = True
+                raw.execute(f"LISTEN {CHANNEL}")  # what missed meanwhile: the notify() below
                 self.ready.set()
                 self.notify()
                 delay = 0.1
