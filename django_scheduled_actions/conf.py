@@ -22,7 +22,7 @@ PREFIX = "SCHEDULED_ACTIONS_"
 @dataclass(frozen=True)
 class Setting:
     default: Any
-    kind: str  # "seconds", "seconds_or_zero", "duration", "bool", "bytes", "isolation", "queue_limits"
+    kind: str  # "seconds", "seconds_or_zero", "duration", "bool", "bytes", "isolation", "queue_limits", "alias"
     help: str
 
 
@@ -43,6 +43,12 @@ SETTINGS: dict[str, Setting] = {
         "seconds_or_zero",
         "seconds a due job whose function no live worker knows waits for one that "
         "does before it fails (0: fails at once)",
+    ),
+    "LISTEN_DATABASE": Setting(
+        None,
+        "alias",
+        "the database alias workers LISTEN on for new jobs: a direct connection to the PostgreSQL server "
+        "of the worker's database, for when that one goes through a pooler in transaction mode (PgBouncer)",
     ),
 }
 
@@ -70,6 +76,8 @@ def validate(name: str, value: Any) -> str | None:
         return None if values.is_count(value) else "must be a positive whole number of bytes"
     if kind == "queue_limits":
         return validate_queue_limits(value)
+    if kind == "alias":
+        return validate_postgresql_alias(value)
     return None if value in ISOLATION_LEVELS else f"must be one of {', '.join(map(repr, ISOLATION_LEVELS))}"
 
 
@@ -89,6 +97,16 @@ def validate_queue_limits(value: Any) -> str | None:
             )
         if not values.is_count(limit):
             return f"must map each queue to a positive int, got {limit!r} for {queue!r}"
+    return None
+
+
+def validate_postgresql_alias(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in settings.DATABASES:
+        return f"must be None or an alias of DATABASES ({', '.join(map(repr, settings.DATABASES))})"
+    if "postgresql" not in settings.DATABASES[value].get("ENGINE", ""):
+        return "must name a PostgreSQL database (LISTEN/NOTIFY is PostgreSQL's)"
     return None
 
 

@@ -13,6 +13,10 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # a file, not :memory:, so worker subprocesses and threads share it
     DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default=str(BASE_DIR / "test.sqlite3"))  # noqa: F405
+# LISTEN_DATABASE_URL: a direct connection to LISTEN on (worker processes behind PgBouncer, test_pgbouncer_processes.py)
+if env("LISTEN_DATABASE_URL", default=None):  # noqa: F405
+    DATABASES["listen"] = env.db("LISTEN_DATABASE_URL")  # noqa: F405
+    SCHEDULED_ACTIONS_LISTEN_DATABASE = "listen"
 SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
 # worker logs in process tests: WARNING keeps failure messages short; TEST_LOG_LEVEL=INFO when running one down
 LOGGING["loggers"]["django_scheduled_actions"]["level"] = env("TEST_LOG_LEVEL", default="WARNING")  # noqa: F405

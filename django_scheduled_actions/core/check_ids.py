@@ -20,6 +20,7 @@ SETTINGS: dict[str, str] = {
     "MUTATION_ISOLATION": "scheduled_actions.E009",
     "QUEUE_CONCURRENCY": "scheduled_actions.E010",
     "UNKNOWN_FUNCTION_GRACE": "scheduled_actions.E011",
+    "LISTEN_DATABASE": "scheduled_actions.E012",
 }
 
 # A bad code-defined cron (cron/definitions.py), naming the cron.

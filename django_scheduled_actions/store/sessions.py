@@ -11,6 +11,12 @@ than the lease after which other workers recover the paused worker's jobs:
   idle-in-transaction bound; it gets the lock wait bound only.
 - SQLite: one writer at a time, bounded by its busy timeout already.
 
+Behind a pooler in transaction mode (``per_transaction``: PgBouncer) a session ``SET`` would stay on
+whichever server connection ran it, bounding the pooler's other clients there and not this worker's
+next transaction. There the bounds are set again with ``SET LOCAL`` (``set_config(..., true)``) first in
+each transaction the worker opens (``transactions.outermost``: claims, mutations, every write that
+locks rows across statements); a single autocommit statement holds its locks only while it runs.
+
 A lock wait that times out is retried like a conflict (``errors.is_conflict``) and never fails a
 job (``errors.is_lock_timeout``). Sessions of the process that are not the worker's (a web request
 in the same process, a test) are left alone.
@@ -26,13 +32,18 @@ from django.db.backends.signals import connection_created
 
 from ..conf import app_settings
 from ..core import guards
+from . import transactions
 from .engines import engine
 
 _local = threading.local()
+_pooled: set[str] = set()  # aliases bounded per transaction: behind a pooler in transaction mode
 
 
-def bound(using: str) -> None:
-    """Bound this thread's connection to ``using``: the one open now, and each it opens from now on."""
+def bound(using: str, *, per_transaction: bool | None = None) -> None:
+    """Bound this thread's connection to ``using``: the one open now, and each it opens from now on.
+    ``per_transaction`` (set by the worker's main thread, for every thread): in each transaction instead."""
+    if per_transaction is not None:
+        (_pooled.add if per_transaction else _pooled.discard)(using)
     _local.aliases = {*getattr(_local, "aliases", ()), using}
     connection = connections[using]
     if connection.connection is not None:
@@ -45,6 +56,8 @@ def timeout_seconds() -> float:
 
 def apply(connection: Any) -> None:
     """Set the session's bounds (see the module's docstring)."""
+    if connection.alias in _pooled:
+        return
     statements = engine(connection.alias).session_bounds(timeout_seconds())
     if not statements:
         return
@@ -53,9 +66,20 @@ def apply(connection: Any) -> None:
             cursor.execute(statement)
 
 
+def _on_begin(connection: Any) -> None:
+    """First in each outermost transaction of a bounded thread behind a pooler: the bounds, for it alone."""
+    if connection.alias not in _pooled or connection.alias not in getattr(_local, "aliases", ()):
+        return
+    statement, params = engine(connection.alias).transaction_bounds(timeout_seconds())
+    if statement:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+
+
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
     if connection.alias in getattr(_local, "aliases", ()):
         apply(connection)
 
 
+transactions.on_begin(_on_begin)
 connection_created.connect(_on_connection_created, dispatch_uid="scheduled_actions_bounded_sessions")

@@ -68,6 +68,19 @@ def conflict_backoff(attempt: int) -> float:
     return random.uniform(0, min(0.5, 0.002 * 2**attempt))
 
 
+_begin_hooks: list[Callable[[Any], None]] = []
+
+
+def on_begin(hook: Callable[[Any], None]) -> None:
+    """Run ``hook(connection)`` first in each transaction ``outermost`` opens (sessions.py: bounds per transaction)."""
+    _begin_hooks.append(hook)
+
+
+def _begun(connection: Any) -> None:
+    for hook in _begin_hooks:  # outside the body's guard policy, as all of outermost's own statements
+        hook(connection)
+
+
 @contextmanager
 def outermost(using: str, isolation: str | None, *, read_only: bool = False) -> Iterator[None]:
     """An outermost ``transaction.atomic`` with the given isolation, taking SQLite's write lock first.
@@ -118,6 +131,7 @@ def _transaction(using: str, isolation: str | None, read_only: bool) -> Iterator
             raw.read_only = True if read_only else saved_read_only
         try:
             with transaction.atomic(using=using):
+                _begun(conn)
                 yield
         finally:
             if raw is conn.connection and not raw.closed:
@@ -133,10 +147,12 @@ def _transaction(using: str, isolation: str | None, read_only: bool) -> Iterator
         if clauses:
             with conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION " + ", ".join(clauses))
+        _begun(conn)
         yield
 
 
 _UNPREPARABLE: weakref.WeakSet[Any] = weakref.WeakSet()  # PostgreSQL connections where preparing failed
+_UNPREPARABLE_SEEN: list[bool] = []  # whether this process has warned of it
 
 
 def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -167,9 +183,12 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
             if getattr(exc.__cause__, "sqlstate", None) not in ("26000", "42P05"):
                 raise
             _UNPREPARABLE.add(raw)
-            logger.warning(
-                "prepared statements do not work on this connection (a pooler?); not using them error=%r", exc
+            logger.log(  # once per process: behind a pooler each of a worker's connections finds it
+                logging.DEBUG if _UNPREPARABLE_SEEN else logging.WARNING,
+                "prepared statements do not work on this connection (a pooler?); not using them error=%r",
+                exc,
             )
+            _UNPREPARABLE_SEEN.append(True)
             if connection.in_atomic_block:  # the transaction is aborted: the caller's rollback path takes over
                 raise
     with connection.cursor() as cursor:

@@ -2,25 +2,96 @@
 
 The listener runs in its own thread on its own connection, reconnects by itself after the database
 restarts (LISTEN included), and wakes the worker after every reconnect in case it missed a notice.
+
+LISTEN needs a session of its own. Behind a pooler in transaction mode (PgBouncer's usual setup) the
+server connection that ran LISTEN goes back to the pool, and notices never reach the worker. So before
+relying on it the worker checks that a notice sent on its own database arrives where it listens
+(``notices_arrive``): on ``SCHEDULED_ACTIONS_LISTEN_DATABASE`` when set (a direct connection to the same
+server), else on its own database. Where none arrives it polls, and says once what to configure.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from ..conf import app_settings
+
 logger = logging.getLogger("django_scheduled_actions")
 CHANNEL = "scheduled_actions"
+PROBE_SECONDS = 3.0  # a notice on a direct connection arrives within milliseconds
 
 
 def supports_listen(using: str = DEFAULT_DB_ALIAS) -> bool:
     return connections[using].vendor == "postgresql"
 
 
+def listen_alias(using: str) -> str:
+    """The alias to LISTEN on for jobs written to ``using``."""
+    return str(app_settings.LISTEN_DATABASE or using)
+
+
+def behind_pooler(using: str) -> bool:
+    """Whether ``using`` keeps no session between transactions (a pooler in transaction mode).
+
+    A separate ``SCHEDULED_ACTIONS_LISTEN_DATABASE`` says so; else a notice must reach a listener on
+    ``using`` itself (a few milliseconds on a direct connection). Where it does not, the worker is told
+    once, here, that it polls."""
+    if not supports_listen(using):
+        return False
+    if listen_alias(using) != using:
+        return True
+    db = connections.create_connection(using)
+    try:
+        db.ensure_connection()
+        raw = db.connection
+        raw.autocommit = True
+        if notices_arrive(raw, using):
+            return False
+    finally:
+        db.close()
+    warn_polling(using)
+    return True
+
+
+def notices_arrive(raw: Any, using: str, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether a NOTIFY sent on a fresh connection to ``using`` reaches the LISTEN of ``raw`` (autocommit)."""
+    channel = f"{CHANNEL}_probe_{secrets.token_hex(6)}"
+    raw.execute(f"LISTEN {channel}")
+    sender = connections.create_connection(using)
+    try:
+        with sender.cursor() as cursor:
+            cursor.execute(f"NOTIFY {channel}")
+    finally:
+        sender.close()
+    arrived = any(True for _notice in raw.notifies(timeout=timeout, stop_after=1))
+    raw.execute(f"UNLISTEN {channel}")
+    return arrived
+
+
+def warn_polling(using: str) -> None:
+    listening_on = listen_alias(using)
+    where = (
+        f"database {listening_on!r}" if listening_on == using else f"SCHEDULED_ACTIONS_LISTEN_DATABASE {listening_on!r}"
+    )
+    logger.warning(
+        "LISTEN on %s does not receive the NOTIFY of database %r (a pooler in transaction mode?): polling "
+        "every --poll-interval instead. Set SCHEDULED_ACTIONS_LISTEN_DATABASE to the alias of a direct "
+        "connection to that PostgreSQL server (not through the pooler) to wake workers at once",
+        where,
+        using,
+    )
+
+
 class Listener(threading.Thread):
+    """LISTENs on ``listen_alias(using)``; checks on its first connection that notices of ``using`` arrive,
+    and ends (the worker polls) with one warning if they do not."""
+
     def __init__(self, notify: Callable[[], None], stopping: threading.Event, using: str = DEFAULT_DB_ALIAS):
         super().__init__(name="scheduled-actions-listener", daemon=True)
         self.notify = notify
@@ -29,14 +100,19 @@ class Listener(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
-        delay = 0.1
+        delay, checked = 0.1, False
         while not self.stopping.is_set():
-            db = connections.create_connection(self.using)
+            db = connections.create_connection(listen_alias(self.using))
             try:
                 db.ensure_connection()
                 raw = db.connection
                 raw.autocommit = True
-                raw.execute(f"LISTEN {CHANNEL}")
+                if not checked:  # first: its UNLISTEN is then not this session's last statement
+                    if not notices_arrive(raw, self.using):
+                        warn_polling(self.using)
+                        return
+                    checked = True
+                raw.execute(f"LISTEN {CHANNEL}")  # what missed meanwhile: the notify() below
                 self.ready.set()
                 self.notify()
                 delay = 0.1

@@ -41,7 +41,7 @@ from .connections import Connections, PooledStore
 from .executor import Executor
 from .heartbeat import Heartbeat
 from .ledger import Ledger
-from .listener import Listener, supports_listen
+from .listener import Listener, behind_pooler, listen_alias, supports_listen
 from .maintenance import Upkeep
 from .mutations import MUTATIONS_PER_COMMIT
 from .outcomes import Outcomes
@@ -147,7 +147,9 @@ class Worker:
         """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
         previous_handlers = self._install_signal_handlers()
         _keep_connections_open()
-        sessions.bound(self.using)
+        pooled = behind_pooler(self.using)  # no session kept between transactions: LISTEN elsewhere or poll
+        sessions.bound(self.using, per_transaction=pooled)
+        self.listening = self.listening and not (pooled and listen_alias(self.using) == self.using)
         logger.info(
             "worker starting worker_id=%s concurrency=%d queues=%s database=%s functions=%d",
             self.worker_id,

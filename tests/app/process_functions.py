@@ -11,6 +11,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from django.db import connection
+
 from django_scheduled_actions import RetryPolicy, internal_action, internal_mutation
 
 from .models import Counter, Effect
@@ -100,3 +102,12 @@ def cancelled_action(ctx) -> None:
 def exiting_mutation(ctx) -> None:
     """A mutation whose body (or a library it calls) raises SystemExit."""
     raise SystemExit(3)
+
+
+@internal_mutation
+def session_bounds(ctx) -> dict[str, str]:
+    """The bounds the worker set on the transaction this mutation runs in (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('lock_timeout')")
+        idle, lock = cursor.fetchone()
+    return {"idle_in_transaction_session_timeout": idle, "lock_timeout": lock}

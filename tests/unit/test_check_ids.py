@@ -51,6 +51,7 @@ def test_the_ids_of_the_settings_never_moved():
         "MUTATION_ISOLATION": 9,
         "QUEUE_CONCURRENCY": 10,
         "UNKNOWN_FUNCTION_GRACE": 11,
+        "LISTEN_DATABASE": 12,
     }
 
 

@@ -105,3 +105,35 @@ def test_retry_backoff_jitter_is_within_half_to_one_and_a_half():
 def test_retry_policy_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")  # only read by the check here
+def test_listen_database_must_be_an_alias_of_a_postgresql_database():
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"}
+    direct = {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "HOST": "db.internal"}
+    assert app_settings.LISTEN_DATABASE is None
+    with override_settings(DATABASES={"default": sqlite, "direct": direct}):
+        for good in (None, "direct"):
+            with override_settings(SCHEDULED_ACTIONS_LISTEN_DATABASE=good):
+                assert check_settings() == []
+                assert app_settings.LISTEN_DATABASE == good
+        problems = []
+        for bad in ("replica", "default", 1):
+            with override_settings(SCHEDULED_ACTIONS_LISTEN_DATABASE=bad):
+                problems += [(e.id, e.msg) for e in check_settings()]
+    assert problems == [
+        (
+            "scheduled_actions.E012",
+            "SCHEDULED_ACTIONS_LISTEN_DATABASE must be None or an alias of DATABASES ('default', 'direct'), "
+            "got 'replica'.",
+        ),
+        (
+            "scheduled_actions.E012",
+            "SCHEDULED_ACTIONS_LISTEN_DATABASE must name a PostgreSQL database (LISTEN/NOTIFY is PostgreSQL's), "
+            "got 'default'.",
+        ),
+        (
+            "scheduled_actions.E012",
+            "SCHEDULED_ACTIONS_LISTEN_DATABASE must be None or an alias of DATABASES ('default', 'direct'), got 1.",
+        ),
+    ]

@@ -52,6 +52,10 @@ class Engine:
         """Statements bounding a worker session's idle transactions and lock waits (see sessions.py)."""
         return []  # SQLite: one writer at a time, bounded by its busy timeout already
 
+    def transaction_bounds(self, seconds: float) -> tuple[str, list[str]]:
+        """The ``session_bounds`` of one transaction, as one statement and its parameters (behind a pooler)."""
+        return "", []
+
     # --- reading the due index ---
 
     def pending_priorities(self) -> list[int]:

@@ -37,6 +37,13 @@ class PostgreSQL(Engine):
             f"SET lock_timeout = {int(seconds * 1000)}",
         ]
 
+    def transaction_bounds(self, seconds: float) -> tuple[str, list[str]]:
+        milliseconds = str(int(seconds * 1000))
+        return (
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, true), set_config('lock_timeout', %s, true)",
+            [milliseconds, milliseconds],
+        )
+
     def next_due_time(self, queues: Iterable[str] | None) -> datetime | None:
         queues = list(queues) if queues else None
         sql = POSTGRESQL["next_due_time"].format(queues="AND queue = ANY(%s)" if queues else "")
