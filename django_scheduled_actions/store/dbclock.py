@@ -77,6 +77,8 @@ class Corrected:
     the two clocks are more than ``WARN_AFTER`` apart."""
 
     WARN_AFTER = timedelta(seconds=1)
+    UNCERTAIN = timedelta(milliseconds=50)
+    STEADY = timedelta(milliseconds=250)
 
     def __init__(self, using: str = DEFAULT_DB_ALIAS, local: Callable[[], datetime] = timezone.now):
         self.using, self.local = using, local
@@ -87,10 +89,16 @@ class Corrected:
         return self.local() + self.offset
 
     def measure(self) -> timedelta:
+        """Read the offset again. A reading whose round trip took long (a reconnect) is too uncertain to
+        keep, and one within ``STEADY`` of the offset kept is noise: keeping the offset steady keeps a
+        job's recorded start before its completion, however short the job."""
         before = self.local()
         database = now(self.using)
         after = self.local()
-        self.offset = database - (before + (after - before) / 2)
+        offset = database - (before + (after - before) / 2)
+        if self.measured and (after - before > self.UNCERTAIN or abs(offset - self.offset) < self.STEADY):
+            return self.offset
+        self.offset = offset
         if not self.measured and abs(self.offset) > self.WARN_AFTER:
             logger.warning(
                 "this machine's clock is %.1fs %s the database's: the worker writes the database's time",

@@ -3,8 +3,9 @@ one of its own, opened first and never given up; on PostgreSQL the listener has 
 read and write of the worker (claims, outcomes, upkeep, the ledger, crons, each mutation with its body) and
 every ``ctx.run_*`` of the bodies it runs, sync or async, runs on one of the rest: a few threads that each
 keep one connection for good. Work that finds them all busy waits in line for one; it never fails for
-want of a connection, and nothing waiting holds a lock that the work ahead of it needs (a thread of
-these never waits on another of them: work they submit runs inline)."""
+want of a connection, and nothing waiting holds a lock that the work ahead of it needs (work a thread of
+these submits runs inline). Where the database grants fewer connections than threads, a thread it refuses
+passes its work on to the line again while another thread holds a connection, so the work runs there."""
 
 from __future__ import annotations
 
@@ -34,9 +35,33 @@ class Connections:
             raise ValueError("the worker needs at least one database connection for its work")
         self.size, self.using = size, using
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._holding: set[int] = set()  # the threads whose connection is open
         self._threads = ThreadPoolExecutor(
             max_workers=size, thread_name_prefix="scheduled-actions-db", initializer=self._enter
         )
+
+    def _open(self) -> bool:
+        """Have this thread's connection open. While the database refuses one (a connection limit, other
+        clients holding the rest) and another of these threads holds one, False at once: the work goes
+        to that one rather than wait here (fewer connections than threads is slower, never stuck). With
+        none held it waits for one (``wait_for_connection``)."""
+        me = threading.get_ident()
+        if connections[self.using].connection is not None:
+            return True
+        with self._lock:
+            self._holding.discard(me)
+            others = bool(self._holding)
+        try:
+            wait_for_connection(self.using, patience=0.0 if others else CONNECT_PATIENCE)
+        except DatabaseError as exc:
+            if not (others and is_connection_error(exc)):
+                raise
+            logger.debug("database refused a connection; the work goes to a thread holding one error=%s", exc)
+            return False
+        with self._lock:
+            self._holding.add(me)
+        return True
 
     def _enter(self) -> None:
         self._local.mine = True
@@ -64,7 +89,8 @@ class Connections:
 
     def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         drop_broken_connections()
-        wait_for_connection(self.using)
+        if not self._open():  # this thread waits for the one that runs it: it could not connect anyway
+            return self._threads.submit(self._run, work, *args, **kwargs).result()
         try:
             # the worker's own work, whatever policy the thread that first needed this one held: each
             # ctx.run_* sets its own (a query stays read-only)
@@ -74,6 +100,8 @@ class Connections:
             # this thread's connection may be broken: the next work here opens a new one (whoever
             # called retries as it would have, on a connection of its own)
             connections.close_all()
+            with self._lock:
+                self._holding.discard(threading.get_ident())
             raise
 
     def close(self) -> None:

@@ -57,6 +57,34 @@ def test_the_database_clock_is_the_database_servers_time():
     assert timezone.is_aware(now) and before - timedelta(seconds=5) < now < timezone.now() + timedelta(seconds=5)
 
 
+@pytest.mark.parametrize("offset", [SKEW, -SKEW], ids=["ahead", "behind"])
+def test_the_workers_clock_is_corrected_to_the_databases_and_holds_steady(offset, caplog):
+    clock = dbclock.Corrected("default", local=skewed(offset))
+    assert abs(clock() - dbclock.now()) > SKEW / 2  # not measured yet: the machine's clock
+    clock.measure()
+    assert abs(clock() - dbclock.now()) < timedelta(seconds=1)
+    assert "clock is 120.0s" in caplog.text and ("ahead" if offset > timedelta(0) else "behind") in caplog.text
+    kept = clock.offset
+    clock.local = skewed(offset + dbclock.Corrected.STEADY / 2)  # jitter: the offset kept stays
+    clock.measure()
+    assert clock.offset == kept
+    clock.local = skewed(offset + timedelta(seconds=5))  # the machine's clock stepped: followed
+    clock.measure()
+    assert abs(clock() - dbclock.now()) < timedelta(seconds=1)
+
+
+def test_a_worker_writes_the_databases_time_whatever_its_machines_clock_says():
+    job_id = scheduler.run_after(0, create_counter, {"name": "times"})
+    worker = Worker(burst=True, crons=False, poll_interval=0.05)
+    worker.corrected.local = skewed(SKEW)
+    worker.run()
+    job = Jobs.get(pk=job_id)
+    database_now = dbclock.now()
+    assert job.state == State.SUCCESS
+    assert job.started_at <= job.completed_time <= database_now + timedelta(seconds=1)
+    assert database_now - job.completed_time < timedelta(seconds=30)
+
+
 def test_a_worker_whose_clock_runs_ahead_takes_no_live_workers_jobs():
     job_id = scheduler.run_after(0, create_counter, {"name": "alive's"})
     lease = timedelta(seconds=60)
