@@ -14,6 +14,7 @@ from django_scheduled_actions import (
     internal_query,
     workflow,
 )
+from django_scheduled_actions.models import WorkflowRun
 
 from .models import Counter, Note
 from .orchestration_functions import tally
@@ -178,3 +179,23 @@ def start_and_signal(ctx, key: str) -> int:
     run_id = ctx.workflows.start(waiter, {"name": key})
     ctx.workflows.send_event(run_id, key, {"from": "action"})
     return run_id
+
+
+@internal_query
+def run_keyed(ctx, key: str) -> int:
+    return WorkflowRun.objects.get(idempotency_key=key).pk
+
+
+@internal_action
+def cancel_own_run(ctx, key: str) -> str:
+    """Cancels the run it is a step of, then finishes: a running action step is let finish."""
+    ctx.workflows.cancel(ctx.run_query(run_keyed, {"key": key}))
+    ctx.run_mutation(tally, {"name": f"finished {key}"})
+    return "finished"
+
+
+@workflow
+def canceled_midway(step, key: str) -> str:
+    step.run_action(cancel_own_run, {"key": key})
+    step.run_mutation(note, {"text": f"after cancel {key}"})
+    return "not canceled"
