@@ -216,6 +216,7 @@ def replay(run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any) -> None:
     using = ctx.using
     now = max(timezone.now(), ctx.job.scheduled_time) if ctx.job is not None else timezone.now()
     step = Steps(run, journaled, ctx, now)
+    error: Exception | None
     try:
         wf = workflow_registry.get(run.name)
         result = wf.fn(step, **wf.validator.to_python(run.args))

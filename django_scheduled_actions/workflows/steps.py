@@ -16,6 +16,7 @@ worker runs it with that function's guarantees:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
@@ -128,7 +129,7 @@ def job_finished(job: ScheduledFunction, using: str = DEFAULT_DB_ALIAS) -> None:
         logger.warning("could not journal workflow step yet job=%s error=%r", job.pk, exc)
 
 
-def _settle(job_id: int, row: dict[str, Any], using: str) -> bool:
+def _settle(job_id: int, row: Mapping[str, Any], using: str) -> bool:
     if row["state"] not in FINAL_STATES or not isinstance(row["args"], dict):
         return False
     if row["state"] == State.SUCCESS:

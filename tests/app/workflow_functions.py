@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import timedelta
 
 from django_scheduled_actions import (
@@ -199,3 +200,23 @@ def canceled_midway(step, key: str) -> str:
     step.run_action(cancel_own_run, {"key": key})
     step.run_mutation(note, {"text": f"after cancel {key}"})
     return "not canceled"
+
+
+@internal_action
+def durable_send(ctx, key: str, pause: float = 0.0) -> str:
+    time.sleep(pause)  # a moment for a kill -9 to land in
+    ctx.run_mutation(tally, {"name": f"sent {key}"})
+    return f"sent {key}"
+
+
+@workflow
+def durable(step, key: str, n: int, pause: float = 0.05) -> list:
+    """``n`` mutation steps, ``n`` retried action steps and a short sleep: the process tests' kill -9."""
+    results = []
+    for i in range(n):
+        results.append(step.run_mutation(tally, {"name": f"dur {key} m{i}"}))
+        retry = RetryPolicy(max_attempts=20, initial_backoff=0.1, max_backoff=0.5, jitter=False)
+        results.append(step.run_action(durable_send, {"key": f"dur {key} a{i}", "pause": pause}, retry=retry))
+        if i == 0:
+            step.sleep(0.2)
+    return results
