@@ -75,7 +75,7 @@ class Steps:
 
     def sleep(self, duration: float | timedelta) -> None:
         """Wait ``duration`` (seconds or a ``timedelta``) durably: the run is a row and a due job meanwhile."""
-        seconds = values.seconds(duration.total_seconds() if isinstance(duration, timedelta) else duration, "sleep")
+        seconds = max(values.delay_seconds(duration, "step.sleep()"), 0.0)
         index = self._next
         self._next += 1
         found = self._journaled(index, Kind.SLEEP, "")

@@ -32,14 +32,20 @@ logger = logging.getLogger("django_scheduled_actions")
 PREFIX = "workflow-step:"
 RETRY_MARK = "#retry="
 STRAGGLERS_PER_PASS = 100
+MAX_NAME_LENGTH = 255  # ScheduledFunction.name
 _wrappers: dict[str, Function] = {}
 
 
 def job_name(fn: Function, retry: RetryPolicy | None) -> str:
-    if retry is None:
-        return PREFIX + fn.name
-    fields = (retry.max_attempts, retry.initial_backoff, retry.base, retry.max_backoff, int(retry.jitter))
-    return f"{PREFIX}{fn.name}{RETRY_MARK}{','.join(repr(v) for v in fields)}"
+    name = PREFIX + fn.name
+    if retry is not None:
+        fields = (retry.max_attempts, retry.initial_backoff, retry.base, retry.max_backoff, int(retry.jitter))
+        name += RETRY_MARK + ",".join(repr(v) for v in fields)
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"the step job's name {name!r} is over {MAX_NAME_LENGTH} characters: give {fn.name} a shorter name="
+        )
+    return name
 
 
 def _parse(name: str) -> tuple[str, RetryPolicy | None]:
