@@ -147,7 +147,7 @@ class Workers:
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 15
-        for slot, proc in self.procs.items():
+        for proc in self.procs.values():
             try:
                 proc.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:  # not a fault: the invariants will say what it left behind

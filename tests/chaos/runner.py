@@ -118,7 +118,6 @@ def run_scenario(run: Run) -> Result:
 def _wait_moving(run: Run, fault_end) -> float | None:
     """Seconds from the fault's end to the first job completed after it (the queue moving again)."""
     from django.db import connection
-    from django.utils import timezone
 
     from django_scheduled_actions.models import ScheduledFunction
 
