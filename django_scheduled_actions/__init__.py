@@ -5,6 +5,7 @@ from typing import Any
 from .core.auth import Auth
 from .core.registry import action, internal_action, internal_mutation, internal_query, mutation, query
 from .core.retry import RetryPolicy
+from .core.workflows import workflow
 from .cron.definitions import cron_jobs
 from .exceptions import (
     ActionDatabaseAccessError,
@@ -17,8 +18,10 @@ from .exceptions import (
     NonRetryableError,
     QueryWriteError,
     ReturnValidationError,
+    StepFailed,
     Unauthenticated,
     WorkerLost,
+    WorkflowNondeterminism,
 )
 
 __all__ = [
@@ -36,8 +39,10 @@ __all__ = [
     "ReturnValidationError",
     "Saga",
     "SagaRolledBack",
+    "StepFailed",
     "Unauthenticated",
     "WorkerLost",
+    "WorkflowNondeterminism",
     "action",
     "cron_jobs",
     "internal_action",
@@ -51,6 +56,8 @@ __all__ = [
     "schedule_on_delete",
     "schedule_on_save",
     "scheduler",
+    "workflow",
+    "workflows",
 ]
 
 _LAZY = {
@@ -68,6 +75,10 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """Names that need the app registry (models) are imported on first use, after django.setup()."""
+    if name == "workflows":  # the package itself: workflows.start(...), .send_event, .status, .cancel
+        from importlib import import_module
+
+        return import_module(".workflows", __name__)
     if name in _LAZY:
         from importlib import import_module
 

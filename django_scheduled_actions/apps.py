@@ -17,6 +17,9 @@ class ScheduledActionsConfig(AppConfig):
 
     def ready(self) -> None:
         signal_handlers.connect()
+        # here: the workflows' internal functions and step resolver need the models; every process
+        # (web, shell, worker) can then start, replay and run workflows
+        from . import workflows  # noqa: F401
 
         autodiscover_modules("functions")
         autodiscover_modules("crons")  # after functions: crons refer to them

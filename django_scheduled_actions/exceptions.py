@@ -72,3 +72,20 @@ class Unauthenticated(ScheduledActionsError):
 
     For a signed-in caller who may not do this, raise Django's ``PermissionDenied`` (a 403).
     """
+
+
+class StepFailed(ScheduledActionsError):
+    """A workflow step failed for good (its function raised, timed out or was lost, with no retry left);
+    raised in the workflow's body, where ``try/except`` may compensate. ``function``: the step's
+    function; ``error``: what it raised, as recorded."""
+
+    def __init__(self, function: str, error: str):
+        self.function = function
+        self.error = error
+        last = error.strip().splitlines()[-1] if error.strip() else "failed"
+        super().__init__(f"step {function} failed: {last}")
+
+
+class WorkflowNondeterminism(ScheduledActionsError):
+    """A workflow's replay asked for another step than its journal holds (its code changed, or depends
+    on something else than its arguments and its steps' results); the run fails with it."""

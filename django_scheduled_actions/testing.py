@@ -7,6 +7,10 @@
   (like an "eager" mode), delayed ones included unless ``include_delayed=False``; under ``TestCase``,
   when ``captureOnCommitCallbacks(execute=True)`` runs the callbacks, inside the block or around it.
 
+- Workflows: ``run_due_jobs()`` runs their replays and steps too (``advance=timedelta(days=30)`` wakes a
+  30-day ``step.sleep`` at once); ``send_workflow_event(run_id, name, payload)`` sends an event and runs
+  what it makes due; ``assert_workflow_steps(run_id, [(kind, fn, state), ...])`` checks a run's journal.
+
 Jobs run inline: action timeouts are not enforced here (the worker enforces them).
 """
 
@@ -22,10 +26,11 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from .core.registry import Function
-from .models import ScheduledFunction, State
+from .models import ScheduledFunction, State, WorkflowStep
 from .signals import job_scheduled
 from .store.leases import claim
 from .worker.executor import Executor
+from .workflows import Workflows
 
 WORKER_ID = "testing"
 LEASE = timedelta(minutes=10)
@@ -112,6 +117,40 @@ def assert_scheduled(
 
 def assert_not_scheduled(fn: Function, args: dict[str, Any] | None = None, *, using: str = DEFAULT_DB_ALIAS) -> None:
     assert_scheduled(fn, args, count=0, using=using)
+
+
+def workflow_steps(run_id: int, using: str = DEFAULT_DB_ALIAS) -> list[tuple[str, str, str]]:
+    """The run's journal: ``(kind, function, state)`` per step, in order (an event's name as its function,
+    ``""`` for a sleep)."""
+    steps = WorkflowStep.objects.using(using).filter(run_id=run_id).order_by("index")
+    return [(kind, function, state) for kind, function, state in steps.values_list("kind", "function", "state")]
+
+
+def assert_workflow_steps(
+    run_id: int, expected: list[tuple[str, Function | str, str]], *, using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Assert the run's journal is ``expected``: ``(kind, function or its name, state)`` per step."""
+    wanted = [(kind, fn.name if isinstance(fn, Function) else fn, state) for kind, fn, state in expected]
+    found = workflow_steps(run_id, using)
+    if found != wanted:
+        raise AssertionError(f"workflow run {run_id}: expected the steps {wanted}, found {found}")
+
+
+def send_workflow_event(
+    run_id: int,
+    name: str,
+    payload: Any = None,
+    *,
+    run: bool = True,
+    advance: timedelta | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> bool:
+    """Send the event ``name`` to the run and, with ``run``, run the jobs due then (``run_due_jobs``).
+    Returns what ``workflows.send_event`` does: False if the run had finished."""
+    sent = Workflows(using).send_event(run_id, name, payload)
+    if run:
+        run_due_jobs(advance=advance, using=using)
+    return sent
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from ..core.registry import Function
 from ..exceptions import ActionInTransactionError, QueryWriteError
 from ..scheduling.scheduler import Scheduler
 from ..store.transactions import in_callers_transaction, run_in_mutation_transaction, run_in_query_transaction
+from ..workflows import Workflows
 from . import idempotency
 from .through import Awaited, Awaiting, Routed, Through, direct, on_callers_thread
 
@@ -202,6 +203,13 @@ class MutationCtx(QueryCtx):
         scheduler = Scheduler(using=self.using, parent=self.job)
         return scheduler if self._through is direct else Routed(scheduler, self._through)  # type: ignore[return-value]
 
+    @property
+    def workflows(self) -> Workflows:
+        """``ctx.workflows.start(fn, args)``, ``send_event``, ``status``, ``cancel``: in a mutation, its
+        writes are the mutation's (a rollback leaves no run)."""
+        client = Workflows(using=self.using)
+        return client if self._through is direct else Routed(client, self._through)  # type: ignore[return-value]
+
     def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         return self._through(lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
@@ -253,3 +261,8 @@ class AsyncActionCtx:
     def scheduler(self) -> Any:
         """``await ctx.scheduler.run_after(...)``, ``run_at``, ``run_many``, ``batch``, ``cancel``..."""
         return Awaiting(Scheduler(using=self.using, parent=self.job), self._awaited)
+
+    @property
+    def workflows(self) -> Any:
+        """``await ctx.workflows.start(fn, args)``, ``send_event``, ``status``, ``cancel``."""
+        return Awaiting(Workflows(using=self.using), self._awaited)

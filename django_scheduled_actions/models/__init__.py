@@ -1,13 +1,15 @@
-"""Jobs, cron definitions, idempotency keys, workers and orchestration, in the project's own database."""
+"""Jobs, cron definitions, idempotency keys, workers, orchestration and workflows, in the project's own database."""
 
 from .crons import CronJob, CronJobQuerySet
 from .jobs import FINAL_STATES, Kind, ScheduledFunction, ScheduledFunctionQuerySet, State
 from .keys import IdempotencyKey, IdempotencyKeyQuerySet
 from .orchestration import Batch, ConcurrencyLimit, Saga, SagaStep
 from .workers import WorkerProcess, WorkerProcessQuerySet
+from .workflows import FINISHED_RUN_STATES, WorkflowRun, WorkflowStep
 
 __all__ = [
     "FINAL_STATES",
+    "FINISHED_RUN_STATES",
     "Batch",
     "ConcurrencyLimit",
     "CronJob",
@@ -22,4 +24,6 @@ __all__ = [
     "State",
     "WorkerProcess",
     "WorkerProcessQuerySet",
+    "WorkflowRun",
+    "WorkflowStep",
 ]

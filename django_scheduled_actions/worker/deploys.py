@@ -28,6 +28,7 @@ from ..models import ScheduledFunction, State
 from ..models.jobs import Kind
 from ..scheduling import batches
 from ..store.knowledge import Knowledge, grace_over
+from ..workflows import steps as workflow_steps
 from .outcomes import Claimed, describe, persist
 from .store import Store
 
@@ -123,6 +124,7 @@ class Repertoire:
             return False  # claimed or canceled meanwhile
         job.state, job.completed_time = State.FAILED, now
         batches.job_finished(job, self.using)
+        workflow_steps.job_finished(job, self.using)
         signals.job_failed.send_robust(
             sender=ScheduledFunction, job=job, error=error, will_retry=False, worker_id=self.worker_id
         )

@@ -14,9 +14,19 @@ from .. import signals
 from ..core.registry import registry
 from ..core.retry import RetryPolicy
 from ..exceptions import FunctionNotFound, WorkerLost
-from ..models import Batch, IdempotencyKey, Saga, ScheduledFunction, ScheduledFunctionQuerySet, State, WorkerProcess
+from ..models import (
+    Batch,
+    IdempotencyKey,
+    Saga,
+    ScheduledFunction,
+    ScheduledFunctionQuerySet,
+    State,
+    WorkerProcess,
+    WorkflowRun,
+)
 from ..scheduling import batches
 from ..store import dbclock
+from ..workflows import steps as workflow_steps
 
 logger = logging.getLogger("django_scheduled_actions")
 PRUNE_EVERY = 600.0
@@ -44,6 +54,7 @@ def recover_expired(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) 
     if recovered:
         logger.warning("recovered jobs of lost workers count=%d", recovered)
     batches.settle_stragglers(using)  # items whose worker died before counting them (and the ones failed above)
+    workflow_steps.settle_stragglers(using)  # workflow steps whose worker died before journaling them
     return recovered
 
 
@@ -54,6 +65,7 @@ def recover_previous_incarnation(worker_id: str, now: datetime, using: str = DEF
     if recovered:
         logger.warning("recovered jobs of this worker id's previous process worker=%s count=%d", worker_id, recovered)
         batches.settle_stragglers(using)
+        workflow_steps.settle_stragglers(using)
     return recovered
 
 
@@ -89,7 +101,7 @@ def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFuncti
 
 def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
     """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
-    batches and sagas finished before then. ``now`` None: the database's time."""
+    batches, sagas and workflow runs finished before then. ``now`` None: the database's time."""
     now = now or dbclock.now(using)
     jobs = ScheduledFunction.objects.using(using)
     deleted = 0
@@ -101,6 +113,7 @@ def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_AL
     IdempotencyKey.objects.using(using).expired(now).delete()
     Batch.objects.using(using).filter(finished_at__lt=now - retention).delete()
     Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
+    WorkflowRun.objects.using(using).filter(finished_at__lt=now - retention).delete()  # and their steps
     WorkerProcess.objects.using(using).filter(expires_at__lt=now - retention).delete()
     return deleted
 

@@ -18,6 +18,7 @@ from ..models import ScheduledFunction, WorkerProcess
 from ..scheduling import batches
 from ..store import dbclock, leases
 from ..store.engines import engine
+from ..workflows import steps as workflow_steps
 from . import maintenance
 
 Jobs = ScheduledFunction.objects
@@ -145,8 +146,10 @@ class DatabaseStore:
         return Jobs.using(self.using).undo_start(job_id, token)
 
     def batch_item_finished(self, job: ScheduledFunction) -> None:
-        """After ``job``'s final state committed: count it in its batch, if it has one."""
+        """After ``job``'s final state committed: count it in its batch, if it has one; journal it in its
+        workflow run, if it runs a step."""
         batches.job_finished(job, self.using)
+        workflow_steps.job_finished(job, self.using)
 
     def reconnect(self) -> None:
         """Drop this thread's connection after an error; the next query opens a new one."""

@@ -1,0 +1,177 @@
+"""The journal's writes: a run's row locked first by every writer (the body's replay, a step's completion,
+an event, a cancel), its steps' state changes as conditional updates, and the jobs that resume it.
+
+Every writer takes the run's row with ``SELECT ... FOR UPDATE`` before anything else, so the writes to one
+run are serialised in one order (SQLite's single writer does the same); a step is written once, at its
+index (``sa_workflow_step_unique``), and changes state only from ``running`` or ``waiting``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..core import guards
+from ..core.registry import Function, registry
+from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
+from ..scheduling import changes
+from ..scheduling.scheduler import Scheduler
+from ..store.transactions import in_transaction, outermost, retry_on_conflict
+
+T = TypeVar("T")
+RESUME = "django_scheduled_actions.workflows:resume"  # the internal mutation that replays a run's body
+Run, Step = WorkflowRun.State, WorkflowStep.State
+OPEN_STEPS = (Step.RUNNING, Step.WAITING)
+
+
+def describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)).strip()
+
+
+def atomically(body: Callable[[], T], using: str) -> T:
+    """``body`` in the caller's transaction (a savepoint) if one is open, else in a short one of its own
+    (SQLite's write lock taken first), repeated after a conflict."""
+    with guards.policy("allow"):
+        if in_transaction(using):
+            with transaction.atomic(using=using):
+                return body()
+
+        def once() -> T:
+            with outermost(using, None):
+                return body()
+
+        return retry_on_conflict(once)
+
+
+def lock_run(run_id: int, using: str) -> WorkflowRun | None:
+    """The run's row, locked until the transaction ends (None if there is none)."""
+    return WorkflowRun.objects.using(using).select_for_update().filter(pk=run_id).first()
+
+
+def steps_of(run: WorkflowRun, using: str) -> list[WorkflowStep]:
+    return list(WorkflowStep.objects.using(using).filter(run_id=run.pk).order_by("index"))
+
+
+def schedule_resume(run: WorkflowRun, using: str, *, at: datetime | None = None, wake: int | None = None) -> int:
+    """Schedule a replay of ``run``'s body (at ``at``, else now), in the caller's transaction. ``wake``:
+    the index of the sleep or timed wait it ends. Returns the job's id."""
+    args: dict[str, Any] = {"run_id": run.pk} if wake is None else {"run_id": run.pk, "wake": wake}
+    resume = registry.get(RESUME)
+    scheduler = Scheduler(using=using)
+    job_id = (
+        scheduler.run_at(at, resume, args, queue=run.queue)
+        if at
+        else scheduler.run_after(0, resume, args, queue=run.queue)
+    )
+    assert job_id is not None  # no idempotency key: always written
+    return job_id
+
+
+def finish_step(
+    run: WorkflowRun,
+    index: int,
+    state: str,
+    using: str,
+    *,
+    result: Any = None,
+    error: str = "",
+    job_id: int | None = None,
+) -> bool:
+    """Move the run's open step ``index`` to ``state`` (only if it is still open, and, with ``job_id``,
+    still that job's); returns whether it did."""
+    open_step = WorkflowStep.objects.using(using).filter(run_id=run.pk, index=index, state__in=OPEN_STEPS)
+    if job_id is not None:
+        open_step = open_step.filter(job_id=job_id)
+    return bool(open_step.update(state=state, result=result, error=error, finished_at=timezone.now()))
+
+
+def settle_step(run_id: int, index: int, job_id: int, state: str, result: Any, error: str, using: str) -> bool:
+    """Journal the outcome of a step's job (``state``: success or failed) and resume the run, once."""
+
+    def body() -> bool:
+        run = lock_run(run_id, using)
+        if run is None or run.is_finished:
+            return False
+        if not finish_step(run, index, state, using, result=result, error=error, job_id=job_id):
+            return False  # journaled already (a mutation step, with its effects), or canceled
+        schedule_resume(run, using)
+        return True
+
+    return atomically(body, using)
+
+
+def cancel_run(run_id: int, using: str) -> bool:
+    """Cancel the run: its pending step jobs never run, a running action finishes (its job stays
+    canceled), a running mutation's completion matches no row and rolls back; no step or replay runs
+    after. Returns False if the run had finished already."""
+
+    def body() -> bool:
+        run = lock_run(run_id, using)
+        if run is None or run.is_finished:
+            return False
+        now = timezone.now()
+        open_steps = WorkflowStep.objects.using(using).filter(run_id=run.pk, state__in=OPEN_STEPS)
+        job_ids = [pk for pk in open_steps.values_list("job_id", flat=True) if pk is not None]
+        if job_ids:
+            changes.cancel(ScheduledFunction.objects.using(using).filter(pk__in=job_ids), now)
+        open_steps.update(state=Step.CANCELED, finished_at=now)
+        set_state(run, Run.CANCELED, using, finished_at=now)
+        return True
+
+    return atomically(body, using)
+
+
+def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:
+    """Hand ``payload`` to the run's step waiting for the event ``name`` and resume the run; with no such
+    step yet, keep it in the run's inbox for the first wait on ``name``. False if the run has finished."""
+
+    def body() -> bool:
+        run = lock_run(run_id, using)
+        if run is None or run.is_finished:
+            return False
+        waiting = (
+            WorkflowStep.objects.using(using)
+            .filter(run_id=run.pk, kind=WorkflowStep.Kind.EVENT, function=name, state=Step.WAITING)
+            .order_by("index")
+            .first()
+        )
+        if waiting is None:
+            run.inbox = [*run.inbox, {"name": name, "payload": payload}]
+            run.save(using=using, update_fields=["inbox"])
+            return True
+        finish_step(run, waiting.index, Step.SUCCESS, using, result=payload)
+        if waiting.job_id is not None:  # its timeout will not be needed
+            changes.cancel(ScheduledFunction.objects.using(using).filter(pk=waiting.job_id))
+        schedule_resume(run, using)
+        return True
+
+    return atomically(body, using)
+
+
+def take_event(run: WorkflowRun, name: str, using: str) -> tuple[bool, Any]:
+    """The first event ``name`` kept in the (locked) run's inbox, taken out of it: ``(True, payload)``, or
+    ``(False, None)`` if there is none."""
+    for i, event in enumerate(run.inbox):
+        if event.get("name") == name:
+            run.inbox = run.inbox[:i] + run.inbox[i + 1 :]
+            run.save(using=using, update_fields=["inbox"])
+            return True, event.get("payload")
+    return False, None
+
+
+def set_state(run: WorkflowRun, state: str, using: str, **fields: Any) -> None:
+    run.state = state
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save(using=using, update_fields=["state", *fields])
+
+
+def check_step_function(fn: Any, kinds: tuple[str, ...], what: str) -> Function:
+    if not isinstance(fn, Function) or fn.kind not in kinds:
+        raise TypeError(f"{what} takes a function decorated as a {' or '.join(kinds)}, got {fn!r}")
+    return fn
