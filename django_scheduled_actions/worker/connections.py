@@ -90,7 +90,8 @@ class Connections:
     def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         drop_broken_connections()
         if not self._open():  # this thread waits for the one that runs it: it could not connect anyway
-            return self._threads.submit(self._run, work, *args, **kwargs).result()
+            elsewhere: Future[T] = self._threads.submit(self._run, work, *args, **kwargs)
+            return elsewhere.result()
         try:
             # the worker's own work, whatever policy the thread that first needed this one held: each
             # ctx.run_* sets its own (a query stays read-only)

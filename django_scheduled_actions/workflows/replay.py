@@ -23,7 +23,7 @@ from ..core.retry import RetryPolicy
 from ..core.workflows import workflow_registry
 from ..exceptions import StepFailed, WorkflowNondeterminism
 from ..models import WorkflowRun, WorkflowStep
-from ..store.transactions import is_conflict
+from ..store.errors import is_conflict
 from . import journal, steps
 
 Kind, Step = WorkflowStep.Kind, WorkflowStep.State
