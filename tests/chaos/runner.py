@@ -218,7 +218,7 @@ def check_invariants(run: Run, load_stopped) -> None:
                 f"{where}: times not on the database's clock: started {job.started_at}, "
                 f"completed {job.completed_time}, checked at {now}"
             )
-        if job.state == State.FAILED and not _lost_with(job, run.workers.faulted):
+        if job.state == State.FAILED and not _lost_with(job, run.workers.faulted) and not _commit_unknowable(run, job):
             lost.append(f"{where}: failed, though its worker was not the fault's; error={_last_line(job.error)!r}")
         if kind in ("effect", "stall"):
             if n > 1:
@@ -255,6 +255,16 @@ def check_invariants(run: Run, load_stopped) -> None:
     res.jobs = len(jobs) + cron_jobs.count()
     res.lost, res.duplicated = len(lost), len(duplicated)
     res.violations[:0] = [f"lost: {t}" for t in lost[:10]] + [f"duplicated: {t}" for t in duplicated[:10]]
+
+
+def _commit_unknowable(run: Run, job) -> bool:
+    """MariaDB cannot say whether a COMMIT whose connection was killed applied (README: "Bounded
+    connections"), so under ``backend_kill`` an action's ``ctx.run_mutation`` may fail with a lost
+    connection there: counted in the row's note, not a violation. PostgreSQL asks ``txid_status``."""
+    if run.result.db != "mysql" or run.scenario.name != "backend_kill" or "Lost connection" not in job.error:
+        return False
+    run.result.note = f"{run.result.note} commit unknown: job {job.pk}".strip()
+    return True
 
 
 def _lost_with(job, faulted: set[str]) -> bool:
