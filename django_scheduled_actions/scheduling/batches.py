@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.utils import timezone
@@ -40,11 +40,10 @@ from ..core.jobs import JobInfo
 from ..core.registry import registry
 from ..exceptions import FunctionNotFound
 from ..models import FINAL_STATES, Batch, ScheduledFunction, ScheduledFunctionQuerySet, State
-from ..store.transactions import in_transaction, outermost, retry_on_conflict
+from ..store.transactions import run_in_short_transaction
 from . import jobs
 
 logger = logging.getLogger("django_scheduled_actions")
-T = TypeVar("T")
 CHUNK = 1000
 COUNTS = ("batch_id", "succeeded", "failed", "canceled")
 COUNTER_OF = {State.SUCCESS: "succeeded", State.FAILED: "failed", State.CANCELED: "canceled"}
@@ -125,7 +124,7 @@ def settle(batch_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS, *, job_id: i
     """Count the finished, uncounted items of each batch (only ``job_id`` if given) and finish the batches
     whose items are all counted. Joins the caller's transaction if there is one."""
     for batch_id in sorted(set(batch_ids)):
-        _atomically(functools.partial(_settle_one, batch_id, using, job_id), using)
+        run_in_short_transaction(functools.partial(_settle_one, batch_id, using, job_id), using)
 
 
 def _settle_one(batch_id: int, using: str, job_id: int | None) -> None:
@@ -192,21 +191,6 @@ def settle_stragglers(using: str = DEFAULT_DB_ALIAS) -> int:
         settle(stragglers, using)
         logger.warning("counted batch items left uncounted by a lost worker batches=%s", stragglers)
     return len(stragglers)
-
-
-def _atomically(body: Callable[[], T], using: str) -> T:
-    """A short transaction at the connection's default isolation (read committed), SQLite's write lock
-    taken first; a savepoint inside an open transaction. Deadlocks and lock timeouts are retried."""
-    if in_transaction(using):
-        with transaction.atomic(using=using):
-            return body()
-
-    def once() -> T:
-        with outermost(using, None):
-            return body()
-
-    with guards.policy("allow"):
-        return retry_on_conflict(once)
 
 
 def items_of(batch_id: int, using: str = DEFAULT_DB_ALIAS) -> ScheduledFunctionQuerySet:

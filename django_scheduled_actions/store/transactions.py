@@ -248,6 +248,22 @@ def retry_on_conflict(attempt_once: Callable[[], T], *, unique_retries: int = 0)
             time.sleep(conflict_backoff(attempt))
 
 
+def run_in_short_transaction(body: Callable[[], T], using: str) -> T:
+    """The app's own bookkeeping (batch counts, workflow journals): in the caller's transaction (a
+    savepoint) if one is open, else in a short one of its own at the connection's default isolation
+    (SQLite's write lock taken first), repeated after a conflict."""
+    with guards.policy("allow"):
+        if in_transaction(using):
+            with transaction.atomic(using=using):
+                return body()
+
+        def once() -> T:
+            with outermost(using, None):
+                return body()
+
+        return retry_on_conflict(once)
+
+
 def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
     """Run ``body`` in a mutation transaction, retried on conflicts and lost unique-key races; join an
     open transaction as a savepoint (never retried: the transaction is the caller's)."""

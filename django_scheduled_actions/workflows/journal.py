@@ -9,21 +9,17 @@ index (``sa_workflow_step_unique``), and changes state only from ``running`` or 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
-from ..core import guards
 from ..core.registry import Function, registry
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
 from ..scheduling import changes
 from ..scheduling.scheduler import Scheduler
-from ..store.transactions import in_transaction, outermost, retry_on_conflict
+from ..store.transactions import run_in_short_transaction
 
-T = TypeVar("T")
 RESUME = "django_scheduled_actions.workflows:resume"  # the internal mutation that replays a run's body
 Run, Step = WorkflowRun.State, WorkflowStep.State
 OPEN_STEPS = (Step.RUNNING, Step.WAITING)
@@ -31,21 +27,6 @@ OPEN_STEPS = (Step.RUNNING, Step.WAITING)
 
 def describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).strip()
-
-
-def atomically(body: Callable[[], T], using: str) -> T:
-    """``body`` in the caller's transaction (a savepoint) if one is open, else in a short one of its own
-    (SQLite's write lock taken first), repeated after a conflict."""
-    with guards.policy("allow"):
-        if in_transaction(using):
-            with transaction.atomic(using=using):
-                return body()
-
-        def once() -> T:
-            with outermost(using, None):
-                return body()
-
-        return retry_on_conflict(once)
 
 
 def lock_run(run_id: int, using: str) -> WorkflowRun | None:
@@ -102,7 +83,7 @@ def settle_step(run_id: int, index: int, job_id: int, state: str, result: Any, e
         schedule_resume(run, using)
         return True
 
-    return atomically(body, using)
+    return run_in_short_transaction(body, using)
 
 
 def cancel_run(run_id: int, using: str) -> bool:
@@ -123,7 +104,7 @@ def cancel_run(run_id: int, using: str) -> bool:
         set_state(run, Run.CANCELED, using, finished_at=now)
         return True
 
-    return atomically(body, using)
+    return run_in_short_transaction(body, using)
 
 
 def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:
@@ -150,7 +131,7 @@ def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:
         schedule_resume(run, using)
         return True
 
-    return atomically(body, using)
+    return run_in_short_transaction(body, using)
 
 
 def take_event(run: WorkflowRun, name: str, using: str) -> tuple[bool, Any]:
