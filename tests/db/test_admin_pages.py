@@ -79,10 +79,11 @@ def test_workers_show_alive_lost_and_stopped_with_their_running_jobs(admin_clien
 
 
 def test_a_worker_that_missed_two_heartbeats_is_late_before_its_lease_runs_out(admin_client):
-    # a 60 s lease is renewed every 20 s: 41 s after the last heartbeat two were missed (19 s of lease left)
-    worker("w-beating", beat_ago=39, expires_in=21)
-    worker("w-late", beat_ago=41, expires_in=19)
-    worker("w-short-lease-late", beat_ago=5, expires_in=1)  # a 6 s lease (2 s heartbeats): 5 s is late
+    # a 60 s lease is renewed every 20 s: from 40 s after the last heartbeat two were missed (each case is
+    # seconds away from the next status, so a slow test run does not move it)
+    worker("w-beating", beat_ago=30, expires_in=30)
+    worker("w-late", beat_ago=45, expires_in=15)
+    worker("w-short-lease-late", beat_ago=24, expires_in=6)  # a 30 s lease (10 s heartbeats): 24 s is late
     worker("w-lost", beat_ago=70, expires_in=-10)
     page = admin_client.get(WORKERS).content.decode()
     rows = {w.worker_id: w for w in admin_client.get(WORKERS).context["cl"].result_list}

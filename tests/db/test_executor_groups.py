@@ -12,11 +12,13 @@ from django.utils import timezone
 from django_scheduled_actions import internal_action, internal_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State
 from django_scheduled_actions.store.leases import claim
+from django_scheduled_actions.worker import actions, mutations
 from django_scheduled_actions.worker.executor import Executor
 from tests.app import functions as f
 from tests.app.models import Effect, Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
+SLOW = 0.3  # seconds a slow action takes
 Jobs = ScheduledFunction.objects
 bodies: list[str] = []  # every run of the bodies below, committed or rolled back
 
@@ -38,6 +40,15 @@ def counted_action(ctx, name: str, seconds: float = 0.0) -> str:
 @pytest.fixture(autouse=True)
 def _clear_bodies():
     bodies.clear()
+
+
+@pytest.fixture(autouse=True)
+def _time_limits_a_loaded_machine_keeps(monkeypatch):
+    """A group of mutations closes after ``MUTATION_BATCH_SECONDS`` (20 ms) and actions are quick under
+    ``QUICK_ACTION_SECONDS`` (5 ms): on a loaded machine no-op bodies can take longer, and which jobs share
+    a write is what these tests check. Here a no-op is quick and a slow action sleeps well past it."""
+    monkeypatch.setattr(mutations, "MUTATION_BATCH_SECONDS", 60.0)
+    monkeypatch.setattr(actions, "QUICK_ACTION_SECONDS", SLOW / 3)
 
 
 def claimed(*job_ids: int) -> list[tuple[str, ScheduledFunction]]:
@@ -131,7 +142,7 @@ def test_quick_actions_are_started_in_groups_and_each_success_is_written_with_th
 
 
 def test_after_a_slow_action_the_next_one_starts_alone():
-    slow = scheduler.run_after(0, counted_action, {"name": "slow", "seconds": 0.05})
+    slow = scheduler.run_after(0, counted_action, {"name": "slow", "seconds": SLOW})
     ids = [scheduler.run_after(0, counted_action, {"name": f"a{i}"}) for i in range(3)]
     run_claimed(slow, *ids)
     started = [Jobs.get(pk=pk).started_at for pk in ids]
