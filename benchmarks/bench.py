@@ -238,6 +238,37 @@ def measure_drain(db: str, kind: str, workers: int, n: int, plans: list[str] | N
     }
 
 
+def measure_chain(db: str, chains: int, steps: int = 5) -> dict[str, float]:
+    """The guide's core pattern: ``chains`` chains of ``steps`` mutations, each writing a row and scheduling
+    the next step, all first steps due at once, one worker; checks every step's row exists exactly once."""
+    from django.db.models import Max, Min
+
+    from django_scheduled_actions import scheduler
+    from django_scheduled_actions.models import ScheduledFunction
+    from tests.app.functions import chain_step
+    from tests.app.models import Note
+
+    ScheduledFunction.objects.exclude(name=FILLER).delete()
+    Note.objects.all().delete()
+    scheduler.run_many(chain_step, [{"chain": c, "k": 1, "steps": steps} for c in range(chains)])
+    analyze()
+    launched = time.time()
+    proc = start_worker(db)
+    done = ScheduledFunction.objects.filter(name=chain_step.name, state="success")
+    try:
+        wait_for(lambda: done.count() == chains * steps, timeout=max(120.0, chains * steps / 10))
+    finally:
+        stop([proc])
+    rows = sorted(Note.objects.values_list("text", flat=True))
+    if rows != sorted(f"{c}:{k}" for c in range(chains) for k in range(1, steps + 1)):
+        raise AssertionError(f"the chain's rows are not each step once: {len(rows)} rows for {chains * steps} steps")
+    span = done.aggregate(first=Min("started_at"), last=Max("completed_time"))
+    return {
+        "drain_chain_per_s": rate(chains * steps, span["last"].timestamp() - launched),
+        "steady_chain_per_s": rate(chains * steps, (span["last"] - span["first"]).total_seconds()),
+    }
+
+
 def measure_latency(db: str, n: int, per_second: float = 30.0) -> dict[str, float]:
     from django_scheduled_actions import scheduler
     from django_scheduled_actions.models import ScheduledFunction
@@ -364,6 +395,8 @@ def run_once(db: str, sizes: dict[str, int]) -> dict[str, float]:
     for kind in ("mutation", "action"):
         for workers in (1, 2):
             results.update(measure_drain(db, kind, workers, sizes["drain"]))
+    results.update(measure_chain(db, sizes["drain"] // 5))
+    results["chain_over_mutations"] = results["drain_chain_per_s"] / results["drain_mutation_1w_per_s"]
     results.update(measure_latency(db, sizes["latency"]))
     return results
 
@@ -380,6 +413,8 @@ LABELS = [
     ("enqueue_batch_per_s", "enqueue in bulk, scheduler.batch (fan-out with fan-in)/s"),
     ("drain_mutation_1w_per_s", "drain no-op mutations, 1 worker/s"),
     ("drain_mutation_2w_per_s", "drain no-op mutations, 2 workers/s"),
+    ("drain_chain_per_s", "drain chains of mutations (write a row, schedule the next), 1 worker, steps/s"),
+    ("chain_over_mutations", "chain steps / no-op mutations drained, 1 worker"),
     ("drain_action_1w_per_s", "drain no-op actions, 1 worker/s"),
     ("drain_action_2w_per_s", "drain no-op actions, 2 workers/s"),
     ("latency_p50_ms", "enqueue->start p50 at 30/s, ms"),
@@ -393,7 +428,9 @@ LABELS = [
 
 def summarise(values: list[float]) -> str:
     median = statistics.median(values)
-    fmt = (lambda v: f"{v:,.1f}") if median < 100 else (lambda v: f"{v:,.0f}")
+    fmt = (
+        (lambda v: f"{v:,.2f}") if median < 10 else (lambda v: f"{v:,.1f}") if median < 100 else (lambda v: f"{v:,.0f}")
+    )
     return f"{fmt(median)} [{fmt(min(values))}-{fmt(max(values))}]"
 
 

@@ -240,6 +240,10 @@ class ScheduledFunction(models.Model):
         on_delete=models.SET_NULL,
         related_name="children",
         db_index=False,
+        # no database constraint: its check would read the parent's primary key page under serializable
+        # isolation, where every concurrent insert of a job lands (see scheduling/jobs.py); on delete,
+        # Django still sets the children's parent to NULL
+        db_constraint=False,
         help_text=_("the job that scheduled this one"),
     )  # sa_job_parent_idx
     cron = models.ForeignKey(

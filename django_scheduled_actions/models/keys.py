@@ -24,8 +24,13 @@ class IdempotencyKey(models.Model):
 
     key = models.CharField(max_length=255)
     name = models.CharField(_("function"), max_length=255)
-    job = models.ForeignKey(
-        ScheduledFunction, null=True, blank=True, on_delete=models.SET_NULL, related_name="idempotency_keys"
+    job = models.ForeignKey(  # no database constraint, as ScheduledFunction.parent (the key is written first)
+        ScheduledFunction,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="idempotency_keys",
+        db_constraint=False,
     )
     args_fingerprint = models.CharField(  # noqa: DJ001 - NULL: not recorded (scheduler keys, older keys)
         _("arguments' fingerprint"),

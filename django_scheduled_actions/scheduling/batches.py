@@ -85,7 +85,9 @@ def schedule_batch(
             ScheduledFunction.objects.using(using).bulk_create(
                 [ScheduledFunction(args=args, batch=batch, **template) for args in rows[start : start + CHUNK]]
             )
-        jobs.announce(lambda: list(ScheduledFunction.objects.using(using).filter(batch=batch).order_by("pk")), using)
+        jobs.announce(
+            lambda: list(ScheduledFunction.objects.using(using).filter(batch=batch).order_by("pk")), using, parent
+        )
         if canceled or not rows:
             _finish(Batch.objects.using(using).get(pk=batch.pk), using, parent)
     return batch.pk

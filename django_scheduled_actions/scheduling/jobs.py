@@ -4,7 +4,8 @@ place its ``job_scheduled`` is announced on commit, and the write itself (with i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..core.validation import dumps
 from ..exceptions import ArgumentValidationError
 from ..models import IdempotencyKey, ScheduledFunction, State
 from ..signals import job_scheduled
+from ..store.engines import engine
 from ..store.errors import is_conflict
 from ..store.transactions import in_transaction
 
@@ -74,9 +76,35 @@ def row(
     }
 
 
-def announce(jobs: Sequence[ScheduledFunction] | Callable[[], Sequence[ScheduledFunction]], using: str) -> None:
+_workers: list[Callable[[], None]] = []  # how to wake each worker running in this process
+
+
+@contextmanager
+def waking(wake: Callable[[], None]) -> Iterator[None]:
+    """While a worker runs: ``wake`` it when a job it runs has scheduled others. On PostgreSQL such jobs
+    NOTIFY no one (migration 0013): their own worker looks for them, and wakes the others when it finds
+    more than it takes (``Claims.claim``)."""
+    _workers.append(wake)
+    try:
+        yield
+    finally:
+        _workers.remove(wake)
+
+
+def _wake_workers() -> None:
+    for wake in list(_workers):
+        wake()
+
+
+def announce(
+    jobs: Sequence[ScheduledFunction] | Callable[[], Sequence[ScheduledFunction]],
+    using: str,
+    parent: JobInfo | None = None,
+) -> None:
     """Send ``job_scheduled`` for each of ``jobs`` when the transaction commits, if anyone listens
-    (``jobs`` may be a callable, built only then)."""
+    (``jobs`` may be a callable, built only then); jobs scheduled by a ``parent`` job wake its worker."""
+    if parent is not None and _workers:
+        transaction.on_commit(_wake_workers, using=using)
     if not job_scheduled.has_listeners(ScheduledFunction):
         return
 
@@ -118,12 +146,12 @@ def write(job: ScheduledFunction, parent: JobInfo | None, key: str | None, now: 
     if parent_canceled(parent, using):
         job.state, job.completed_time = State.CANCELED, now
     if key is None:
-        job.save(using=using, force_insert=True)
+        engine(using).insert(job)
     else:
         saved, holder = _write_once(job, values.key(key), now, using)
         if not saved:
             return holder
-    announce([job], using)
+    announce([job], using, parent)
     return job.pk
 
 
@@ -141,7 +169,7 @@ def _write_once(job: ScheduledFunction, key: str, now: datetime, using: str) -> 
             with transaction.atomic(using=using):
                 if held is not None:
                     keys.filter(key=key, expires_at__lte=now).delete()
-                job.save(using=using, force_insert=True)
+                engine(using).insert(job)
                 keys.create(
                     key=key, name=job.name, job=job, created_at=now, expires_at=now + app_settings.IDEMPOTENCY_TTL
                 )

@@ -107,7 +107,7 @@ class Scheduler:
                 for start in range(0, len(texts), BULK_CHUNK)
                 for pk in store.insert_many(template, texts[start : start + BULK_CHUNK])
             ]
-            jobs.announce(lambda: jobs.as_read(template, ids, texts, self.using), self.using)
+            jobs.announce(lambda: jobs.as_read(template, ids, texts, self.using), self.using, self.parent)
         return ids
 
     def cancel_batch(self, batch_id: int) -> int:

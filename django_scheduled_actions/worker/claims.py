@@ -25,6 +25,7 @@ from .store import Store
 logger = logging.getLogger("django_scheduled_actions")
 PREFETCH_SECONDS = 0.05
 PREFETCH_MAX = 128
+PEERS_WOKEN_EVERY = 0.25  # seconds: at most so often, a claim that came back full wakes the other workers
 
 
 class Claims:
@@ -57,6 +58,7 @@ class Claims:
         self.delay = 0.0  # after a failed claim: retry soon, backing off while the database is away
         self.failed: list[str] = []  # tokens of claims that raised: hand back whatever they took
         self.inflight = self.claimed_total = self.completed_total = 0
+        self._peers_woken = 0.0  # time.monotonic() when a full claim last woke the other workers
         self._count_lock = threading.Lock()
 
     def size(self, mono: float) -> int:
@@ -103,6 +105,8 @@ class Claims:
             return 0, asked
         self.delay = 0.0
         self.maybe_due = len(jobs) == asked
+        if self.maybe_due:
+            self._wake_peers(mono)
         jobs = self._without_left(token, jobs)
         with self._count_lock:
             self.inflight += len(jobs)
@@ -110,6 +114,17 @@ class Claims:
         for job in jobs:
             self.jobs.put((token, job))
         return len(jobs), asked
+
+    def _wake_peers(self, mono: float) -> None:
+        """More may be due than this worker took: wake the others, which jobs scheduled by running jobs
+        do not wake (``scheduling.jobs.waking``)."""
+        if mono - self._peers_woken < PEERS_WOKEN_EVERY:
+            return
+        self._peers_woken = mono
+        try:
+            self.store.wake_workers()
+        except (OperationalError, InterfaceError):
+            self.store.reconnect()  # they poll meanwhile
 
     def _without_left(self, token: str, jobs: list[ScheduledFunction]) -> list[ScheduledFunction]:
         """Hand back at once the jobs of names left to other workers while this claim was in flight

@@ -10,7 +10,8 @@ conflict or a lost unique-key race, or a job before it in the transaction had lo
 raised may come from that body): then it runs again alone too, with the retries of
 ``run_in_mutation_transaction``); nothing of a rolled-back body stays. Two claims of one job (the first
 lost to a recovery while it waited in the worker's queue) never share a transaction, and a job whose claim
-committed after the transaction's snapshot does not join it (see ``Executor.take_next``).
+committed after the transaction's snapshot does not join it (see ``Executor.take_next``). After a conflict
+the next groups are smaller (``GroupSize``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,28 @@ MUTATION_BATCH_SECONDS = 0.02  # no job joins a mutation transaction that has ru
 Take = Callable[[float], tuple[Runnable | None, Claimed | None]]  # the next waiting mutation claimed before t
 
 
+class GroupSize:
+    """How many mutations may share a transaction: halved each time a shared transaction rolls back for a
+    conflict (its jobs then run alone, never as the same group again), grown back by one for each
+    transaction that commits as full as allowed. Scheduling mutations rarely conflict (migration 0013);
+    bodies that read and write the same rows do, and a big group makes each conflict cost more bodies."""
+
+    def __init__(self, most: int = MUTATIONS_PER_COMMIT):
+        self.most = self.now = most
+
+    def conflicted(self) -> None:
+        self.now = max(1, self.now // 2)
+
+    def committed(self, size: int) -> None:
+        if size >= self.now:
+            self.now = min(self.most, self.now + 1)
+
+
 class Mutations:
     def __init__(self, outcomes: Outcomes, done: Callable[[ScheduledFunction], None]):
         self.outcomes, self.store, self.done = outcomes, outcomes.store, done
         self.using, self.clock, self.worker_id = outcomes.store.using, outcomes.clock, outcomes.worker_id
+        self.group = GroupSize()
 
     def run_together(self, taken: list[Runnable], take: Take) -> Claimed | None:
         """Run the mutation in ``taken`` and those ``take`` hands over in one transaction with one
@@ -66,7 +85,7 @@ class Mutations:
                     result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
                     failing = None
                     rows.append((getattr(job, "ctid", None), job.pk, token, result, started))
-                    if len(rows) >= MUTATIONS_PER_COMMIT or time.monotonic() > limit:
+                    if len(rows) >= self.group.now or time.monotonic() > limit:
                         break
                     following, leftover = take(opened)
                     if following is None:
@@ -77,6 +96,7 @@ class Mutations:
         except BaseException as exc:  # all rolled back: record the failing body, run the others alone
             self._after_rollback(taken, failing, exc)
             return leftover
+        self.group.committed(len(rows))
         for (_fn, job, _token), row in zip(taken, rows, strict=True):
             self.outcomes.finished(job)
             send(signals.job_succeeded, job, result=row[3], worker_id=self.worker_id)
@@ -95,6 +115,8 @@ class Mutations:
         )
         if lost_connection:  # each job runs again alone, on a new connection
             self.store.reconnect()
+        if retryable and len(taken) > 1:
+            self.group.conflicted()
         unrecorded: list[Claimed] = []
         for i, (fn, job, token) in enumerate(taken):
             try:

@@ -59,6 +59,7 @@ class Store(Protocol):
     def keep_late_result(self, job_id: int, result: Any) -> int: ...
     def batch_item_finished(self, job: ScheduledFunction) -> None: ...
     def undo_start(self, job_id: int, token: str) -> int: ...
+    def wake_workers(self) -> None: ...
     def reconnect(self) -> None: ...
 
 
@@ -150,6 +151,9 @@ class DatabaseStore:
         workflow run, if it runs a step."""
         batches.job_finished(job, self.using)
         workflow_steps.job_finished(job, self.using)
+
+    def wake_workers(self) -> None:
+        engine(self.using).wake_workers()
 
     def reconnect(self) -> None:
         """Drop this thread's connection after an error; the next query opens a new one."""

@@ -32,6 +32,7 @@ from ..core.registry import registry
 from ..cron.ticker import CronLoop
 from ..exceptions import JobTimeout
 from ..models import ScheduledFunction
+from ..scheduling import jobs
 from ..store import dbclock, sessions
 from . import deploys
 from .aio import AsyncRunner
@@ -187,13 +188,8 @@ class Worker:
             thread.start()
         self.pool.start()
         try:
-            while not self.stopping.is_set() and self.signalled is None:
-                timeout = self.step()
-                if timeout is None:
-                    break
-                if timeout <= 0 or not self.wake.wait(timeout):
-                    self.claims.maybe_due = True
-                self.wake.clear()
+            with jobs.waking(self.notify):  # by the jobs its jobs schedule
+                self._loop()
             if self.signalled is not None:
                 logger.info("signal %s: finishing running jobs, then exiting", signal.Signals(self.signalled).name)
         finally:
@@ -202,6 +198,15 @@ class Worker:
                 signal.signal(signum, handler)
         logger.info("worker stopped worker_id=%s jobs=%d", self.worker_id, self.claims.completed_total)
         return 0
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set() and self.signalled is None:
+            timeout = self.step()
+            if timeout is None:
+                return
+            if timeout <= 0 or not self.wake.wait(timeout):
+                self.claims.maybe_due = True
+            self.wake.clear()
 
     def register(self) -> None:
         self.store.register(self.worker_id, self.queues, self.concurrency, self.clock(), self.lease)

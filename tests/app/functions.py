@@ -341,3 +341,12 @@ def insert_and_schedule(ctx, key: str) -> int:
         BODY_RUNS[key] = BODY_RUNS.get(key, 0) + 1
     Note.objects.create(text=key)
     return ctx.scheduler.run_after(3600, bump, {"name": key})
+
+
+@internal_mutation
+def chain_step(ctx, chain: int, k: int, steps: int) -> None:
+    """The guide's chain of steps: step ``k`` of ``chain`` writes its row, then schedules step ``k + 1``
+    (committed together), until ``steps`` are done (the benchmark's chain, and its exactly-once check)."""
+    Note.objects.create(text=f"{chain}:{k}")
+    if k < steps:
+        ctx.scheduler.run_after(0, chain_step, {"chain": chain, "k": k + 1, "steps": steps})

@@ -4,18 +4,22 @@ predicate lock wider than the rows it touches, so concurrent scheduling mutation
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from django_scheduled_actions import internal_mutation, scheduler
+from django_scheduled_actions import internal_action, internal_mutation, scheduler
+from django_scheduled_actions.core.jobs import JobInfo
 from django_scheduled_actions.models import ScheduledFunction, State
+from django_scheduled_actions.scheduling.scheduler import Scheduler
 from django_scheduled_actions.store.leases import claim
 from django_scheduled_actions.worker.executor import Executor
 from tests.app import functions as f
 from tests.app.models import Note
-from tests.support.threads import at_once
+from tests.support.threads import WorkerThread, at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Jobs = ScheduledFunction.objects
@@ -74,3 +78,55 @@ def test_a_mutation_canceled_while_it_schedules_leaves_no_child(vendor):
         assert (state, children) == (State.CANCELED, 0)
     # SQLite: one writer, the cancel waits for the commit; MariaDB: the child's foreign key check
     # share-locks the job row, so cancel and completion deadlock and whichever loses is retried
+
+
+CHILD_RAN = threading.Event()
+
+
+@internal_mutation
+def mark_child_ran(ctx) -> None:
+    CHILD_RAN.set()
+
+
+@internal_action
+def schedule_and_wait_for_the_child(ctx) -> bool:
+    ctx.scheduler.run_after(0, mark_child_ran, {})
+    return CHILD_RAN.wait(10)
+
+
+def test_a_job_scheduled_by_a_running_action_wakes_its_worker():
+    """A job's children wake its own worker in the process: here the worker polls once a minute and
+    PostgreSQL sends no NOTIFY for them, yet the child runs while the action that scheduled it waits."""
+    CHILD_RAN.clear()
+    job_id = scheduler.run_after(0, schedule_and_wait_for_the_child, {})
+    with WorkerThread(concurrency=2, crons=False, poll_interval=60):
+        deadline = time.monotonic() + 20
+        while Jobs.get(pk=job_id).state != State.SUCCESS and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert Jobs.get(pk=job_id).result is True
+    assert Jobs.get(name=mark_child_ran.name).parent_id == job_id
+
+
+def test_only_jobs_without_a_parent_notify_the_workers(vendor):
+    """Scheduling from inside a job sends no NOTIFY: at commit, NOTIFY takes a database-wide lock held
+    through the commit's flush, so every scheduling mutation waited for all the others' commits."""
+    if vendor != "postgresql":
+        pytest.skip("LISTEN / NOTIFY are PostgreSQL's")
+    listener = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        listener.set_autocommit(True)
+        with listener.cursor() as cursor:
+            cursor.execute("LISTEN scheduled_actions")
+        parent = JobInfo(scheduler.run_after(60, f.bump, {"name": "p"}), f.bump.name, 1, timezone.now(), "mutation")
+        assert _notices(listener) == 1  # the parent, scheduled from outside any job
+        Scheduler(parent=parent).run_after(0, f.bump, {"name": "child"})
+        Scheduler(parent=parent).run_many(f.bump, [{"name": "a"}, {"name": "b"}])
+        assert _notices(listener) == 0
+        scheduler.run_many(f.bump, [{"name": "c"}, {"name": "d"}])
+        assert _notices(listener) == 1
+    finally:
+        listener.close()
+
+
+def _notices(listener) -> int:
+    return len(list(listener.connection.notifies(timeout=0.5)))

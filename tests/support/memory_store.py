@@ -199,5 +199,8 @@ class MemoryStore:
         job.state, job.token, job.started_at, job.attempts = State.PENDING, "", None, job.attempts - 1
         return 1
 
+    def wake_workers(self) -> None:
+        self.writes.append(("wake_workers", None))
+
     def reconnect(self) -> None:
         self.writes.append(("reconnect", None))

@@ -36,7 +36,7 @@ class WorkerThread:
     """A worker running in a thread of the test process, stopped at the end of the test."""
 
     def __init__(self, **options):
-        self.worker = Worker(poll_interval=0.05, **options)
+        self.worker = Worker(**{"poll_interval": 0.05, **options})
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def __enter__(self):

@@ -56,6 +56,9 @@ class Engine:
         """The ``session_bounds`` of one transaction, as one statement and its parameters (behind a pooler)."""
         return "", []
 
+    def wake_workers(self) -> None:
+        """Wake every worker waiting for work (PostgreSQL: a NOTIFY; elsewhere workers poll)."""
+
     # --- reading the due index ---
 
     def pending_priorities(self) -> list[int]:
@@ -128,7 +131,12 @@ class Engine:
                 )
         return claimed
 
-    # --- writing many jobs at once ---
+    # --- writing jobs ---
+
+    def insert(self, job: ScheduledFunction) -> None:
+        """Insert the new ``job`` and set its ``pk``. New jobs are announced by ``job_scheduled`` (on commit);
+        Django's model signals are not part of that contract (PostgreSQL writes jobs without the ORM)."""
+        job.save(using=self.using, force_insert=True)
 
     def insert_many(self, template: dict[str, Any], args: list[str]) -> list[int]:
         """Insert one job per JSON text in ``args``, every other field from ``template``; returns the new
