@@ -17,6 +17,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
 if env("LISTEN_DATABASE_URL", default=None):  # noqa: F405
     DATABASES["listen"] = env.db("LISTEN_DATABASE_URL")  # noqa: F405
     SCHEDULED_ACTIONS_LISTEN_DATABASE = "listen"
+# TEST_DJANGO_POOL=1: PostgreSQL connections through Django's own pool (psycopg_pool; test_django_pool.py)
+if env.bool("TEST_DJANGO_POOL", default=False):  # noqa: F405
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 8, "timeout": 30}  # noqa: F405
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
 # worker logs in process tests: WARNING keeps failure messages short; TEST_LOG_LEVEL=INFO when running one down
 LOGGING["loggers"]["django_scheduled_actions"]["level"] = env("TEST_LOG_LEVEL", default="WARNING")  # noqa: F405

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from django.db import connections
 
@@ -46,15 +47,16 @@ class ExecutorThread(threading.Thread):
         item: Claimed | None = None
         sessions.bound(self.pool.using)
         try:
-            while not self.is_abandoned():
-                if item is not None and claims.stopping.is_set():  # pulled before the stop, never started
-                    claims.hand_back([item])
-                    item = None
-                item = item or claims.jobs.get()
-                if item is None:
-                    break
-                drop_broken_connections()
-                item = self._run(item)
+            with self.pool.lane():  # a connection of its own, where the worker's connections leave room
+                while not self.is_abandoned():
+                    if item is not None and claims.stopping.is_set():  # pulled before the stop, never started
+                        claims.hand_back([item])
+                        item = None
+                    item = item or claims.jobs.get()
+                    if item is None:
+                        break
+                    drop_broken_connections()
+                    item = self._run(item)
         finally:
             connections.close_all()
 
@@ -86,8 +88,15 @@ class ExecutorThread(threading.Thread):
 
 
 class Pool:
-    def __init__(self, size: int, claims: Claims, executor: Executor, using: str):
-        self.size, self.claims, self.executor, self.using = size, claims, executor, using
+    def __init__(
+        self,
+        size: int,
+        claims: Claims,
+        executor: Executor,
+        using: str,
+        lane: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ):
+        self.size, self.claims, self.executor, self.using, self.lane = size, claims, executor, using, lane
         self.threads: list[ExecutorThread] = []
         self.abandoned: list[ExecutorThread] = []
         self.orphans: list[Orphan] = []  # appended by the threads, released by the worker's upkeep

@@ -99,7 +99,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.lease = timedelta(seconds=float(app_settings.LEASE_SECONDS))
         self.listening = listening
-        self.connections = Connections(db_connections - own, using)
+        self.connections = Connections(db_connections - own, using, executors=concurrency)
         self.own_store = DatabaseStore(using)  # the heartbeat's, on its own connection
         self.store = store or PooledStore(self.own_store, self.connections)
         self.through = self.connections.through if store is None else direct
@@ -136,7 +136,7 @@ class Worker:
             through=self.through,
             aio=self.aio,
         )
-        self.pool = Pool(concurrency, self.claims, self.executor, using)
+        self.pool = Pool(concurrency, self.claims, self.executor, using, self.connections.lane)
         self.upkeep = Upkeep(
             self.store, self.lease, self.claims.failed, self.pool.orphans, self.repertoire, clock, self.corrected
         )
@@ -315,6 +315,9 @@ def _database(using: str) -> str:
 
 
 def _keep_connections_open() -> None:
-    """A worker keeps its connections whatever CONN_MAX_AGE says (reconnecting per job halves throughput)."""
+    """A worker keeps its connections whatever CONN_MAX_AGE says (reconnecting per job halves throughput).
+    Behind Django's own pool (PostgreSQL ``OPTIONS: {"pool": ...}``), which refuses persistent connections,
+    each thread keeps the one it took from the pool instead: the pool needs room for ``--db-connections``."""
     for alias in connections:
-        connections.settings[alias]["CONN_MAX_AGE"] = None
+        if not connections.settings[alias].get("OPTIONS", {}).get("pool"):
+            connections.settings[alias]["CONN_MAX_AGE"] = None

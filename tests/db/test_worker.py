@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from django_scheduled_actions import run_mutation, scheduler
+from django_scheduled_actions import internal_mutation, run_mutation, scheduler
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
 from django_scheduled_actions.store import leases
 from django_scheduled_actions.store.engines import engine
@@ -545,3 +545,26 @@ def test_a_signal_handler_can_wake_the_main_loop_whatever_the_loop_is_doing():
         pytest.fail("the main loop deadlocked when a signal handler set its wake-up")
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) > 1000, "too few signals to have tried every point of the loop"
+
+
+BODY_THREADS: list[str] = []
+
+
+@internal_mutation
+def note_thread(ctx) -> None:
+    BODY_THREADS.append(threading.current_thread().name)
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "runs_on"),
+    [(5, "scheduled-actions-executor-"), (6, "scheduled-actions-db_")],
+)
+def test_mutations_run_on_executor_threads_only_where_each_can_keep_a_connection(concurrency, runs_on):
+    """Of the default 8 connections a burst worker's heartbeat keeps one (no listener in a burst) and its
+    own work at least two: up to 5 executor threads each get a lane and run their mutations themselves; a
+    sixth would overdraw, so with 6 every mutation is handed to the worker's connections."""
+    BODY_THREADS.clear()
+    scheduler.run_many(note_thread, [{} for _ in range(20)])
+    call_command("runworker", burst=True, concurrency=concurrency)
+    assert len(BODY_THREADS) == 20
+    assert all(name.startswith(runs_on) for name in BODY_THREADS), sorted(set(BODY_THREADS))

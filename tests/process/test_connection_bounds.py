@@ -14,6 +14,7 @@ from django.db.models import Count
 from django_scheduled_actions import scheduler
 from django_scheduled_actions.models import ScheduledFunction, State
 from tests.app import async_functions as af
+from tests.app import functions as f
 from tests.app.models import Effect
 from tests.support import start_worker
 
@@ -60,3 +61,29 @@ def test_a_worker_holds_at_most_its_db_connections_whatever_its_concurrency(vend
     assert outcomes == {State.SUCCESS: 2 * JOBS}, (outcomes, log.read_text()[-3000:])
     assert Effect.objects.count() == Effect.objects.values("key").distinct().count() == 2 * JOBS
     assert 0 < peak <= LIMIT, f"the worker held {peak} connections, more than --db-connections {LIMIT}"
+
+
+def test_a_worker_whose_threads_have_lanes_holds_at_most_its_db_connections(vendor, tmp_path):
+    """``--concurrency 4 --db-connections 8``: each executor thread keeps a connection of its own (a lane)
+    for its mutations, the others stay with the worker's connections; together still at most 8."""
+    if vendor == "sqlite":
+        pytest.skip("SQLite has no server whose connections could be counted")
+    scheduler.run_many(f.record, [{"key": f"m{i}"} for i in range(JOBS)])
+    scheduler.run_many(af.waits_then_records_sync, [{"i": i, "wait": 0.01} for i in range(JOBS)])
+    before = worker_connections()
+    log = tmp_path / "worker.log"
+    worker = start_worker("--concurrency", "4", "--db-connections", "8", "--no-crons", log=log)
+    peak, deadline = 0, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            peak = max(peak, worker_connections() - before)
+            if not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists():
+                break
+            time.sleep(0.05)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    outcomes = dict(ScheduledFunction.objects.values_list("state").annotate(n=Count("id")))
+    assert outcomes == {State.SUCCESS: 2 * JOBS}, (outcomes, log.read_text()[-3000:])
+    assert Effect.objects.count() == Effect.objects.values("key").distinct().count() == 2 * JOBS
+    assert 0 < peak <= 8, f"the worker held {peak} connections, more than --db-connections 8"
