@@ -53,4 +53,4 @@ def connect() -> None:
         (signals.job_failed, log_failed),
         (signals.job_canceled, log_canceled),
     ):
-        signal.connect(receiver, dispatch_uid=f"scheduled_actions_log_{receiver.__name__}")
+        signal.connect(receiver, dispatch_uid=f"{signals.LOGGING_UID}{receiver.__name__}")

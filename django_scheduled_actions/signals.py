@@ -21,3 +21,11 @@ job_succeeded = Signal()
 job_failed = Signal()
 job_canceled = Signal()
 cron_skipped = Signal()
+
+LOGGING_UID = "scheduled_actions_log_"  # the dispatch_uid prefix of the app's own logging (signal_handlers.py)
+
+
+def only_logged(signal: Signal) -> bool:
+    """Whether the app's own logging is all that receives ``signal``: sending it then needs no database
+    connection (an async action's ``job_started`` is sent on the event loop instead of on a connection)."""
+    return all(isinstance(uid := entry[0][0], str) and uid.startswith(LOGGING_UID) for entry in signal.receivers)

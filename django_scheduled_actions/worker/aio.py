@@ -106,7 +106,11 @@ class AsyncRunner(threading.Thread):
                 return
         job.attempts += 1
         info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time, "action")
-        await self.connections.awaited(lambda: send(signals.job_started, job, worker_id=self.outcomes.worker_id))
+        started = lambda: send(signals.job_started, job, worker_id=self.outcomes.worker_id)  # noqa: E731
+        if signals.only_logged(signals.job_started):
+            started()
+        else:  # its receivers may use the ORM: not on the loop
+            await self.connections.awaited(started)
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         budget = asyncio.timeout(timeout)
         try:

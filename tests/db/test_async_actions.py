@@ -5,6 +5,7 @@ what cannot run. The same bodies on SQLite, PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from django_scheduled_actions import (
     internal_query,
     run_action,
     scheduler,
+    signals,
 )
 from django_scheduled_actions.models import ScheduledFunction, State, WorkerProcess
 from django_scheduled_actions.testing import run_due_jobs
@@ -150,3 +152,22 @@ def test_a_body_that_blocks_the_loop_is_reported_and_the_heartbeat_still_beats(s
         wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 10, "the body")
     assert len(set(beats)) >= 3, f"the heartbeat stopped while the loop was blocked: {sorted(set(beats))}"
     assert f"an async action blocks the event loop job={job_id} name={af.blocks_the_loop.name}" in caplog.text
+
+
+def test_a_job_started_receiver_of_an_async_action_may_use_the_orm():
+    """With only the app's logging listening, an async action's ``job_started`` is sent on the event loop;
+    a project's receiver may use the ORM, so then it is sent on one of the worker's connections."""
+    seen: list[tuple[str, int]] = []
+
+    def receiver(sender, job, **kwargs):
+        seen.append((threading.current_thread().name, ScheduledFunction.objects.filter(pk=job.pk).count()))
+
+    job_id = scheduler.run_after(0, af.fetch_and_record, {"name": "signalled", "wait": 0.0})
+    signals.job_started.connect(receiver, weak=False)
+    try:
+        with WorkerThread(concurrency=1, crons=False):
+            wait_until(lambda: ScheduledFunction.objects.get(pk=job_id).state == State.SUCCESS, 10, "the action")
+    finally:
+        signals.job_started.disconnect(receiver)
+    assert len(seen) == 1 and seen[0][1] == 1
+    assert seen[0][0].startswith("scheduled-actions-db"), seen

@@ -137,3 +137,16 @@ def test_listen_database_must_be_an_alias_of_a_postgresql_database():
             "SCHEDULED_ACTIONS_LISTEN_DATABASE must be None or an alias of DATABASES ('default', 'direct'), got 1.",
         ),
     ]
+
+
+def test_only_the_apps_logging_receives_a_signal_until_another_receiver_connects():
+    from django.dispatch import Signal
+
+    from django_scheduled_actions.signals import LOGGING_UID, only_logged
+
+    signal = Signal()
+    assert only_logged(signal)
+    signal.connect(lambda **kwargs: None, dispatch_uid=f"{LOGGING_UID}log_started", weak=False)
+    assert only_logged(signal)
+    signal.connect(lambda **kwargs: None, weak=False)  # a project's receiver may use the ORM
+    assert not only_logged(signal)
