@@ -15,6 +15,7 @@ from django_scheduled_actions import (
     internal_query,
     workflow,
 )
+from django_scheduled_actions.core.registry import registry
 from django_scheduled_actions.models import WorkflowRun
 
 from .models import Counter, Note
@@ -220,3 +221,14 @@ def durable(step, key: str, n: int, pause: float = 0.05) -> list:
         if i == 0:
             step.sleep(0.2)
     return results
+
+
+@workflow
+def limited_step(step, function: str, args: dict, retried: bool = False):  # noqa: ANN201
+    """One step of the registered ``function`` (a limited one of the limits tests), with its own retry
+    policy if ``retried``."""
+    fn = registry.get(function)
+    if fn.kind == "mutation":
+        return step.run_mutation(fn, args)
+    return step.run_action(fn, args, retry=RetryPolicy(max_attempts=2, jitter=False) if retried else None)
+
