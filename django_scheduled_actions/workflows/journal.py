@@ -38,10 +38,17 @@ def steps_of(run: WorkflowRun, using: str) -> list[WorkflowStep]:
     return list(WorkflowStep.objects.using(using).filter(run_id=run.pk).order_by("index"))
 
 
-def schedule_resume(run: WorkflowRun, using: str, *, at: datetime | None = None, wake: int | None = None) -> int:
+def schedule_resume(
+    run: WorkflowRun, using: str, *, at: datetime | None = None, wake: int | None = None, failures: int = 0
+) -> int:
     """Schedule a replay of ``run``'s body (at ``at``, else now), in the caller's transaction. ``wake``:
-    the index of the sleep or timed wait it ends. Returns the job's id."""
-    args: dict[str, Any] = {"run_id": run.pk} if wake is None else {"run_id": run.pk, "wake": wake}
+    the index of the sleep or timed wait it ends; ``failures``: the replays failed before it. Returns the
+    job's id."""
+    args: dict[str, Any] = {"run_id": run.pk}
+    if wake is not None:
+        args["wake"] = wake
+    if failures:
+        args["failures"] = failures
     resume = registry.get(RESUME)
     scheduler = Scheduler(using=using)
     job_id = (

@@ -288,3 +288,23 @@ def test_finished_runs_are_pruned_with_the_jobs_retention():
     assert list(WorkflowRun.objects.values_list("pk", flat=True)) == [asleep]
     assert not WorkflowStep.objects.filter(run_id=done).exists()
     assert WorkflowStep.objects.filter(run_id=asleep).count() == 2
+
+
+def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run_running():
+    wf.DATABASE_FAILURES.clear()
+    mended = workflows.start(wf.db_flaky, {"key": "m", "failures": 2})
+    broken = workflows.start(wf.db_flaky, {"key": "b", "failures": 99})
+    run_due_jobs()  # the first step of each; then their replays fail, undone, and are due again later
+    assert [run_of(r).state for r in (mended, broken)] == ["running", "running"]
+    retries = ScheduledFunction.objects.filter(name="django_scheduled_actions.workflows:resume", state=State.PENDING)
+    assert sorted(j.args["failures"] for j in retries) == [1, 1]
+    assert ScheduledFunction.objects.filter(state=State.FAILED).count() == 0  # each replay's job succeeded
+    for _ in range(6):  # backoff 1, 2, 4, 8 s (with jitter): each pass runs the replays due by then
+        run_due_jobs(advance=timedelta(minutes=1))
+    run = run_of(mended)
+    assert (run.state, run.result, wf.DATABASE_FAILURES["m"]) == ("success", 1 + 3, 2)  # the notes' counts
+    run = run_of(broken)
+    assert (run.state, wf.DATABASE_FAILURES["b"]) == ("failed", 5)
+    assert "the replay failed 5 times on a database error" in run.error and "sa_no_such_table" in run.error
+    assert notes() == ["first m", "first b", "second m"]  # nothing of a failed replay stayed
+    assert not ScheduledFunction.objects.filter(state=State.PENDING).exists()
