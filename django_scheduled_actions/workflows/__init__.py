@@ -28,6 +28,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
+from .. import signals
 from ..core import guards, values
 from ..core.workflows import Workflow
 from ..models import WorkflowRun
@@ -67,6 +68,7 @@ class Workflows:
                     raise
                 return held
             journal.schedule_resume(run, self.using)
+            journal.announce(signals.workflow_started, run, self.using)
         return run.pk
 
     def _held(self, key: str, fn: Workflow) -> int | None:

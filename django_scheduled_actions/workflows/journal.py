@@ -8,18 +8,22 @@ index (``sa_workflow_step_unique``), and changes state only from ``running`` or 
 
 from __future__ import annotations
 
+import logging
 import traceback
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from .. import signals
 from ..core.registry import Function, registry
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
 from ..scheduling import changes
 from ..scheduling.scheduler import Scheduler
 from ..store.transactions import run_in_short_transaction
 
+logger = logging.getLogger("django_scheduled_actions")
 RESUME = "django_scheduled_actions.workflows:resume"  # the internal mutation that replays a run's body
 Run, Step = WorkflowRun.State, WorkflowStep.State
 OPEN_STEPS = (Step.RUNNING, Step.WAITING)
@@ -153,10 +157,27 @@ def take_event(run: WorkflowRun, name: str, using: str) -> tuple[bool, Any]:
 
 
 def set_state(run: WorkflowRun, state: str, using: str, **fields: Any) -> None:
+    """Move the (locked) run to ``state``; a final one is announced (``workflow_finished``) on commit."""
     run.state = state
     for name, value in fields.items():
         setattr(run, name, value)
     run.save(using=using, update_fields=["state", *fields])
+    if run.is_finished:
+        announce(signals.workflow_finished, run, using)
+
+
+def announce(signal: Any, run: WorkflowRun, using: str) -> None:
+    """Send ``signal`` about ``run`` (as it is now) when the transaction commits, if anyone listens."""
+    if not signal.has_listeners(WorkflowRun):
+        return
+    payload = {"run_id": run.pk, "workflow": run.name, "state": run.state, "result": run.result, "error": run.error}
+
+    def send() -> None:
+        for receiver, response in signal.send_robust(sender=WorkflowRun, **payload):
+            if isinstance(response, Exception):
+                logger.error("signal receiver failed receiver=%r run=%s", receiver, run.pk, exc_info=response)
+
+    transaction.on_commit(send, using=using)
 
 
 def check_step_function(fn: Any, kinds: tuple[str, ...], what: str) -> Function:

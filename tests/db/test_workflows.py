@@ -16,6 +16,7 @@ from django_scheduled_actions import (
     WorkflowNondeterminism,
     run_action,
     run_mutation,
+    signals,
     workflows,
 )
 from django_scheduled_actions.models import ScheduledFunction, State, WorkflowRun, WorkflowStep
@@ -308,3 +309,57 @@ def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run
     assert "the replay failed 5 times on a database error" in run.error and "sa_no_such_table" in run.error
     assert notes() == ["first m", "first b", "second m"]  # nothing of a failed replay stayed
     assert not ScheduledFunction.objects.filter(state=State.PENDING).exists()
+
+
+@pytest.fixture
+def announced():
+    seen: list[tuple] = []
+
+    def receiver(sender, signal, **payload):
+        name = "started" if signal is signals.workflow_started else "finished"
+        seen.append((name, sender, payload))
+
+    signals.workflow_started.connect(receiver)
+    signals.workflow_finished.connect(receiver)
+    yield seen
+    signals.workflow_started.disconnect(receiver)
+    signals.workflow_finished.disconnect(receiver)
+
+
+def test_runs_announce_their_start_and_their_end_on_commit(announced):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        workflows.start(wf.chain, {"key": "gone"})
+        raise RuntimeError("roll back")
+    with transaction.atomic():
+        done = workflows.start(wf.chain, {"key": "s", "n": 1})
+        assert announced == []  # not before the commit
+    failed, canceled = workflows.start(wf.raises, {"key": "f"}), workflows.start(wf.sleeper, {"key": "c", "days": 1})
+    assert workflows.start(wf.chain, {"key": "s", "n": 1}, idempotency_key="k") == workflows.start(
+        wf.chain, {"key": "s", "n": 1}, idempotency_key="k"
+    )
+    keyed = WorkflowRun.objects.get(idempotency_key="k").pk
+    run_due_jobs()
+    workflows.cancel(canceled)
+    workflows.cancel(canceled)  # finished already: nothing to announce
+    started = [
+        (p["run_id"], p["workflow"], p["state"], p["result"], p["error"]) for n, _, p in announced if n == "started"
+    ]
+    assert started == [
+        (r, name, "pending", None, "")
+        for r, name in (
+            (done, wf.chain.name),
+            (failed, wf.raises.name),
+            (canceled, wf.sleeper.name),
+            (keyed, wf.chain.name),
+        )
+    ]
+    finished = {p["run_id"]: (p["workflow"], p["state"], p["result"]) for n, _, p in announced if n == "finished"}
+    assert finished == {
+        done: (wf.chain.name, "success", [1, "sent s a0"]),
+        keyed: (wf.chain.name, "success", [2, "sent s a0"]),
+        failed: (wf.raises.name, "failed", None),
+        canceled: (wf.sleeper.name, "canceled", None),
+    }
+    errors = {p["run_id"]: p["error"] for n, _, p in announced if n == "finished"}
+    assert "ValueError: no f" in errors[failed] and errors[done] == errors[canceled] == ""
+    assert {sender for _, sender, _ in announced} == {WorkflowRun}
