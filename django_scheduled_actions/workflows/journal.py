@@ -118,6 +118,32 @@ def cancel_run(run_id: int, using: str) -> bool:
     return run_in_short_transaction(body, using)
 
 
+def retry_run(run_id: int, using: str) -> bool:
+    """Give a failed run a new attempt from its failed step: the journal entry of its last failed step and
+    every later one are dropped (their open jobs canceled), the finished steps before it are kept, and the
+    run replays from them (announced as ``workflow_started``, in state running). A run that failed with no
+    failed step (its body raised) keeps its whole journal. Returns False if the run had not failed."""
+
+    def body() -> bool:
+        run = lock_run(run_id, using)
+        if run is None or run.state != Run.FAILED:
+            return False
+        journaled = WorkflowStep.objects.using(using).filter(run_id=run.pk)
+        failed = journaled.filter(state=Step.FAILED).order_by("-index").values_list("index", flat=True).first()
+        if failed is not None:
+            dropped = journaled.filter(index__gte=failed)
+            job_ids = [pk for pk in dropped.filter(state__in=OPEN_STEPS).values_list("job_id", flat=True) if pk]
+            if job_ids:
+                changes.cancel(ScheduledFunction.objects.using(using).filter(pk__in=job_ids))
+            dropped.delete()
+        set_state(run, Run.RUNNING, using, result=None, error="", finished_at=None)
+        schedule_resume(run, using)
+        announce(signals.workflow_started, run, using)
+        return True
+
+    return run_in_short_transaction(body, using)
+
+
 def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:
     """Hand ``payload`` to the run's step waiting for the event ``name`` and resume the run; with no such
     step yet, keep it in the run's inbox for the first wait on ``name``. False if the run has finished."""
