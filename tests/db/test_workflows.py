@@ -363,3 +363,13 @@ def test_runs_announce_their_start_and_their_end_on_commit(announced):
     errors = {p["run_id"]: p["error"] for n, _, p in announced if n == "finished"}
     assert "ValueError: no f" in errors[failed] and errors[done] == errors[canceled] == ""
     assert {sender for _, sender, _ in announced} == {WorkflowRun}
+
+
+def test_a_retried_run_is_announced_as_started_again_and_finishes_once_more(announced):
+    run_id = workflows.start(wf.uncaught, {"key": "again"})
+    run_due_jobs()
+    assert workflows.retry(run_id) is True and workflows.retry(run_id) is False  # running now: not failed
+    run_due_jobs()
+    seen = [(name, p["state"]) for name, _, p in announced if p["run_id"] == run_id]
+    assert seen == [("started", "pending"), ("finished", "failed"), ("started", "running"), ("finished", "failed")]
+    assert wf.count("refused again") == 2 and notes() == ["before again"]
