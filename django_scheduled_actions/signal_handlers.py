@@ -46,11 +46,19 @@ def log_canceled(sender: Any, job_ids: list[int], **kwargs: Any) -> None:
     logger.info("jobs canceled jobs=%s", ",".join(map(str, job_ids)))
 
 
+def log_workflow_finished(sender: Any, run_id: int, workflow: str, state: str, error: str = "", **kwargs: Any) -> None:
+    if state == "failed":
+        logger.warning("workflow failed run=%s workflow=%s error=%r", run_id, workflow, error.rsplit("\n", 1)[-1])
+        return
+    logger.info("workflow finished run=%s workflow=%s state=%s", run_id, workflow, state)
+
+
 def connect() -> None:
     for signal, receiver in (
         (signals.job_started, log_started),
         (signals.job_succeeded, log_succeeded),
         (signals.job_failed, log_failed),
         (signals.job_canceled, log_canceled),
+        (signals.workflow_finished, log_workflow_finished),
     ):
         signal.connect(receiver, dispatch_uid=f"{signals.LOGGING_UID}{receiver.__name__}")

@@ -1,10 +1,12 @@
-"""The admin: jobs (cancel, retry, run now), crons, idempotency keys, workers, batches, sagas and a dashboard
-(``admin:django_scheduled_actions_dashboard``, linked from the app's index and the jobs' changelist)."""
+"""The admin: jobs (cancel, retry, run now), crons, idempotency keys, workers, batches, sagas, workflow runs
+(cancel, retry from the failed step) and a dashboard (``admin:django_scheduled_actions_dashboard``, linked
+from the app's index and the jobs' changelist)."""
 
 from .crons import CronJobAdmin
 from .jobs import IdempotencyKeyAdmin, ScheduledFunctionAdmin
 from .orchestration import BatchAdmin, SagaAdmin
 from .workers import WorkerProcessAdmin
+from .workflows import WorkflowRunAdmin
 
 __all__ = [
     "BatchAdmin",
@@ -13,4 +15,5 @@ __all__ = [
     "SagaAdmin",
     "ScheduledFunctionAdmin",
     "WorkerProcessAdmin",
+    "WorkflowRunAdmin",
 ]

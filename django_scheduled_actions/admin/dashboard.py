@@ -1,5 +1,6 @@
 """The admin dashboard: jobs per state and per function, throughput charts (inline SVG drawn server-side),
-scheduler lag, recent failures and workers. Every figure is an aggregate query: no query per row."""
+scheduler lag, recent failures, workers and workflow runs per state. Every figure is an aggregate query: no
+query per row."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from ..models import ScheduledFunction, State
+from ..models import ScheduledFunction, State, WorkflowRun
 from ..store.knowledge import Knowledge
 from . import display
 from .workers import worker_counts
@@ -53,6 +54,7 @@ def dashboard_data(now: datetime) -> dict[str, Any]:
         "failures": recent_failures(jobs, now),
         "workers": worker_counts(now),
         "unrunnable": unrunnable(jobs, now),
+        "runs": run_counts(),
     }
 
 
@@ -79,6 +81,21 @@ def state_counts(jobs, changelist: str) -> list[dict[str, Any]]:
             "url": f"{changelist}?state__exact={state}",
         }
         for state in State.values
+    ]
+
+
+def run_counts() -> list[dict[str, Any]]:
+    """Workflow runs per state (one aggregate query), each linked to the runs' changelist in that state."""
+    counts = dict(WorkflowRun.objects.order_by().values_list("state").annotate(n=Count("pk")))
+    changelist = reverse("admin:django_scheduled_actions_workflowrun_changelist")
+    return [
+        {
+            "state": state,
+            "badge": display.badge(state, str(WorkflowRun.State(state).label)),
+            "count": counts.get(state, 0),
+            "url": f"{changelist}?state__exact={state}",
+        }
+        for state in WorkflowRun.State.values
     ]
 
 

@@ -19,6 +19,8 @@ COLOURS = {
     State.SUCCESS: "#2e7d32",
     State.FAILED: "#c62828",
     State.CANCELED: "#757575",
+    "running": "#b26a00",  # a workflow run's or step's
+    "waiting": "#5b6b7a",
     "alive": "#2e7d32",
     "late": "#b26a00",
     "overdue": "#b26a00",
@@ -75,6 +77,10 @@ def when(moment: datetime | None, now: datetime | None = None) -> SafeString | s
         return "-"
     local = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
     return format_html('{} <span class="sa-relative" style="opacity:.7">({})</span>', local, relative(moment, now))
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def pretty_json(value: Any) -> SafeString:

@@ -105,5 +105,12 @@ class SagaAdmin(ReadOnlyAdmin):
     list_filter = ("state",)
     search_fields = ("key",)
     ordering = ("-created_at", "-id")
-    readonly_fields = ("key", "state", "error", "created_at", "finished_at")
+    readonly_fields = ("key", "state", "job_link", "error", "created_at", "finished_at")
     inlines = [SagaStepInline]
+
+    @admin.display(description="job")
+    def job_link(self, obj):
+        if not obj.job_id:
+            return "-"
+        url = reverse("admin:django_scheduled_actions_scheduledfunction_change", args=[obj.job_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.job_id)

@@ -26,7 +26,11 @@ def create_subscription(ctx, user_id: int, plan_id: str) -> int:
   finishes it when it runs again, without the compensation that was running.
 - A rolled-back saga is final: entering it again raises ``SagaRolledBack`` (a ``NonRetryableError``,
   so a ``RetryPolicy`` stops there). State, steps and errors are in the admin (``Saga``).
-- The key defaults to the job (``job:<id>``): retries of one job share one saga.
+- The key defaults to the job (``job:<id>``, the id of the first job of its ``retry_of`` chain): retries of
+  one job, by its policy or from the admin, share one saga and resume its journal.
+- A saga whose job ended for good while it ran (its worker lost, timed out, no retry left) is marked
+  ``abandoned`` by lease recovery (``abandon_stragglers``), never left ``running``; retrying the job from the
+  admin resumes it after the journaled steps.
 """
 
 from __future__ import annotations
@@ -36,19 +40,23 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..core import guards, values
 from ..core.registry import Function, registry
 from ..exceptions import NonRetryableError
+from ..models import FINAL_STATES, SagaStep, ScheduledFunction
 from ..models import Saga as SagaRow
-from ..models import SagaStep
 from ..store.transactions import run_in_mutation_transaction
 from .run import run_mutation
 
 logger = logging.getLogger("django_scheduled_actions")
 Step = SagaStep.State
 Row = SagaRow.State
+MAX_RETRY_CHAIN = 1000  # retries of retries followed back to the first job
+STRAGGLERS_PER_PASS = 100
 
 
 class SagaRolledBack(NonRetryableError):
@@ -64,7 +72,7 @@ class Saga:
         if key is None:
             if ctx.job is None:
                 raise TypeError("Saga(ctx) outside a job needs a key=")
-            key = f"job:{ctx.job.id}"
+            key = f"job:{_first_of_retries(ctx.job.id, ctx.using)}"
         values.key(key, "the saga key")
         self.ctx, self.key, self.using = ctx, key, ctx.using
         self.row: SagaRow | None = None
@@ -77,6 +85,11 @@ class Saga:
         with guards.policy("allow"):
             self.row, _ = SagaRow.objects.using(self.using).get_or_create(key=self.key)
             self.journal = {s.name: s for s in self.row.steps.all()}
+            job_id = self.ctx.job.id if self.ctx.job is not None else None
+            if job_id is not None and self.row.job_id != job_id:
+                SagaRow.objects.using(self.using).filter(pk=self.row.pk).update(job_id=job_id)
+        if self.row.state == Row.ABANDONED:  # its job is retried: resume after the journaled steps
+            self._set_state(Row.ABANDONED, Row.RUNNING)
         if self.row.state == Row.ROLLING_BACK:
             self._roll_back()  # a crash interrupted the rollback: finish it
         if self.row.state in (Row.ROLLING_BACK, Row.ROLLED_BACK, Row.FAILED):
@@ -120,9 +133,13 @@ class Saga:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         assert self.row is not None
         if exc is None:
-            self._set_state(Row.RUNNING, Row.COMPLETED)
+            if not self._set_state(Row.RUNNING, Row.COMPLETED):
+                self._set_state(Row.ABANDONED, Row.COMPLETED)  # a body that outlived its job's end
             return False
-        if isinstance(exc, Exception) and self._set_state(Row.RUNNING, Row.ROLLING_BACK, error=_describe(exc)):
+        if isinstance(exc, Exception) and (
+            self._set_state(Row.RUNNING, Row.ROLLING_BACK, error=_describe(exc))
+            or self._set_state(Row.ABANDONED, Row.ROLLING_BACK, error=_describe(exc))
+        ):
             logger.warning("saga rolling back saga=%s error=%r", self.key, exc)
             self._roll_back()
         return False  # the error propagates; a BaseException (a crash) leaves the journal for the retry
@@ -203,14 +220,49 @@ class Saga:
     def _set_state(self, current: str, new: str, error: str | None = None) -> bool:
         assert self.row is not None
         fields: dict[str, Any] = {"state": new}
-        if new in (Row.COMPLETED, Row.ROLLED_BACK, Row.FAILED):
+        if new in (Row.COMPLETED, Row.ROLLED_BACK, Row.FAILED, Row.ABANDONED):
             fields["finished_at"] = timezone.now()
+        elif current == Row.ABANDONED:
+            fields["finished_at"] = None
         if error is not None:
             fields["error"] = error
         with guards.policy("allow"):
             changed = SagaRow.objects.using(self.using).filter(pk=self.row.pk, state=current).update(**fields)
             self.row.refresh_from_db(fields=["state", "error"])
         return bool(changed)
+
+
+def _first_of_retries(job_id: int, using: str) -> int:
+    """The first job of ``job_id``'s ``retry_of`` chain (admin retries are new jobs of the same call)."""
+    jobs = ScheduledFunction.objects.using(using)
+    with guards.policy("allow"):
+        for _ in range(MAX_RETRY_CHAIN):
+            previous = jobs.filter(pk=job_id).values_list("retry_of_id", flat=True).first()
+            if previous is None:
+                break
+            job_id = previous
+    return job_id
+
+
+def abandon_stragglers(using: str = DEFAULT_DB_ALIAS) -> int:
+    """Mark ``abandoned`` the running sagas whose job has ended for good (failed or canceled, or succeeded
+    with the saga unfinished, e.g. a worker lost on the last attempt) and has no retry pending. Returns how
+    many. A body still running (a canceled action finishes) ends its saga all the same."""
+    jobs = ScheduledFunction.objects.using(using)
+    open_retry = jobs.filter(retry_of_id=OuterRef("pk")).exclude(state__in=FINAL_STATES)
+    ended = jobs.filter(state__in=FINAL_STATES).exclude(Exists(open_retry)).values("pk")
+    running = SagaRow.objects.using(using).filter(state=Row.RUNNING, job_id__in=ended)
+    abandoned = 0
+    for saga_id, job_id in list(running.values_list("pk", "job_id")[:STRAGGLERS_PER_PASS]):
+        error = f"abandoned: its job #{job_id} ended before the saga finished; retry the job to resume it"
+        abandoned += (
+            SagaRow.objects.using(using)
+            .filter(pk=saga_id, state=Row.RUNNING)
+            .update(state=Row.ABANDONED, error=error, finished_at=timezone.now())
+        )
+    if abandoned:
+        logger.warning("sagas abandoned by their jobs count=%d", abandoned)
+    return abandoned
 
 
 def _check(fn: Any, what: str) -> Function:

@@ -17,6 +17,17 @@ from ..exceptions import FunctionNotFound
 from . import values
 from .validation import Validator
 
+STEP_PREFIX = "workflow-step:"  # the jobs of a workflow's steps: workflow-step:<function>[#retry=...]
+RETRY_MARK = "#retry="
+
+
+def step_function(job_name: str) -> str:
+    """The function a job named ``job_name`` runs: the step's function for a workflow step's job (whose
+    limits, ``max_concurrency`` among them, are that function's), else the name itself."""
+    if not job_name.startswith(STEP_PREFIX):
+        return job_name
+    return job_name[len(STEP_PREFIX) :].partition(RETRY_MARK)[0]
+
 
 class Workflow:
     """A registered workflow: ``.name``, ``.queue`` (of the jobs that replay its body) and the

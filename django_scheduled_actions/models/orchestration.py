@@ -78,8 +78,12 @@ class Saga(models.Model):
         """Every completed step was compensated. Final."""
         FAILED = "failed", _("compensation failed")
         """A compensation raised or was interrupted by a crash: look at the steps. Final."""
+        ABANDONED = "abandoned", _("abandoned")
+        """Its job ended for good while it was running (worker lost, timed out, no retry left): retrying the
+        job (from the admin) resumes it after the journaled steps; a body still running finishes it."""
 
     key = models.CharField(max_length=255)
+    job_id = models.BigIntegerField(null=True, blank=True, help_text=_("the job that ran it last"))
     state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
     error = models.TextField(blank=True, default="", help_text=_("why the saga rolled back"))
     created_at = models.DateTimeField(default=_now)
@@ -89,6 +93,7 @@ class Saga(models.Model):
         db_table = "scheduled_actions_saga"
         verbose_name = _("saga")
         constraints = [models.UniqueConstraint(fields=["key"], name="sa_saga_key_unique")]
+        indexes = [models.Index(fields=["state"], name="sa_saga_state_idx")]  # the running ones, for recovery
 
     def __str__(self) -> str:
         return f"{self.key} ({self.state})"

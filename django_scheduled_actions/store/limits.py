@@ -23,6 +23,7 @@ from django.db.models import Count, Q
 
 from ..conf import app_settings
 from ..core.registry import registry
+from ..core.workflows import RETRY_MARK, STEP_PREFIX, step_function
 from ..models import ConcurrencyLimit, ScheduledFunction, ScheduledFunctionQuerySet, State
 from . import dbclock
 from .engines import engine
@@ -45,8 +46,9 @@ class Limits:
         return sorted([f"function:{n}" for n in self.functions] + [f"queue:{q}" for q in self.queues])
 
     def keys_of(self, name: str, queue: str) -> list[str]:
-        """The limits a job of function ``name`` in ``queue`` falls under."""
-        keys = [f"function:{name}"] if name in self.functions else []
+        """The limits a job named ``name`` in ``queue`` falls under (a workflow step's, its function's)."""
+        function = step_function(name)
+        keys = [f"function:{function}"] if function in self.functions else []
         return keys + ([f"queue:{queue}"] if queue in self.queues else [])
 
     def capacity(self, key: str) -> int:
@@ -55,14 +57,23 @@ class Limits:
 
     def matching(self, key: str) -> Q:
         kind, _, name = key.partition(":")
-        return Q(name=name) if kind == "function" else Q(queue=name)
+        return _jobs_of(name) if kind == "function" else Q(queue=name)
 
     def limited(self) -> Q:
-        return Q(name__in=list(self.functions)) | Q(queue__in=list(self.queues))
+        limited = Q(queue__in=list(self.queues))
+        for name in self.functions:
+            limited |= _jobs_of(name)
+        return limited
 
     def unclaimed_names(self) -> list[str]:
-        """The function names the usual claim query leaves out: limited ones and skipped ones."""
-        return [*self.functions, *sorted(self.skip - set(self.functions))]
+        """The job names the usual claim query leaves out: limited functions' (and their workflow steps'
+        without a retry policy of their own) and skipped ones."""
+        steps = [STEP_PREFIX + name for name in self.functions]
+        return [*self.functions, *steps, *sorted(self.skip - set(self.functions) - set(steps))]
+
+    def unclaimed_prefixes(self) -> list[str]:
+        """The starts of the other job names it leaves out: limited functions' steps with a retry policy."""
+        return [STEP_PREFIX + name + RETRY_MARK for name in self.functions]
 
     def without_skipped(self, jobs: ScheduledFunctionQuerySet) -> ScheduledFunctionQuerySet:
         return jobs.exclude(name__in=sorted(self.skip)) if self.skip else jobs
@@ -71,9 +82,16 @@ class Limits:
         """``jobs`` without the limited (and skipped) ones: what the usual claim query may take."""
         if self.functions or self.skip:
             jobs = jobs.exclude(name__in=self.unclaimed_names())
+        for prefix in self.unclaimed_prefixes():
+            jobs = jobs.exclude(name__startswith=prefix)
         if self.queues:
             jobs = jobs.exclude(queue__in=list(self.queues))
         return jobs
+
+
+def _jobs_of(name: str) -> Q:
+    """The jobs of function ``name``: its own and its workflow steps' (with or without a retry policy)."""
+    return Q(name__in=[name, STEP_PREFIX + name]) | Q(name__startswith=STEP_PREFIX + name + RETRY_MARK)
 
 
 def active(queues: Iterable[str] | None = None, skip: frozenset[str] = frozenset()) -> Limits:

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
 
 from .. import signals
+from ..calls import saga as sagas
 from ..core.registry import registry
 from ..core.retry import RetryPolicy
 from ..exceptions import FunctionNotFound, WorkerLost
@@ -55,6 +56,7 @@ def recover_expired(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) 
         logger.warning("recovered jobs of lost workers count=%d", recovered)
     batches.settle_stragglers(using)  # items whose worker died before counting them (and the ones failed above)
     workflow_steps.settle_stragglers(using)  # workflow steps whose worker died before journaling them
+    sagas.abandon_stragglers(using)  # sagas whose job ended for good while they ran
     return recovered
 
 
@@ -66,6 +68,7 @@ def recover_previous_incarnation(worker_id: str, now: datetime, using: str = DEF
         logger.warning("recovered jobs of this worker id's previous process worker=%s count=%d", worker_id, recovered)
         batches.settle_stragglers(using)
         workflow_steps.settle_stragglers(using)
+        sagas.abandon_stragglers(using)
     return recovered
 
 

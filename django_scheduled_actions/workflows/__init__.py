@@ -1,4 +1,5 @@
-"""Durable workflows (DESIGN.md section 12): ``workflows.start``, ``send_event``, ``status``, ``cancel``.
+"""Durable workflows (DESIGN.md section 12): ``workflows.start``, ``send_event``, ``status``, ``cancel``,
+``retry`` (from the failed step).
 
 ```python
 from django_scheduled_actions import workflow, workflows
@@ -28,12 +29,13 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
+from .. import signals
 from ..core import guards, values
 from ..core.workflows import Workflow
 from ..models import WorkflowRun
 from . import journal, replay, steps
 
-__all__ = ["Workflows", "cancel", "replay", "send_event", "start", "status", "steps"]
+__all__ = ["Workflows", "cancel", "replay", "retry", "send_event", "start", "status", "steps"]
 
 
 class Workflows:
@@ -67,6 +69,7 @@ class Workflows:
                     raise
                 return held
             journal.schedule_resume(run, self.using)
+            journal.announce(signals.workflow_started, run, self.using)
         return run.pk
 
     def _held(self, key: str, fn: Workflow) -> int | None:
@@ -93,6 +96,12 @@ class Workflows:
         not used). False if it had finished already."""
         return journal.cancel_run(_run_id(run_id), self.using)
 
+    def retry(self, run_id: int) -> bool:
+        """Give a failed run a new attempt from its failed step (the admin's "retry from the failed step"):
+        the finished steps before it are kept and never run again; the failed one and those after it run
+        anew. False if the run had not failed."""
+        return journal.retry_run(_run_id(run_id), self.using)
+
 
 def _run_id(run_id: Any) -> int:
     if isinstance(run_id, bool) or not isinstance(run_id, int):
@@ -105,3 +114,4 @@ start = _default.start
 send_event = _default.send_event
 status = _default.status
 cancel = _default.cancel
+retry = _default.retry

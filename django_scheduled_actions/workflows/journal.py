@@ -8,18 +8,22 @@ index (``sa_workflow_step_unique``), and changes state only from ``running`` or 
 
 from __future__ import annotations
 
+import logging
 import traceback
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from .. import signals
 from ..core.registry import Function, registry
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
 from ..scheduling import changes
 from ..scheduling.scheduler import Scheduler
 from ..store.transactions import run_in_short_transaction
 
+logger = logging.getLogger("django_scheduled_actions")
 RESUME = "django_scheduled_actions.workflows:resume"  # the internal mutation that replays a run's body
 Run, Step = WorkflowRun.State, WorkflowStep.State
 OPEN_STEPS = (Step.RUNNING, Step.WAITING)
@@ -38,10 +42,17 @@ def steps_of(run: WorkflowRun, using: str) -> list[WorkflowStep]:
     return list(WorkflowStep.objects.using(using).filter(run_id=run.pk).order_by("index"))
 
 
-def schedule_resume(run: WorkflowRun, using: str, *, at: datetime | None = None, wake: int | None = None) -> int:
+def schedule_resume(
+    run: WorkflowRun, using: str, *, at: datetime | None = None, wake: int | None = None, failures: int = 0
+) -> int:
     """Schedule a replay of ``run``'s body (at ``at``, else now), in the caller's transaction. ``wake``:
-    the index of the sleep or timed wait it ends. Returns the job's id."""
-    args: dict[str, Any] = {"run_id": run.pk} if wake is None else {"run_id": run.pk, "wake": wake}
+    the index of the sleep or timed wait it ends; ``failures``: the replays failed before it. Returns the
+    job's id."""
+    args: dict[str, Any] = {"run_id": run.pk}
+    if wake is not None:
+        args["wake"] = wake
+    if failures:
+        args["failures"] = failures
     resume = registry.get(RESUME)
     scheduler = Scheduler(using=using)
     job_id = (
@@ -107,6 +118,32 @@ def cancel_run(run_id: int, using: str) -> bool:
     return run_in_short_transaction(body, using)
 
 
+def retry_run(run_id: int, using: str) -> bool:
+    """Give a failed run a new attempt from its failed step: the journal entry of its last failed step and
+    every later one are dropped (their open jobs canceled), the finished steps before it are kept, and the
+    run replays from them (announced as ``workflow_started``, in state running). A run that failed with no
+    failed step (its body raised) keeps its whole journal. Returns False if the run had not failed."""
+
+    def body() -> bool:
+        run = lock_run(run_id, using)
+        if run is None or run.state != Run.FAILED:
+            return False
+        journaled = WorkflowStep.objects.using(using).filter(run_id=run.pk)
+        failed = journaled.filter(state=Step.FAILED).order_by("-index").values_list("index", flat=True).first()
+        if failed is not None:
+            dropped = journaled.filter(index__gte=failed)
+            job_ids = [pk for pk in dropped.filter(state__in=OPEN_STEPS).values_list("job_id", flat=True) if pk]
+            if job_ids:
+                changes.cancel(ScheduledFunction.objects.using(using).filter(pk__in=job_ids))
+            dropped.delete()
+        set_state(run, Run.RUNNING, using, result=None, error="", finished_at=None)
+        schedule_resume(run, using)
+        announce(signals.workflow_started, run, using)
+        return True
+
+    return run_in_short_transaction(body, using)
+
+
 def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:
     """Hand ``payload`` to the run's step waiting for the event ``name`` and resume the run; with no such
     step yet, keep it in the run's inbox for the first wait on ``name``. False if the run has finished."""
@@ -146,10 +183,27 @@ def take_event(run: WorkflowRun, name: str, using: str) -> tuple[bool, Any]:
 
 
 def set_state(run: WorkflowRun, state: str, using: str, **fields: Any) -> None:
+    """Move the (locked) run to ``state``; a final one is announced (``workflow_finished``) on commit."""
     run.state = state
     for name, value in fields.items():
         setattr(run, name, value)
     run.save(using=using, update_fields=["state", *fields])
+    if run.is_finished:
+        announce(signals.workflow_finished, run, using)
+
+
+def announce(signal: Any, run: WorkflowRun, using: str) -> None:
+    """Send ``signal`` about ``run`` (as it is now) when the transaction commits, if anyone listens."""
+    if not signal.has_listeners(WorkflowRun):
+        return
+    payload = {"run_id": run.pk, "workflow": run.name, "state": run.state, "result": run.result, "error": run.error}
+
+    def send() -> None:
+        for receiver, response in signal.send_robust(sender=WorkflowRun, **payload):
+            if isinstance(response, Exception):
+                logger.error("signal receiver failed receiver=%r run=%s", receiver, run.pk, exc_info=response)
+
+    transaction.on_commit(send, using=using)
 
 
 def check_step_function(fn: Any, kinds: tuple[str, ...], what: str) -> Function:

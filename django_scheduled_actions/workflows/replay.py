@@ -5,16 +5,19 @@ the top. ``step`` hands back journaled results; the first step not journaled yet
 scheduled, or its wake-up) and the replay ends there: ``Suspend`` unwinds the body, which is abandoned.
 Everything a replay writes commits together with it, or not at all. A query step runs inside the replay,
 read-only, and is journaled with it. A step asked for at an index where the journal holds another one
-fails the run with ``WorkflowNondeterminism``, naming both.
+fails the run with ``WorkflowNondeterminism``, naming both. A replay that fails on a database error a repeat
+of its job would not mend (not a conflict, a lock wait or a lost connection) is undone (a savepoint) and
+replayed later, with backoff; after ``REPLAY_RETRY.max_attempts`` such failures the run fails.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from ..core import guards, values
@@ -23,10 +26,12 @@ from ..core.retry import RetryPolicy
 from ..core.workflows import workflow_registry
 from ..exceptions import StepFailed, WorkflowNondeterminism
 from ..models import WorkflowRun, WorkflowStep
-from ..store.errors import is_conflict
+from ..store.errors import is_conflict, is_connection_error, is_lock_timeout, is_unique_race
 from . import journal, steps
 
+logger = logging.getLogger("django_scheduled_actions")
 Kind, Step = WorkflowStep.Kind, WorkflowStep.State
+REPLAY_RETRY = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)  # replays failed on the database
 
 
 class Suspend(BaseException):
@@ -201,15 +206,37 @@ def _label(kind: str, name: str, group: int | None) -> str:
 
 
 @internal_mutation(name=journal.RESUME)
-def resume(ctx: Any, run_id: int, wake: int | None = None) -> None:
-    """Replay the run's body from its journal; ``wake``: the index of the sleep or timed wait that ends."""
+def resume(ctx: Any, run_id: int, wake: int | None = None, failures: int = 0) -> None:
+    """Replay the run's body from its journal; ``wake``: the index of the sleep or timed wait that ends;
+    ``failures``: how many replays before this one failed on a database error (``replay_failed``)."""
     with guards.policy("allow"):
         run = journal.lock_run(run_id, ctx.using)
         if run is None or run.is_finished:
             return
         if wake is not None:
             journal.finish_step(run, wake, Step.SUCCESS, ctx.using, result=None)
-        replay(run, journal.steps_of(run, ctx.using), ctx)
+        try:
+            with transaction.atomic(using=ctx.using):  # a savepoint: a database error undoes the replay only
+                replay(run, journal.steps_of(run, ctx.using), ctx)
+        except DatabaseError as exc:
+            if is_conflict(exc) or is_connection_error(exc) or is_lock_timeout(exc) or is_unique_race(exc):
+                raise  # the worker runs the whole job again (retried, handed back)
+            replay_failed(run_id, failures + 1, exc, ctx.using)
+
+
+def replay_failed(run_id: int, failures: int, exc: DatabaseError, using: str) -> None:
+    """A replay failed on a database error that a repeat of the job would not mend at once (its writes
+    undone, the job's own transaction intact): replay again later, with ``REPLAY_RETRY``'s backoff, or, once
+    its attempts are spent, fail the run. Either way the run is never left running with nothing due."""
+    run = journal.lock_run(run_id, using)
+    assert run is not None  # locked by this transaction already
+    if failures < REPLAY_RETRY.max_attempts:
+        logger.warning("workflow replay failed; retrying run=%s failures=%d error=%r", run_id, failures, exc)
+        at = timezone.now() + timedelta(seconds=REPLAY_RETRY.backoff(failures))
+        journal.schedule_resume(run, using, at=at, failures=failures)
+        return
+    error = f"the replay failed {failures} times on a database error; the last one:\n{journal.describe(exc)}"
+    journal.set_state(run, WorkflowRun.State.FAILED, using, error=error, finished_at=timezone.now())
 
 
 def replay(run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any) -> None:

@@ -24,13 +24,13 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from ..core import guards
 from ..core.registry import Function, Options, registry
 from ..core.retry import RetryPolicy
+from ..core.workflows import RETRY_MARK
+from ..core.workflows import STEP_PREFIX as PREFIX
 from ..models import FINAL_STATES, ScheduledFunction, State, WorkflowRun, WorkflowStep
 from ..scheduling.scheduler import Scheduler
 from . import journal
 
 logger = logging.getLogger("django_scheduled_actions")
-PREFIX = "workflow-step:"
-RETRY_MARK = "#retry="
 STRAGGLERS_PER_PASS = 100
 MAX_NAME_LENGTH = 255  # ScheduledFunction.name
 _wrappers: dict[str, Function] = {}

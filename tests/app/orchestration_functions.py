@@ -268,3 +268,11 @@ def saga_killed_while_undoing(ctx, marker: str) -> list[int]:
         )
         saga.step("c", step_action, {"name": f"{name} c", "value": 3, "fail": True})
     return [a, b]
+
+
+@internal_action
+def three_steps_crashing_once(ctx, marker: str) -> list[int]:
+    """Its worker "dies" after step b on its first run in this process; a job with no retry left."""
+    crash_after = "" if marker in CRASHED else "b"
+    CRASHED.add(marker)
+    return run_three_steps(ctx, "", "", {}, False, crash_after)

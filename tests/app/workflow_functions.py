@@ -6,6 +6,8 @@ import contextlib
 import time
 from datetime import timedelta
 
+from django.db import connection
+
 from django_scheduled_actions import (
     NonRetryableError,
     RetryPolicy,
@@ -15,6 +17,7 @@ from django_scheduled_actions import (
     internal_query,
     workflow,
 )
+from django_scheduled_actions.core.registry import registry
 from django_scheduled_actions.models import WorkflowRun
 
 from .models import Counter, Note
@@ -220,3 +223,27 @@ def durable(step, key: str, n: int, pause: float = 0.05) -> list:
         if i == 0:
             step.sleep(0.2)
     return results
+
+
+@workflow
+def limited_step(step, function: str, args: dict, retried: bool = False):  # noqa: ANN201
+    """One step of the registered ``function`` (a limited one of the limits tests), with its own retry
+    policy if ``retried``."""
+    fn = registry.get(function)
+    if fn.kind == "mutation":
+        return step.run_mutation(fn, args)
+    return step.run_action(fn, args, retry=RetryPolicy(max_attempts=2, jitter=False) if retried else None)
+
+
+DATABASE_FAILURES: dict[str, int] = {}  # key -> how many replays of db_flaky fail on the database
+
+
+@workflow
+def db_flaky(step, key: str, failures: int) -> int:
+    """Its first ``failures`` replays fail on a database error (a missing table), after a first step."""
+    first = step.run_mutation(note, {"text": f"first {key}"})
+    if DATABASE_FAILURES.get(key, 0) < failures:
+        DATABASE_FAILURES[key] = DATABASE_FAILURES.get(key, 0) + 1
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM sa_no_such_table")
+    return first + step.run_mutation(note, {"text": f"second {key}"})

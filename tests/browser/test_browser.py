@@ -20,10 +20,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from django_scheduled_actions import scheduler
-from django_scheduled_actions.models import CronJob, ScheduledFunction, State
+from django_scheduled_actions import scheduler, workflows
+from django_scheduled_actions.models import CronJob, ScheduledFunction, State, WorkflowRun
 from tests.app import cron_functions as cf
 from tests.app import functions as f
+from tests.app import workflow_functions as wf
 from tests.support import ROOT, start_worker, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -245,3 +246,35 @@ def test_open_the_dashboard_and_the_workers(admin_page, worker):
     page.goto("/admin/django_scheduled_actions/workerprocess/")
     expect(page.locator("#result_list tbody tr .sa-badge")).to_have_text("alive")
     page.shot("workers")
+
+
+def test_a_workflow_runs_steps_as_a_timeline_and_its_retry_from_the_failed_step(admin_page, worker):
+    from playwright.sync_api import expect
+
+    page = admin_page
+    run_id = workflows.start(wf.uncaught, {"key": "browser"})
+    run_failed = lambda: WorkflowRun.objects.filter(pk=run_id, state="failed").exists()  # noqa: E731
+    wait_until(run_failed, JOB_TIMEOUT, f"the worker to run workflow run #{run_id}")
+    page.goto("/admin/django_scheduled_actions/workflowrun/")
+    row = page.locator("#result_list tbody tr").filter(
+        has=page.locator(f'th.field-id a[href*="/workflowrun/{run_id}/change/"]')
+    )
+    expect(row.locator(".sa-badge")).to_have_text("failed")
+    row.locator("th.field-id a").click()
+    steps = page.locator(".sa-timeline tbody tr")
+    expect(steps).to_have_count(2)
+    expect(steps.nth(0).locator(".sa-badge")).to_have_text("success")
+    expect(steps.nth(1).locator(".sa-badge")).to_have_text("failed")
+    expect(steps.nth(1)).to_contain_text("card browser declined")
+    page.shot("workflow-run")
+
+    page.goto("/admin/django_scheduled_actions/workflowrun/")
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "retry_runs")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text(f"Retried from the failed step 1 run(s): #{run_id}.")
+    wait_until(lambda: wf.count("refused browser") == 2 and run_failed(), JOB_TIMEOUT, "the retried step")
+    page.goto(f"/admin/django_scheduled_actions/workflowrun/{run_id}/change/")
+    expect(steps).to_have_count(2)  # the finished step kept, the failed one run again
+    assert wf.Note.objects.filter(text="before browser").count() == 1
+    page.shot("workflow-run-retried")

@@ -64,7 +64,9 @@ def grant(user: User, *codenames: str) -> None:
 # --- pages ---
 
 
-@pytest.mark.parametrize("model", ["scheduledfunction", "cronjob", "idempotencykey", "workerprocess", "batch", "saga"])
+@pytest.mark.parametrize(
+    "model", ["scheduledfunction", "cronjob", "idempotencykey", "workerprocess", "batch", "saga", "workflowrun"]
+)
 def test_changelists_render(admin_client, model):
     scheduler.run_after(0, f.bump, {"name": "x"}, idempotency_key="k")
     response = admin_client.get(reverse(f"admin:django_scheduled_actions_{model}_changelist"))

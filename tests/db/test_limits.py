@@ -11,13 +11,15 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from django_scheduled_actions import internal_action, internal_query, scheduler
+from django_scheduled_actions import internal_action, internal_query, scheduler, workflows
 from django_scheduled_actions.checks import check_settings
 from django_scheduled_actions.models import ConcurrencyLimit, ScheduledFunction, State
 from django_scheduled_actions.store.leases import claim, next_due_time
+from django_scheduled_actions.testing import run_job
 from django_scheduled_actions.worker.maintenance import recover_expired
 from tests.app import functions as f
 from tests.app import orchestration_functions as of
+from tests.app import workflow_functions as wf
 from tests.support import start_worker, wait_until
 from tests.support.threads import at_once
 
@@ -207,3 +209,30 @@ def run_with_three_workers(tmp_path: Path, jobs: list[int]) -> None:
             worker.send_signal(signal.SIGTERM)
         codes = [worker.wait(30) for worker in workers]
     assert codes == [0, 0, 0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workflow_steps_obey_their_functions_limit_and_queue(limited):
+    for i in range(4):
+        workflows.start(wf.limited_step, {"function": limited.limited_mutation.name, "args": {"i": i}})
+        args = {"path": "-", "seconds": 0}
+        workflows.start(wf.limited_step, {"function": limited.limited_run.name, "args": args, "retried": True})
+    for _ in range(3):
+        workflows.start(wf.limited_step, {"function": limited.queued_run.name, "args": {"path": "-", "seconds": 0}})
+    with override_settings(SCHEDULED_ACTIONS_QUEUE_CONCURRENCY={QUEUE: 2}):
+        replays = list(ScheduledFunction.objects.filter(state=State.PENDING).values_list("pk", flat=True))
+        assert len(replays) == 11
+        for job_id in replays:  # each replay schedules its run's step
+            run_job(job_id)
+        steps = ScheduledFunction.objects.filter(name__startswith="workflow-step:")
+        assert set(steps.values_list("queue", flat=True)) == {"default", QUEUE}
+        assert steps.filter(queue=QUEUE).count() == 3
+        first = claim_now()
+        assert (
+            names(first)
+            == ["limited_mutation"] * 2 + ["limited_run#retry=2,0.25,2.0,3600.0,0"] * 2 + ["queued_run"] * 2
+        )
+        assert claim_now() == []
+        finish([j for j in first if j.name.startswith(f"workflow-step:{limited.limited_run.name}#")][:1])
+        assert names(claim_now()) == ["limited_run#retry=2,0.25,2.0,3600.0,0"]
+        assert claim_now() == []

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-from patterns.functions import emails, fanout, maintenance, messages, orders, payments, reminders, retries
+from patterns.functions import durable, emails, fanout, maintenance, messages, orders, payments, reminders, retries
 from patterns.functions import subscriptions as subs
 from patterns.models import (
     BatchReport,
@@ -27,12 +27,12 @@ from patterns.models import (
     Subscription,
 )
 
-from django_scheduled_actions import run_action, run_mutation, run_query, scheduler
+from django_scheduled_actions import run_action, run_mutation, run_query, scheduler, workflows
 from django_scheduled_actions.cron import definitions as crons
 from django_scheduled_actions.cron.definitions import CronRegistry, cron_registry
 from django_scheduled_actions.cron.schedules import Cron, Interval
-from django_scheduled_actions.models import Batch, Saga, ScheduledFunction, State
-from django_scheduled_actions.testing import run_due_jobs
+from django_scheduled_actions.models import Batch, Saga, ScheduledFunction, State, WorkflowRun
+from django_scheduled_actions.testing import assert_workflow_steps, run_due_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -202,6 +202,65 @@ def test_a_subscription_saga_rolls_back_newest_first(provider):
     assert steps[1].compensated_at < steps[0].compensated_at  # newest first
 
 
+def test_the_order_as_a_workflow_is_charged_marked_paid_and_fulfilled_or_marked_failed(provider):
+    paid = run_mutation(durable.place_order_durably, {"total_cents": 2500})
+    declined = run_mutation(durable.place_order_durably, {"total_cents": 990, "payment_method": "tok_declined"})
+    run_due_jobs()
+    order = Order.objects.get(pk=paid)
+    [charge] = provider.records("charge")
+    assert (order.status, order.charge_id, charge.data["amount"]) == ("fulfilled", charge.external_id, 2500)
+    run = workflows.status(WorkflowRun.objects.get(idempotency_key=f"order-{paid}").pk)
+    assert (run.state, run.result) == ("success", "fulfilled")
+    assert_workflow_steps(
+        run.pk,
+        [
+            ("query", orders.get_order, "success"),
+            ("action", durable.charge_order, "success"),
+            ("mutation", orders.mark_paid, "success"),
+            ("mutation", orders.fulfil, "success"),
+        ],
+    )
+    failed = Order.objects.get(pk=declined)
+    assert failed.status == "failed" and "402" in failed.error and "card_declined" in failed.error
+    run = WorkflowRun.objects.get(idempotency_key=f"order-{declined}")
+    assert (run.state, run.result, run.steps.get(index=1).state) == ("success", "failed", "failed")
+
+    provider.fail("charges")  # once: the step's retry charges
+    retried = run_mutation(durable.place_order_durably, {"total_cents": 100})
+    run_due_jobs()
+    run_due_jobs(advance=timedelta(seconds=3))  # the charge's retry, after its backoff
+    assert Order.objects.get(pk=retried).status == "fulfilled" and len(provider.records("charge")) == 2
+
+
+def test_the_subscription_saga_as_a_workflow_undoes_newest_first(provider):
+    ada = workflows.start(durable.create_subscription, {"customer": "ada@example.com", "plan_id": "pro"})
+    run_due_jobs()
+    subscription = Subscription.objects.get()
+    assert workflows.status(ada).result == subscription.pk
+    twice = workflows.start(durable.create_subscription, {"customer": "ada@example.com", "plan_id": "basic"})
+    run_due_jobs()  # the local record fails (ada has one): the provider subscription is canceled
+    assert (workflows.status(twice).state, workflows.status(twice).result) == ("success", None)
+    assert [r.status for r in provider.records("subscription")] == ["ok", "canceled"]
+    assert Subscription.objects.count() == 1
+
+    provider.fail("email")  # the welcome email fails: the local record, then the provider subscription go
+    bob = workflows.start(durable.create_subscription, {"customer": "bob@example.com", "plan_id": "pro"})
+    run_due_jobs()
+    assert workflows.status(bob).result is None
+    assert not Subscription.objects.filter(customer="bob@example.com").exists()
+    assert provider.records("subscription")[-1].status == "canceled"
+    assert_workflow_steps(
+        bob,
+        [
+            ("action", subs.create_provider_subscription, "success"),
+            ("mutation", subs.create_local_subscription, "success"),
+            ("action", subs.send_welcome_email, "failed"),
+            ("mutation", subs.delete_local_subscription, "success"),
+            ("action", subs.cancel_provider_subscription, "success"),
+        ],
+    )
+
+
 def test_fan_out_and_fan_in(provider):
     items = [Item.objects.create(name=f"item {n}").pk for n in range(10)]
     Item.objects.filter(pk=items[3]).delete()  # its job fails at once
@@ -267,26 +326,31 @@ def outcomes() -> dict[str, object]:
         "provider failures left": sum(ProviderFailure.objects.values_list("fail_next", flat=True)),
         "payments": list(Payment.objects.values_list("status", flat=True)),
         "charges": ProviderRecord.objects.filter(kind="charge").count(),
-        "subscriptions": list(Subscription.objects.values_list("plan_id", flat=True)),
+        "subscriptions": sorted(Subscription.objects.values_list("plan_id", flat=True)),
         "sagas": sorted(Saga.objects.values_list("state", flat=True)),
         "batches": list(BatchReport.objects.values_list("succeeded", "failed")),
+        "workflow runs": sorted(WorkflowRun.objects.values_list("name", "state")),
     }
 
 
 EXPECTED = {
     "emails": ["sent"] * 4,
-    "orders": ["failed", "fulfilled"],
+    "orders": ["failed", "fulfilled", "fulfilled"],
     "messages": 0,
     "reminders": ["sent"],
     "jobs": ["completed"],
     "provider failures left": 0,
     "payments": ["charged"],
-    "charges": 2,
-    "subscriptions": ["pro"],
+    "charges": 3,
+    "subscriptions": ["pro", "team"],
     "sagas": ["completed", "rolled_back"],
     "batches": [(20, 0)],
+    "workflow runs": [
+        ("patterns.create_subscription", "success"),
+        ("patterns.process_order", "success"),
+    ],
 }  # the two failures of /process hit the retried job or the batch's items, which are retried too;
-# charges: one order (the declined card is refused) and one payment, requested twice
+# charges: two orders (the declined card is refused; one order is a workflow) and one payment, requested twice
 
 
 def demo_progress() -> str:

@@ -9,7 +9,9 @@ from django.urls import reverse
 from django_scheduled_actions import NonRetryableError, Saga, SagaRolledBack, run_action, scheduler
 from django_scheduled_actions.models import Saga as SagaRow
 from django_scheduled_actions.models import SagaStep, ScheduledFunction, State
+from django_scheduled_actions.scheduling import changes
 from django_scheduled_actions.testing import run_due_jobs
+from django_scheduled_actions.worker.maintenance import recover_expired
 from tests.app import functions as f
 from tests.app import orchestration_functions as of
 from tests.app.models import Counter, Note
@@ -148,3 +150,36 @@ def test_the_admin_shows_a_saga_and_its_steps(admin_client):
     assert page.status_code == 200
     assert b"rolled back" in page.content and b"compensated" in page.content
     assert admin_client.get(reverse("admin:django_scheduled_actions_saga_changelist")).status_code == 200
+
+
+def test_an_abandoned_saga_is_marked_so_and_a_retry_from_the_admin_resumes_its_journal():
+    job_id = scheduler.run_after(0, of.three_steps_crashing_once, {"marker": "abandoned"})
+    run_due_jobs()
+    assert ScheduledFunction.objects.get(pk=job_id).state == State.FAILED  # no retry left
+    assert (saga(f"job:{job_id}").state, steps(f"job:{job_id}")) == ("running", [("a", "done"), ("b", "done")])
+    recover_expired()
+    abandoned = saga(f"job:{job_id}")
+    assert (abandoned.state, abandoned.job_id) == ("abandoned", job_id) and abandoned.finished_at is not None
+    assert f"its job #{job_id} ended" in abandoned.error
+    [outcome] = changes.retry(ScheduledFunction.objects.filter(pk=job_id))  # what the admin's retry calls
+    assert saga(f"job:{job_id}").state == "abandoned"
+    recover_expired()  # its retry is pending: not abandoned again
+    run_due_jobs()
+    retried = ScheduledFunction.objects.get(pk=outcome.new_job_id)
+    assert (retried.state, retried.result) == (State.SUCCESS, [1, 2, 3])
+    resumed = saga(f"job:{job_id}")  # one saga for the job and its retry
+    assert (resumed.state, resumed.job_id, resumed.finished_at is not None) == ("completed", retried.pk, True)
+    assert [runs(f"run {job_id} a"), runs(f"run {job_id} b"), runs(f"run {retried.pk} c")] == [1, 1, 1]
+    assert runs(f"run {retried.pk} a") == runs(f"run {retried.pk} b") == 0  # never repeated
+    assert SagaRow.objects.count() == 1
+
+
+def test_a_running_saga_whose_job_runs_or_waits_for_a_retry_is_not_abandoned():
+    job_id = scheduler.run_after(0, of.three_steps_crashing_once, {"marker": "waits"})
+    run_due_jobs()
+    ScheduledFunction.objects.filter(pk=job_id).update(state=State.PENDING)  # as a retry by its policy
+    assert recover_expired() == 0 and saga(f"job:{job_id}").state == "running"
+    run_due_jobs()
+    assert saga(f"job:{job_id}").state == "completed"
+    recover_expired()
+    assert saga(f"job:{job_id}").state == "completed"

@@ -102,3 +102,28 @@ def test_run_scheduled_immediately_runs_the_jobs_in_a_test_case_whatever_the_nes
     with django_capture_on_commit_callbacks(execute=True):
         run_mutation(f.add_note_and_schedule, {"text": "after"})
     assert_scheduled(f.record, {"key": "after"})  # the mode ended with the block
+
+
+# --- workflows, inside the test's transaction as in a user's TestCase ---
+
+
+@pytest.mark.django_db  # one transaction for the whole test: nothing commits
+def test_workflow_helpers_drive_a_thirty_day_sleep_and_an_event_in_a_test_transaction():
+    from django_scheduled_actions import workflows
+    from django_scheduled_actions.testing import assert_workflow_steps, send_workflow_event, workflow_steps
+    from tests.app import workflow_functions as wf
+
+    asleep = workflows.start(wf.sleeper, {"key": "t", "days": 30})
+    waiting = workflows.start(wf.waiter, {"name": "go"})
+    run_due_jobs()
+    assert workflow_steps(asleep) == [("mutation", wf.note.name, "success"), ("sleep", "", "waiting")]
+    assert run_due_jobs(advance=timedelta(days=29, hours=23)) == 0  # the clock is passed, nothing sleeps
+    assert run_due_jobs(advance=timedelta(days=30, minutes=1)) == 3  # the wake-up, the last step, the end
+    assert (workflows.status(asleep).state, workflows.status(asleep).result) == ("success", 2)
+    assert_workflow_steps(
+        asleep, [("mutation", wf.note, "success"), ("sleep", "", "success"), ("mutation", wf.note, "success")]
+    )
+    assert send_workflow_event(waiting, "go", {"n": 1}) is True
+    assert workflows.status(waiting).result == {"payload": {"n": 1}}
+    with pytest.raises(AssertionError, match=r"expected the steps \[\('event', 'go', 'waiting'\)\], found"):
+        assert_workflow_steps(waiting, [("event", "go", "waiting")])

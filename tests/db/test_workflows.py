@@ -16,6 +16,7 @@ from django_scheduled_actions import (
     WorkflowNondeterminism,
     run_action,
     run_mutation,
+    signals,
     workflows,
 )
 from django_scheduled_actions.models import ScheduledFunction, State, WorkflowRun, WorkflowStep
@@ -288,3 +289,87 @@ def test_finished_runs_are_pruned_with_the_jobs_retention():
     assert list(WorkflowRun.objects.values_list("pk", flat=True)) == [asleep]
     assert not WorkflowStep.objects.filter(run_id=done).exists()
     assert WorkflowStep.objects.filter(run_id=asleep).count() == 2
+
+
+def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run_running():
+    wf.DATABASE_FAILURES.clear()
+    mended = workflows.start(wf.db_flaky, {"key": "m", "failures": 2})
+    broken = workflows.start(wf.db_flaky, {"key": "b", "failures": 99})
+    run_due_jobs()  # the first step of each; then their replays fail, undone, and are due again later
+    assert [run_of(r).state for r in (mended, broken)] == ["running", "running"]
+    retries = ScheduledFunction.objects.filter(name="django_scheduled_actions.workflows:resume", state=State.PENDING)
+    assert sorted(j.args["failures"] for j in retries) == [1, 1]
+    assert ScheduledFunction.objects.filter(state=State.FAILED).count() == 0  # each replay's job succeeded
+    for _ in range(6):  # backoff 1, 2, 4, 8 s (with jitter): each pass runs the replays due by then
+        run_due_jobs(advance=timedelta(minutes=1))
+    run = run_of(mended)
+    assert (run.state, run.result, wf.DATABASE_FAILURES["m"]) == ("success", 1 + 3, 2)  # the notes' counts
+    run = run_of(broken)
+    assert (run.state, wf.DATABASE_FAILURES["b"]) == ("failed", 5)
+    assert "the replay failed 5 times on a database error" in run.error and "sa_no_such_table" in run.error
+    assert notes() == ["first m", "first b", "second m"]  # nothing of a failed replay stayed
+    assert not ScheduledFunction.objects.filter(state=State.PENDING).exists()
+
+
+@pytest.fixture
+def announced():
+    seen: list[tuple] = []
+
+    def receiver(sender, signal, **payload):
+        name = "started" if signal is signals.workflow_started else "finished"
+        seen.append((name, sender, payload))
+
+    signals.workflow_started.connect(receiver)
+    signals.workflow_finished.connect(receiver)
+    yield seen
+    signals.workflow_started.disconnect(receiver)
+    signals.workflow_finished.disconnect(receiver)
+
+
+def test_runs_announce_their_start_and_their_end_on_commit(announced):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        workflows.start(wf.chain, {"key": "gone"})
+        raise RuntimeError("roll back")
+    with transaction.atomic():
+        done = workflows.start(wf.chain, {"key": "s", "n": 1})
+        assert announced == []  # not before the commit
+    failed, canceled = workflows.start(wf.raises, {"key": "f"}), workflows.start(wf.sleeper, {"key": "c", "days": 1})
+    assert workflows.start(wf.chain, {"key": "s", "n": 1}, idempotency_key="k") == workflows.start(
+        wf.chain, {"key": "s", "n": 1}, idempotency_key="k"
+    )
+    keyed = WorkflowRun.objects.get(idempotency_key="k").pk
+    run_due_jobs()
+    workflows.cancel(canceled)
+    workflows.cancel(canceled)  # finished already: nothing to announce
+    started = [
+        (p["run_id"], p["workflow"], p["state"], p["result"], p["error"]) for n, _, p in announced if n == "started"
+    ]
+    assert started == [
+        (r, name, "pending", None, "")
+        for r, name in (
+            (done, wf.chain.name),
+            (failed, wf.raises.name),
+            (canceled, wf.sleeper.name),
+            (keyed, wf.chain.name),
+        )
+    ]
+    finished = {p["run_id"]: (p["workflow"], p["state"], p["result"]) for n, _, p in announced if n == "finished"}
+    assert finished == {
+        done: (wf.chain.name, "success", [1, "sent s a0"]),
+        keyed: (wf.chain.name, "success", [2, "sent s a0"]),
+        failed: (wf.raises.name, "failed", None),
+        canceled: (wf.sleeper.name, "canceled", None),
+    }
+    errors = {p["run_id"]: p["error"] for n, _, p in announced if n == "finished"}
+    assert "ValueError: no f" in errors[failed] and errors[done] == errors[canceled] == ""
+    assert {sender for _, sender, _ in announced} == {WorkflowRun}
+
+
+def test_a_retried_run_is_announced_as_started_again_and_finishes_once_more(announced):
+    run_id = workflows.start(wf.uncaught, {"key": "again"})
+    run_due_jobs()
+    assert workflows.retry(run_id) is True and workflows.retry(run_id) is False  # running now: not failed
+    run_due_jobs()
+    seen = [(name, p["state"]) for name, _, p in announced if p["run_id"] == run_id]
+    assert seen == [("started", "pending"), ("finished", "failed"), ("started", "running"), ("finished", "failed")]
+    assert wf.count("refused again") == 2 and notes() == ["before again"]

@@ -99,6 +99,7 @@ class PostgreSQL(Engine):
             ("queue = ANY(%s)", queues),
             ("name <> ALL(%s)", limited.unclaimed_names()),
             ("queue <> ALL(%s)", limited.queues),
+            ("NOT (name LIKE ANY(%s))", [_like_prefix(p) for p in limited.unclaimed_prefixes()]),
         ):
             if values:
                 conditions.append(f"AND {clause}")
@@ -233,3 +234,8 @@ def _job(
     job = ScheduledFunction.from_db(using, names, values)
     job.ctid = row[0]
     return job
+
+
+def _like_prefix(prefix: str) -> str:
+    """A ``LIKE`` pattern matching the names that start with ``prefix`` (its wildcards escaped)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -6,7 +6,17 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from django_scheduled_actions import run_mutation, scheduler
-from patterns.functions import emails, fanout, messages, orders, payments, reminders, retries, subscriptions
+from patterns.functions import (
+    durable,
+    emails,
+    fanout,
+    messages,
+    orders,
+    payments,
+    reminders,
+    retries,
+    subscriptions,
+)
 from patterns.models import Item, ProviderFailure
 
 
@@ -46,9 +56,14 @@ class Command(BaseCommand):
             subscriptions.create_subscription,  # a second one for ada: rolled back
             {"customer": "ada@example.com", "plan_id": "basic"},
         )
+        scheduler.run_after(9, durable.place_order_durably, {"total_cents": 1800})  # the order as a workflow
+        scheduler.run_after(
+            18, durable.subscribe_durably, {"customer": "carol@example.com", "plan_id": "team"}
+        )  # the saga as a workflow
         items = [Item.objects.create(name=f"item {n}").pk for n in range(20)]
         scheduler.run_after(10, fanout.process_all, {"item_ids": items, "label": "demo batch of 20"})
         self.stdout.write(
             "scheduled the patterns: emails, orders, an expiring message, a reminder, a retried job, "
-            "an idempotent payment, two subscription sagas and a batch of 20 (see the admin)"
+            "an idempotent payment, two subscription sagas, a batch of 20, and an order and a subscription as "
+            "durable workflows (see the admin)"
         )
