@@ -106,11 +106,11 @@ class AsyncRunner(threading.Thread):
                 return
         job.attempts += 1
         info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time, "action")
-        started = lambda: send(signals.job_started, job, worker_id=self.outcomes.worker_id)  # noqa: E731
+        announce = lambda: send(signals.job_started, job, worker_id=self.outcomes.worker_id)  # noqa: E731
         if signals.only_logged(signals.job_started):
-            started()
+            announce()
         else:  # its receivers may use the ORM: not on the loop
-            await self.connections.awaited(started)
+            await self.connections.awaited(announce)
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         budget = asyncio.timeout(timeout)
         try:
