@@ -106,7 +106,10 @@ class AsyncRunner(threading.Thread):
                 return
         job.attempts += 1
         info = JobInfo(job.pk, job.name, job.attempts, job.scheduled_time, "action")
-        announce = lambda: send(signals.job_started, job, worker_id=self.outcomes.worker_id)  # noqa: E731
+
+        def announce() -> None:
+            send(signals.job_started, job, worker_id=self.outcomes.worker_id)
+
         if signals.only_logged(signals.job_started):
             announce()
         else:  # its receivers may use the ORM: not on the loop
