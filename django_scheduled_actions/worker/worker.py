@@ -42,7 +42,7 @@ from .connections import Connections, PooledStore
 from .executor import Executor
 from .heartbeat import Heartbeat
 from .ledger import Ledger
-from .listener import Listener, behind_pooler, listen_alias, supports_listen
+from .listener import DataVersionWatcher, Listener, behind_pooler, listen_alias, supports_listen
 from .maintenance import Upkeep
 from .mutations import MUTATIONS_PER_COMMIT
 from .outcomes import Outcomes
@@ -173,6 +173,8 @@ class Worker:
         self.aio.start()
         if self.listening:
             self.background.append(Listener(self.notify, self.stopping, self.using))
+        elif connections[self.using].vendor == "sqlite" and not self.burst:
+            self.background.append(DataVersionWatcher(self.notify, self.stopping, self.using))
         if self.crons:
             self.background.append(
                 CronLoop(

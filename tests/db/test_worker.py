@@ -568,3 +568,20 @@ def test_mutations_run_on_executor_threads_only_where_each_can_keep_a_connection
     call_command("runworker", burst=True, concurrency=concurrency)
     assert len(BODY_THREADS) == 20
     assert all(name.startswith(runs_on) for name in BODY_THREADS), sorted(set(BODY_THREADS))
+
+
+def test_an_idle_worker_wakes_for_a_job_scheduled_elsewhere_without_polling(vendor):
+    """PostgreSQL: the listener's NOTIFY; SQLite: ``PRAGMA data_version`` changes when another connection
+    commits. The worker polls once a minute here, yet each job starts within a fraction of a second."""
+    if vendor not in ("postgresql", "sqlite"):
+        pytest.skip("MariaDB workers poll: nothing tells them of another connection's commit")
+    with WorkerThread(concurrency=1, crons=False, poll_interval=60):
+        wait_until(lambda: WorkerProcess.objects.exists(), 10, "the worker to register")
+        time.sleep(0.5)  # the worker is idle: its first claims found nothing
+        waits = []
+        for i in range(5):
+            enqueued = time.monotonic()
+            job_id = scheduler.run_after(0, f.bump, {"name": f"woken{i}"})
+            wait_until(lambda: Jobs.get(pk=job_id).state == State.SUCCESS, 10, "the job")  # noqa: B023
+            waits.append(time.monotonic() - enqueued)
+    assert max(waits) < 2.0, waits  # the poll would take up to 60 s
