@@ -44,6 +44,8 @@ class Function:
         self.visibility = visibility
         self.name = name or f"{fn.__module__}:{fn.__qualname__}"
         self.options = options
+        # the app's own mutations whose consistency row locks give (a workflow's replay): their isolation
+        self.isolation: str | None = None
         self.is_async = inspect.iscoroutinefunction(fn)
         _check_runnable(fn, kind, self.name, self.is_async)
         self.validator = Validator(self.name, fn)

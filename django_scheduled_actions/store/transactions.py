@@ -264,15 +264,16 @@ def run_in_short_transaction(body: Callable[[], T], using: str) -> T:
         return retry_on_conflict(once)
 
 
-def run_in_mutation_transaction(body: Callable[[], T], using: str) -> T:
-    """Run ``body`` in a mutation transaction, retried on conflicts and lost unique-key races; join an
-    open transaction as a savepoint (never retried: the transaction is the caller's)."""
+def run_in_mutation_transaction(body: Callable[[], T], using: str, isolation: str | None = None) -> T:
+    """Run ``body`` in a mutation transaction (``isolation``, else ``MUTATION_ISOLATION``), retried on
+    conflicts and lost unique-key races; join an open transaction as a savepoint (never retried: the
+    transaction is the caller's)."""
     if in_transaction(using):
         with transaction.atomic(using=using):
             return body()
 
     def once() -> T:
-        with commits.resolved(using) as attempt, outermost(using, app_settings.MUTATION_ISOLATION):
+        with commits.resolved(using) as attempt, outermost(using, isolation or app_settings.MUTATION_ISOLATION):
             result = body()
             attempt.about_to_commit()
         return result

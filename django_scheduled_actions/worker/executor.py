@@ -70,6 +70,8 @@ class Executor:
 
             def take(opened: float) -> tuple[Runnable | None, Claimed | None]:
                 following, leftover = self.take_next(pull, "mutation", joined, opened)
+                if following is not None and following[0].isolation != fn.isolation:  # another transaction's
+                    return None, (following[2], following[1])
                 if following is not None:
                     joined.add(following[1].pk)
                 return following, leftover

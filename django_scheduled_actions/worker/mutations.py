@@ -75,7 +75,8 @@ class Mutations:
         opened = time.monotonic()  # before the transaction's snapshot: only claims committed by now join
         limit = opened + MUTATION_BATCH_SECONDS
         try:
-            with guards.policy("allow"), outermost(self.using, app_settings.MUTATION_ISOLATION):
+            isolation = taken[0][0].isolation or app_settings.MUTATION_ISOLATION  # the group's: see Executor.run
+            with guards.policy("allow"), outermost(self.using, isolation):
                 while True:
                     fn, job, token = taken[len(rows)]
                     started = self.clock()
@@ -164,7 +165,7 @@ class Mutations:
 
         try:
             with guards.policy("allow"):
-                result = run_in_mutation_transaction(body, self.using)
+                result = run_in_mutation_transaction(body, self.using, fn.isolation)
         except BaseException as exc:  # SystemExit, CancelledError from a body: fail the job, keep the thread
             self._failed(job, token, exc, started)
             if isinstance(exc, KeyboardInterrupt):

@@ -224,6 +224,13 @@ def resume(ctx: Any, run_id: int, wake: int | None = None, failures: int = 0) ->
             replay_failed(run_id, failures + 1, exc, ctx.using)
 
 
+# A replay reads and writes only its run's journal, and every writer of a run's journal locks the run first
+# (journal.lock_run): that row lock orders them. Under serializable isolation the journal's index range reads
+# also took predicate locks on pages shared with other runs, whose concurrent replays then conflicted
+# (measured: a rollback per step, 1,000 workflows of 5 steps at 28 steps/s).
+resume.isolation = "read committed"
+
+
 def replay_failed(run_id: int, failures: int, exc: DatabaseError, using: str) -> None:
     """A replay failed on a database error that a repeat of the job would not mend at once (its writes
     undone, the job's own transaction intact): replay again later, with ``REPLAY_RETRY``'s backoff, or, once

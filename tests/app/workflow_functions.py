@@ -247,3 +247,20 @@ def db_flaky(step, key: str, failures: int) -> int:
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM sa_no_such_table")
     return first + step.run_mutation(note, {"text": f"second {key}"})
+
+
+REPLAYS: dict[int, int] = {}  # replays of three_notes, by its argument
+
+
+@internal_mutation
+def write_note(ctx, text: str) -> None:
+    Note.objects.create(text=text)
+
+
+@workflow
+def three_notes(step, n: int) -> int:
+    """Three mutation steps; counts its replays (one per resume: at the start and after each step)."""
+    REPLAYS[n] = REPLAYS.get(n, 0) + 1
+    for k in range(3):
+        step.run_mutation(write_note, {"text": f"{n}:{k}"})
+    return n
