@@ -19,6 +19,7 @@ from django_scheduled_actions.models import ScheduledFunction, State, WorkerProc
 from django_scheduled_actions.store import leases
 from django_scheduled_actions.store.engines import engine
 from django_scheduled_actions.store.leases import claim, heartbeat, register_worker, sign_off
+from django_scheduled_actions.worker import claims
 from django_scheduled_actions.worker.maintenance import prune, recover_expired
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
@@ -306,8 +307,11 @@ def test_a_worker_of_slow_jobs_claims_no_more_than_it_can_start_soon():
     assert worker.claims.prefetch == 2
 
 
-def test_a_worker_of_quick_jobs_claims_more_at_a_time():
-    """... and with quick jobs it lets more wait, so that its threads do not wait for the next claim."""
+def test_a_worker_of_quick_jobs_claims_more_at_a_time(monkeypatch):
+    """... and with quick jobs it lets more wait, so that its threads do not wait for the next claim. (The
+    jobs waiting are the work of ``PREFETCH_SECONDS``: a second of it here, so that even a loaded machine's
+    drain rate, well over 4 jobs/s, lets more than one job per thread wait.)"""
+    monkeypatch.setattr(claims, "PREFETCH_SECONDS", 1.0)
     scheduler.run_many(f.noop_action, [{"i": i} for i in range(1500)])
     sizes = []
     with WorkerThread(concurrency=2, crons=False) as worker:
