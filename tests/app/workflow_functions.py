@@ -264,3 +264,22 @@ def three_notes(step, n: int) -> int:
     for k in range(3):
         step.run_mutation(write_note, {"text": f"{n}:{k}"})
     return n
+
+
+@internal_mutation
+def noop_step(ctx, k: int) -> None:
+    """A step that does nothing: the benchmark measures what a step itself costs."""
+
+
+@workflow
+def noop_steps(step, steps: int) -> int:
+    """The benchmark's workflow (as the shared harness's test W): ``steps`` no-op mutation steps."""
+    for k in range(steps):
+        step.run_mutation(noop_step, {"k": k})
+    return steps
+
+
+@workflow
+def sleeps_a_month(step) -> None:
+    """Waits 30 days: what a sleeping run costs an idle worker (benchmarks/workflows.py)."""
+    step.sleep(timedelta(days=30))

@@ -30,6 +30,7 @@ def test_benchmark_smoke_run_prints_every_metric():
         "enqueue->start p99, ms",
         "worker peak RSS (draining), MB",
         "baseline: bare Model.objects.create/s",
+        "chain steps / no-op mutations drained, 1 worker",
     ):
         row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
         assert row.count("[") == 1, row  # one database, a median with its range
@@ -49,3 +50,24 @@ def test_benchmark_scale_smoke_run_prints_both_rates_and_the_claim_plan():
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].endswith("/s") and cells[2].endswith("/s") and cells[4] in ("unchanged", "CHANGED"), row
     assert "claim plan with the table full" in out.stdout
+
+
+def test_workflow_benchmark_smoke_run_prints_every_metric():
+    db = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
+    out = subprocess.run(
+        [sys.executable, "benchmarks/workflows.py", "--smoke", "--db", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for label in (
+        "... their steps/s",
+        "workflows.start -> first step start p99, ms",
+        "journal rows per step (runs + steps)",
+        "idle worker CPU, runs asleep, % of a core",
+        f"{db}: workflow steps / chain steps",
+    ):
+        row = next(line for line in out.stdout.splitlines() if line.startswith(f"| {label} |"))
+        assert row.count("[") == 1 and "nan" not in row, row
