@@ -76,18 +76,15 @@ def _wrap(inner: Function, retry: RetryPolicy | None, name: str) -> Function:
     if inner.kind == "mutation":
 
         def mutation_step(ctx: Any, run_id: int, index: int, args: dict[str, Any]) -> Any:
+            """Journaled after its job commits, as an action step (``job_finished``): its result is the
+            job's, written with its effects. Journaling here, inside the step's serializable transaction,
+            read and wrote index pages of the journal that other runs' steps share, and concurrent steps
+            conflicted. A step canceled meanwhile had its job canceled: its completion fails, nothing stays."""
             with guards.policy("allow"):
                 run = journal.lock_run(run_id, ctx.using)
-                open_step = WorkflowStep.objects.using(ctx.using).filter(
-                    run_id=run_id, index=index, state=WorkflowStep.State.RUNNING
-                )
-                if run is None or run.is_finished or not open_step.exists():
-                    return None  # canceled meanwhile: nothing runs
-            result = inner.validator.result_to_json(inner.fn(ctx, **inner.validator.to_python(args)))
-            with guards.policy("allow"):
-                if journal.finish_step(run, index, WorkflowStep.State.SUCCESS, ctx.using, result=result):
-                    journal.schedule_resume(run, ctx.using)
-            return result
+                if run is None or run.is_finished:
+                    return None  # the run ended meanwhile: nothing runs
+            return inner.validator.result_to_json(inner.fn(ctx, **inner.validator.to_python(args)))
 
         return Function(mutation_step, "mutation", "internal", name, options)
     if inner.is_async:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from django_scheduled_actions import (
     ArgumentValidationError,
+    RetryPolicy,
     StepFailed,
     WorkflowNondeterminism,
     run_action,
@@ -29,6 +30,7 @@ from django_scheduled_actions.testing import (
     workflow_steps,
 )
 from django_scheduled_actions.worker.maintenance import prune, recover_expired
+from django_scheduled_actions.workflows import replay
 from tests.app import workflow_functions as wf
 from tests.app.models import Note
 from tests.app.orchestration_functions import tally
@@ -292,7 +294,9 @@ def test_finished_runs_are_pruned_with_the_jobs_retention():
     assert WorkflowStep.objects.filter(run_id=asleep).count() == 2
 
 
-def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run_running():
+def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run_running(monkeypatch):
+    # backoff from a minute (1 s in the product): a pass of run_due_jobs on a loaded machine can take a second
+    monkeypatch.setattr(replay, "REPLAY_RETRY", RetryPolicy(max_attempts=5, initial_backoff=60.0, max_backoff=600.0))
     wf.DATABASE_FAILURES.clear()
     mended = workflows.start(wf.db_flaky, {"key": "m", "failures": 2})
     broken = workflows.start(wf.db_flaky, {"key": "b", "failures": 99})
@@ -301,8 +305,8 @@ def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run
     retries = ScheduledFunction.objects.filter(name="django_scheduled_actions.workflows:resume", state=State.PENDING)
     assert sorted(j.args["failures"] for j in retries) == [1, 1]
     assert ScheduledFunction.objects.filter(state=State.FAILED).count() == 0  # each replay's job succeeded
-    for _ in range(6):  # backoff 1, 2, 4, 8 s (with jitter): each pass runs the replays due by then
-        run_due_jobs(advance=timedelta(minutes=1))
+    for _ in range(6):  # backoff 60, 120, 240, 480 s (with jitter): each pass runs the replays due by then
+        run_due_jobs(advance=timedelta(hours=1))
     run = run_of(mended)
     assert (run.state, run.result, wf.DATABASE_FAILURES["m"]) == ("success", 1 + 3, 2)  # the notes' counts
     run = run_of(broken)
