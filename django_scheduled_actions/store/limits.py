@@ -15,38 +15,47 @@ while its body may still be finishing.)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connections
 from django.db.models import Count, Q
 
 from ..conf import app_settings
+from ..core.rates import Rate
 from ..core.registry import registry
 from ..models import ConcurrencyLimit, ScheduledFunction, ScheduledFunctionQuerySet, State
 from . import dbclock
+from . import rates as rate_buckets
 from .engines import engine
 from .transactions import outermost, retry_on_conflict
 
 
 @dataclass(frozen=True)
 class Limits:
-    """The limits that apply to one claim: function name -> N, queue -> N; and ``skip``, the names of
-    functions the claiming worker cannot run, which it leaves for workers that can (``deploys.py``)."""
+    """The limits that apply to one claim: function name -> N, queue -> N, function name -> its rate (a
+    bucket per function, ``rates.py``); and ``skip``, the names of functions the claiming worker cannot run,
+    which it leaves for workers that can (``deploys.py``)."""
 
     functions: dict[str, int]
     queues: dict[str, int]
     skip: frozenset[str] = frozenset()
+    rates: dict[str, Rate] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.functions or self.queues)
+        return bool(self.functions or self.queues or self.rates)
+
+    def lock_keys(self) -> list[str]:
+        """The concurrency limits' keys, whose ``ConcurrencyLimit`` rows a claim locks."""
+        return sorted([f"function:{n}" for n in self.functions] + [f"queue:{q}" for q in self.queues])
 
     def keys(self) -> list[str]:
-        return sorted([f"function:{n}" for n in self.functions] + [f"queue:{q}" for q in self.queues])
+        return self.lock_keys() + [f"rate:{n}" for n in sorted(self.rates)]
 
     def keys_of(self, name: str, queue: str) -> list[str]:
         """The limits a job of function ``name`` in ``queue`` falls under."""
         keys = [f"function:{name}"] if name in self.functions else []
+        keys += [f"rate:{name}"] if name in self.rates else []
         return keys + ([f"queue:{queue}"] if queue in self.queues else [])
 
     def capacity(self, key: str) -> int:
@@ -55,21 +64,26 @@ class Limits:
 
     def matching(self, key: str) -> Q:
         kind, _, name = key.partition(":")
-        return Q(name=name) if kind == "function" else Q(queue=name)
+        return Q(queue=name) if kind == "queue" else Q(name=name)
+
+    def names(self) -> list[str]:
+        """The functions under a limit of their own: a concurrency limit, a rate or both."""
+        return [*self.functions, *sorted(set(self.rates) - set(self.functions))]
 
     def limited(self) -> Q:
-        return Q(name__in=list(self.functions)) | Q(queue__in=list(self.queues))
+        return Q(name__in=self.names()) | Q(queue__in=list(self.queues))
 
     def unclaimed_names(self) -> list[str]:
         """The function names the usual claim query leaves out: limited ones and skipped ones."""
-        return [*self.functions, *sorted(self.skip - set(self.functions))]
+        names = self.names()
+        return [*names, *sorted(self.skip - set(names))]
 
     def without_skipped(self, jobs: ScheduledFunctionQuerySet) -> ScheduledFunctionQuerySet:
         return jobs.exclude(name__in=sorted(self.skip)) if self.skip else jobs
 
     def exclude_limited(self, jobs: ScheduledFunctionQuerySet) -> ScheduledFunctionQuerySet:
         """``jobs`` without the limited (and skipped) ones: what the usual claim query may take."""
-        if self.functions or self.skip:
+        if self.functions or self.rates or self.skip:
             jobs = jobs.exclude(name__in=self.unclaimed_names())
         if self.queues:
             jobs = jobs.exclude(queue__in=list(self.queues))
@@ -79,10 +93,11 @@ class Limits:
 def active(queues: Iterable[str] | None = None, skip: frozenset[str] = frozenset()) -> Limits:
     """The limits a worker serving ``queues`` (None: all) must respect now, skipping the functions ``skip``."""
     functions = {fn.name: fn.options.max_concurrency for fn in registry.all() if fn.options.max_concurrency}
+    rates = {fn.name: fn.rate for fn in registry.all() if fn.rate is not None}
     queue_limits = dict(app_settings.QUEUE_CONCURRENCY)
     if queues:
         queue_limits = {q: n for q, n in queue_limits.items() if q in set(queues)}
-    return Limits(functions, queue_limits, skip)
+    return Limits(functions, queue_limits, skip, rates)
 
 
 def claim_limited(
@@ -100,13 +115,15 @@ def claim_limited(
 
     def once() -> list[ScheduledFunction]:
         with outermost(using, None):
-            _lock(limits.keys(), using)
+            _lock(limits.lock_keys(), using)
             free = _free_slots(limits, using)
+            buckets = rate_buckets.open_buckets(limits.rates, free, now, using)
             chosen = _choose(limits, free, limit, now, queues, using)
             if chosen:
                 ScheduledFunction.objects.using(using).filter(pk__in=[j.pk for j in chosen]).update(
                     state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease)
                 )
+            rate_buckets.spend(buckets, [job.name for job in chosen], using)
             return chosen
 
     return retry_on_conflict(once)
@@ -122,6 +139,10 @@ def _lock(keys: list[str], using: str) -> None:
 
 
 def _free_slots(limits: Limits, using: str) -> dict[str, int]:
+    """The free slots of each concurrency limit: its N less its jobs in progress."""
+    free = {key: limits.capacity(key) for key in limits.lock_keys()}
+    if not free:
+        return free
     running = (
         ScheduledFunction.objects.using(using)
         .filter(state=State.IN_PROGRESS)
@@ -130,10 +151,10 @@ def _free_slots(limits: Limits, using: str) -> dict[str, int]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    free = {key: limits.capacity(key) for key in limits.keys()}
     for row in running:
         for key in limits.keys_of(row["name"], row["queue"]):
-            free[key] -= row["n"]
+            if key in free:
+                free[key] -= row["n"]
     return free
 
 
@@ -163,6 +184,7 @@ def _fitting(
     at_limit = Limits(
         {n: 0 for n in limits.functions if free[f"function:{n}"] <= 0},
         {q: 0 for q in limits.queues if free[f"queue:{q}"] <= 0},
+        rates={n: r for n, r in limits.rates.items() if free[f"rate:{n}"] <= 0},
     )
     due = at_limit.exclude_limited(due)  # a job under two limits waits while either is full
     candidates: dict[int, ScheduledFunction] = {}
