@@ -145,7 +145,10 @@ def test_bad_rates_are_system_check_errors_naming_the_function():
         for fn in bad:
             registry.unregister(fn.name)
     assert [(e.id, e.msg) for e in errors] == [
-        ("scheduled_actions.E301", "bad-rate-0: rate_limit= must be 'N/s', 'N/m' or 'N/h' with N a whole number, got 'ten/s'."),
+        (
+            "scheduled_actions.E301",
+            "bad-rate-0: rate_limit= must be 'N/s', 'N/m' or 'N/h' with N a whole number, got 'ten/s'.",
+        ),
         ("scheduled_actions.E301", "bad-rate-1: rate_limit= must allow at least one a period, got '0/s'."),
         (
             "scheduled_actions.E301",
