@@ -1,4 +1,4 @@
-"""Jobs, crons, idempotency keys, workers, orchestration, workflows and rate limit buckets, in the project's database."""
+"""Jobs, crons, idempotency keys, workers, orchestration, workflows and rate limit buckets."""
 
 from .crons import CronJob, CronJobQuerySet
 from .jobs import FINAL_STATES, Kind, ScheduledFunction, ScheduledFunctionQuerySet, State
