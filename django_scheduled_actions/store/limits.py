@@ -204,9 +204,10 @@ def _fitting(
 def next_due_time(
     queues: Iterable[str] | None, now: datetime, using: str, skip: frozenset[str] = frozenset()
 ) -> datetime | None:
-    """When a worker should look for work again: the next due unlimited job, or the next limited job
-    not due yet. Limited jobs already due are waiting for a slot: a finishing job frees it, and the
-    worker polls meanwhile, instead of spinning on a claim that returns nothing."""
+    """When a worker should look for work again: the next due unlimited job, the next limited job not
+    due yet, or the next token of a rate-limited function whose jobs are due. Limited jobs already due are
+    otherwise waiting for a slot: a finishing job frees it, and the worker polls meanwhile, instead of
+    spinning on a claim that returns nothing."""
     jobs = ScheduledFunction.objects.using(using)
     limits = active(queues, skip)
     if not limits and not skip:
@@ -216,4 +217,6 @@ def next_due_time(
         limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
         pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first(),
     ]
+    waiting = [name for name in sorted(limits.rates) if pending.filter(name=name, scheduled_time__lte=now).exists()]
+    times.append(rate_buckets.next_token({n: limits.rates[n] for n in waiting}, now, using))
     return min((t for t in times if t is not None), default=None)

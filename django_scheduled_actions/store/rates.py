@@ -11,7 +11,7 @@ callers on any number of machines take from one bucket one at a time, so none ge
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -108,6 +108,20 @@ def spend(opened: Opened, started: list[str], using: str) -> None:
     for name, (bucket, rate, tokens, now) in opened.items():
         if counts[name]:
             write(bucket, rate, max(tokens - counts[name], 0.0), now, using)
+
+
+def next_token(rates: dict[str, Rate], now: datetime, using: str) -> datetime | None:
+    """When the first of these functions' buckets next holds a whole token, if that is after ``now`` (one
+    that holds one already waits for something else: a slot of its concurrency limit, another claim)."""
+    if not rates:
+        return None
+    names = {FUNCTION_PREFIX + name: rate for name, rate in rates.items()}
+    waits = [
+        names[bucket.name].wait_for(held(bucket, names[bucket.name], now), 1)
+        for bucket in RateLimitBucket.objects.using(using).filter(name__in=list(names), key="")
+    ]
+    soonest = min((wait for wait in waits if wait > 0), default=None)
+    return None if soonest is None else now + timedelta(seconds=soonest)
 
 
 def _full(name: str, rate: Rate, now: datetime) -> RateLimitBucket:

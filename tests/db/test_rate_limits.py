@@ -96,14 +96,23 @@ def test_tokens_are_taken_only_for_jobs_claimed(rated):
     assert len(claim_at(start + timedelta(seconds=31))) == 1  # one token in 30 s
 
 
-def test_jobs_waiting_on_the_rate_do_not_make_the_worker_spin(rated):
+def test_a_worker_waits_for_the_next_token_not_for_a_poll_nor_in_a_spin(rated):
     for i in range(6):
-        scheduler.run_after(0, rated.rated_mutation, {"i": i})
+        scheduler.run_after(0, rated.rated_mutation, {"i": i})  # 5/s
     later = scheduler.run_after(30, f.noop_mutation, {"i": 1})
-    now = timezone.now()
-    claim_at(now)
-    due = next_due_time(None, now)
-    assert due == ScheduledFunction.objects.get(pk=later).scheduled_time  # not the due rated job: it waits
+    now = timezone.now() + timedelta(seconds=1)
+    assert len(claim_at(now)) == 5
+    assert next_due_time(None, now) == now + timedelta(seconds=0.2)  # one token in a fifth of a second
+    assert len(claim_at(now + timedelta(seconds=0.2))) == 1
+    assert next_due_time(None, now) == ScheduledFunction.objects.get(pk=later).scheduled_time  # none waits
+
+
+def test_a_due_job_with_a_token_but_no_slot_waits_for_the_slot_not_in_a_spin(rated):
+    for _ in range(3):
+        scheduler.run_after(0, rated.rated_and_limited_run, {"path": "-"})  # 10/s, max_concurrency=2
+    now = timezone.now() + timedelta(seconds=1)
+    assert len(claim_at(now)) == 2
+    assert next_due_time(None, now) is None  # 8 tokens: the job waits for a slot, which a finishing job frees
 
 
 def test_a_function_without_a_limit_is_claimed_by_the_same_statements_as_before(rated):
