@@ -268,3 +268,28 @@ def test_rate_limited_over_http_is_429_with_retry_after(client):
 def test_rate_limited_carries_its_retry_after():
     assert RateLimited(retry_after=2.5).retry_after == 2.5
     assert RateLimited(retry_after=-1).retry_after == 0.0
+
+
+# --- the admin ---
+
+
+def test_the_job_list_says_which_due_jobs_wait_for_their_rate(rated, admin_client):
+    for i in range(4):
+        scheduler.run_after(0, rated.slow_rate, {"i": i})  # 2/m: a token every 30 s
+    scheduler.run_after(0, f.noop_mutation, {"i": 1})
+    changelist = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
+    assert ">rate limited</span>" not in admin_client.get(changelist).content.decode()  # no bucket yet: full
+    claim_at(timezone.now() + timedelta(milliseconds=10), limit=2)  # takes the burst; 2 rated, 1 other pending
+    page = admin_client.get(changelist).content.decode()
+    assert page.count(">rate limited</span>") == 2
+
+
+def test_the_buckets_admin_shows_rate_tokens_now_and_jobs_waiting(rated, admin_client):
+    for i in range(4):
+        scheduler.run_after(0, rated.slow_rate, {"i": i})
+    claim_at(timezone.now() + timedelta(milliseconds=10))
+    rate_limiter.limit("api", key="alice", rate="3/h", burst=6)
+    page = admin_client.get(reverse("admin:django_scheduled_actions_ratelimitbucket_changelist")).content.decode()
+    assert f"function:{rated.slow_rate.name}" in page and "2/m" in page
+    assert 'slow_rate&amp;state=pending">2</a>' in page  # its two jobs waiting
+    assert "3/h (burst 6)" in page and "5.00 of 6" in page
