@@ -8,9 +8,9 @@ from datetime import datetime
 
 from django.contrib import admin
 from django.urls import reverse
-from django.utils.http import urlencode
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from ..core.registry import registry
 from ..models import RateLimitBucket, ScheduledFunction, State
