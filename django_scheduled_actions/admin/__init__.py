@@ -1,5 +1,6 @@
-"""The admin: jobs (cancel, retry, run now), crons, idempotency keys, workers, batches, sagas, rate limit buckets and a dashboard
-(``admin:django_scheduled_actions_dashboard``, linked from the app's index and the jobs' changelist)."""
+"""The admin: jobs (cancel, retry, run now), crons, idempotency keys, workers, batches, sagas, rate limit
+buckets and a dashboard (``admin:django_scheduled_actions_dashboard``, linked from the app's index and the
+jobs' changelist)."""
 
 from .crons import CronJobAdmin
 from .jobs import IdempotencyKeyAdmin, ScheduledFunctionAdmin
