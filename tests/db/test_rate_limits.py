@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -150,6 +152,8 @@ def test_bad_rates_are_system_check_errors_naming_the_function():
     bad = [internal_action(rate_limit=rate, name=f"bad-rate-{i}")(rf.rated_run) for i, rate in enumerate(BAD_RATES)]
     try:
         errors = check_rate_limits()
+        with pytest.raises(SystemCheckError, match="bad-rate-1: rate_limit="):
+            call_command("runworker", burst=True, skip_checks=False)  # the worker does not start
     finally:
         for fn in bad:
             registry.unregister(fn.name)
