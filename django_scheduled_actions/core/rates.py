@@ -39,6 +39,13 @@ class Rate:
         """The tokens held ``elapsed`` seconds after holding ``tokens`` (a clock that went back adds none)."""
         return min(float(self.burst), tokens + max(elapsed, 0.0) * self.per_second)
 
+    @property
+    def batch(self) -> int:
+        """The tokens an idle worker waits for before it claims again: a tenth of a second's worth (at
+        least one, at most the burst), so that a fast rate is claimed in batches, not one claim per token.
+        The bucket keeps filling meanwhile, so no start is lost to the wait."""
+        return max(1, min(self.burst, int(self.per_second / 10)))
+
     def wait_for(self, tokens: float, count: int) -> float:
         """Seconds until a bucket holding ``tokens`` holds ``count``; 0 when it already does."""
         return max(count - tokens, 0.0) / self.per_second

@@ -164,22 +164,37 @@ def _choose(
     """The due limited jobs to claim, highest priority first, each fitting every limit it falls under.
 
     Each round looks at up to ``free`` due jobs per limit with room; a job under two limits may fill one
-    of them, so another round looks again until nothing more fits."""
+    of them, so another round looks again until nothing more fits. A limit whose look found fewer jobs than
+    it asked for has shown them all: later rounds skip it (its jobs left wait for a limit that only fills)."""
     due = ScheduledFunction.objects.using(using).due(dbclock.due_by(now)).in_queues(queues)
     due = limits.without_skipped(due.claim_order().defer("result", "error"))
     if connections[using].features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True)
     chosen: list[ScheduledFunction] = []
+    seen_all = _without_due_jobs(limits, free, now, queues, using)
     while len(chosen) < limit:
-        fitting = _fitting(limits, free, due.exclude(pk__in=[j.pk for j in chosen]), limit - len(chosen))
+        fitting = _fitting(limits, free, due.exclude(pk__in=[j.pk for j in chosen]), limit - len(chosen), seen_all)
         if not fitting:
             break
         chosen += fitting
     return chosen
 
 
+def _without_due_jobs(
+    limits: Limits, free: dict[str, int], now: datetime | None, queues: Iterable[str] | None, using: str
+) -> set[str]:
+    """The function limits with room whose function has no due job: one probe of the (name, state) index
+    each, where the rounds' look down the due index would read every pending job of the others (a
+    rate-limited function with nothing to do costs each claim next to nothing)."""
+    pending = ScheduledFunction.objects.using(using).filter(state=State.PENDING).in_queues(queues)
+    pending = pending.filter(scheduled_time__lte=dbclock.due_by(now))
+    names = {key.partition(":")[2] for key in limits.keys() if free[key] > 0 and not key.startswith("queue:")}
+    idle = {name for name in sorted(names) if not pending.filter(name=name).exists()}
+    return {key for key in limits.keys() if not key.startswith("queue:") and key.partition(":")[2] in idle}
+
+
 def _fitting(
-    limits: Limits, free: dict[str, int], due: ScheduledFunctionQuerySet, limit: int
+    limits: Limits, free: dict[str, int], due: ScheduledFunctionQuerySet, limit: int, seen_all: set[str]
 ) -> list[ScheduledFunction]:
     at_limit = Limits(
         {n: 0 for n in limits.functions if free[f"function:{n}"] <= 0},
@@ -189,8 +204,12 @@ def _fitting(
     due = at_limit.exclude_limited(due)  # a job under two limits waits while either is full
     candidates: dict[int, ScheduledFunction] = {}
     for key in limits.keys():
-        if free[key] > 0:
-            candidates.update((job.pk, job) for job in due.filter(limits.matching(key))[: min(free[key], limit)])
+        if free[key] > 0 and key not in seen_all:
+            wanted = min(free[key], limit)
+            found = list(due.filter(limits.matching(key))[:wanted])
+            candidates.update((job.pk, job) for job in found)
+            if len(found) < wanted:
+                seen_all.add(key)
     fitting: list[ScheduledFunction] = []
     for job in sorted(candidates.values(), key=lambda j: (-j.priority, j.scheduled_time, j.pk)):
         keys = limits.keys_of(job.name, job.queue)

@@ -111,13 +111,14 @@ def spend(opened: Opened, started: list[str], using: str) -> None:
 
 
 def next_token(rates: dict[str, Rate], now: datetime, using: str) -> datetime | None:
-    """When the first of these functions' buckets next holds a whole token, if that is after ``now`` (one
-    that holds one already waits for something else: a slot of its concurrency limit, another claim)."""
+    """When the first of these functions' buckets next holds a batch of tokens (``Rate.batch``: one, for
+    rates up to 10/s), if that is after ``now`` (one that holds them already waits for something else: a
+    slot of its concurrency limit, another claim)."""
     if not rates:
         return None
     names = {FUNCTION_PREFIX + name: rate for name, rate in rates.items()}
     waits = [
-        names[bucket.name].wait_for(held(bucket, names[bucket.name], now), 1)
+        names[bucket.name].wait_for(held(bucket, names[bucket.name], now), names[bucket.name].batch)
         for bucket in RateLimitBucket.objects.using(using).filter(name__in=list(names), key="")
     ]
     soonest = min((wait for wait in waits if wait > 0), default=None)

@@ -43,6 +43,11 @@ def slow_rate(ctx, i: int) -> int:
     return i
 
 
+def fast_rate(ctx, i: int) -> int:
+    """The benchmark's rate-limited no-op (benchmarks/rates.py)."""
+    return i
+
+
 @internal_mutation
 def send_message(ctx, user: str, fail: bool = False) -> bool:
     """Counts a message of ``user`` if the bucket allows it; ``fail`` raises after taking the token."""
@@ -73,6 +78,7 @@ def enable_rates() -> SimpleNamespace:
         rated_and_limited_run=internal_action(rate_limit="10/s", max_concurrency=2)(rated_and_limited_run),
         rated_mutation=internal_mutation(rate_limit="5/s")(rated_mutation),
         slow_rate=internal_mutation(rate_limit="2/m")(slow_rate),
+        fast_rate=internal_mutation(rate_limit="100/s")(fast_rate),
     )
 
 
