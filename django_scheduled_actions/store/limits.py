@@ -110,8 +110,11 @@ def claim_limited(
     queues: Iterable[str] | None,
     using: str,
 ) -> list[ScheduledFunction]:
-    """Claim up to ``limit`` due limited jobs without exceeding any limit; one short transaction. Due by
-    ``now`` (None: the database's clock), leased from the database's time."""
+    """Claim up to ``limit`` due limited jobs without exceeding any limit; one short transaction, opened only
+    when it may find work (``_may_claim``). Due by ``now`` (None: the database's clock), leased from the
+    database's time."""
+    if not _may_claim(limits, now, queues, using):
+        return []
 
     def once() -> list[ScheduledFunction]:
         with outermost(using, None):
@@ -127,6 +130,21 @@ def claim_limited(
             return chosen
 
     return retry_on_conflict(once)
+
+
+def _may_claim(limits: Limits, now: datetime | None, queues: Iterable[str] | None, using: str) -> bool:
+    """Whether the limited claim may find a job to start, read without a lock or a transaction: a queue limit,
+    or a limited function with a due job that has no rate, or whose bucket holds a token. Jobs waiting for
+    their rate then cost the others' claims a probe per function, not a transaction (on SQLite, the write
+    lock) each."""
+    if limits.queues:
+        return True
+    pending = ScheduledFunction.objects.using(using).filter(state=State.PENDING).in_queues(queues)
+    pending = pending.filter(scheduled_time__lte=dbclock.due_by(now))
+    waiting = [name for name in limits.names() if name not in limits.skip and pending.filter(name=name).exists()]
+    if any(name not in limits.rates for name in waiting):
+        return True
+    return rate_buckets.any_token({name: limits.rates[name] for name in waiting}, now, using)
 
 
 def _lock(keys: list[str], using: str) -> None:

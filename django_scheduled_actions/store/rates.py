@@ -110,6 +110,19 @@ def spend(opened: Opened, started: list[str], using: str) -> None:
             write(bucket, rate, max(tokens - counts[name], 0.0), now, using)
 
 
+def any_token(rates: dict[str, Rate], now: datetime | None, using: str) -> bool:
+    """Whether any of these functions' buckets holds a whole token (or does not exist yet: it starts full),
+    read without a lock: a claim that finds them all empty need not open its transaction."""
+    if not rates:
+        return False
+    names = {FUNCTION_PREFIX + name: rate for name, rate in rates.items()}
+    buckets = list(RateLimitBucket.objects.using(using).filter(name__in=list(names), key=""))
+    if len(buckets) < len(names):
+        return True
+    now = now or dbclock.now(using)
+    return any(held(bucket, names[bucket.name], now) >= 1 - 1e-9 for bucket in buckets)
+
+
 def next_token(rates: dict[str, Rate], now: datetime, using: str) -> datetime | None:
     """When the first of these functions' buckets next holds a batch of tokens (``Rate.batch``: one, for
     rates up to 10/s), if that is after ``now`` (one that holds them already waits for something else: a

@@ -137,6 +137,19 @@ def test_a_function_without_a_limit_is_claimed_by_the_same_statements_as_before(
     assert not any("rate_limit_bucket" in q["sql"] for q in claimed)
 
 
+def test_jobs_waiting_for_their_rate_cost_the_others_claims_no_transaction(rated):
+    for i in range(4):
+        scheduler.run_after(0, rated.slow_rate, {"i": i})  # 2/m
+    scheduler.run_after(0, f.noop_mutation, {"i": 1})
+    now = timezone.now() + timedelta(seconds=1)
+    assert names(claim_at(now, 2)) == ["slow_rate"] * 2  # the burst; two wait for the rate now
+    with CaptureQueriesContext(connection) as queries:
+        assert names(claim_at(now)) == ["noop_mutation"]
+    locked = [q["sql"] for q in queries if "rate_limit_bucket" in q["sql"] and "FOR UPDATE" in q["sql"].upper()]
+    assert locked == []  # read without a lock: the bucket is empty, the limited claim is not opened
+    assert sum("rate_limit_bucket" in q["sql"] for q in queries) == 1
+
+
 def _shape(sql: str) -> str:
     """A statement without its values (ids, tokens, times differ between two claims)."""
     import re
