@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from importlib.util import find_spec
 
 import pytest
 from django.core.management import call_command
@@ -310,3 +311,26 @@ def test_the_buckets_admin_shows_rate_tokens_now_and_jobs_waiting(rated, admin_c
     assert f"function:{rated.slow_rate.name}" in page and "2/m" in page
     assert 'slow_rate&amp;state=pending">2</a>' in page  # its two jobs waiting
     assert "3/h (burst 6)" in page and "5.00 of 6" in page
+
+
+# --- django.tasks ---
+
+
+@pytest.mark.skipif(find_spec("django.tasks") is None, reason="Django 6+: django.tasks")
+def test_a_django_task_with_a_rate_limit_starts_at_its_rate():
+    from django.tasks import task  # here: Django 5.2 has no django.tasks
+    from django.tasks.exceptions import InvalidTask
+
+    from tests.app.rated_tasks import rated_task  # noqa: I001 - here: it registers a rate-limited function
+
+    name = f"django.tasks:{rated_task.module_path}"
+    try:
+        ids = [int(rated_task.enqueue(i).id) for i in range(3)]
+        now = timezone.now() + timedelta(seconds=1)
+        assert sorted(job.pk for job in claim_at(now)) == ids[:2]  # 2/m: its burst
+        assert claim_at(now) == []
+        assert [job.pk for job in claim_at(now + timedelta(seconds=30))] == ids[2:]
+        with pytest.raises(InvalidTask, match="rate_limit must be 'N/s'"):
+            task(rate_limit="5/fortnight")(rf.rated_run)
+    finally:
+        registry.unregister(name)
