@@ -9,7 +9,14 @@ import os
 import time
 from types import SimpleNamespace
 
-from django_scheduled_actions import RateLimited, internal_mutation, mutation, rate_limiter
+from django_scheduled_actions import (
+    RateLimited,
+    RetryPolicy,
+    internal_action,
+    internal_mutation,
+    mutation,
+    rate_limiter,
+)
 from django_scheduled_actions.core.registry import registry
 
 from .models import Counter
@@ -69,10 +76,14 @@ def limited_over_http(ctx, n: int = 1) -> int:
     return n
 
 
+@internal_action(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, jitter=False))
+def provider_says_wait(ctx) -> None:
+    """A provider answering 429 with Retry-After: 30."""
+    raise RateLimited(retry_after=30)
+
+
 def enable_rates() -> SimpleNamespace:
     """Register the rate-limited functions; returns them by name."""
-    from django_scheduled_actions import internal_action
-
     return SimpleNamespace(
         rated_run=internal_action(rate_limit="10/s")(rated_run),
         rated_and_limited_run=internal_action(rate_limit="10/s", max_concurrency=2)(rated_and_limited_run),

@@ -283,6 +283,17 @@ def test_rate_limited_over_http_is_429_with_retry_after(client):
     assert 59 <= body["error"]["retry_after"] <= 60
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_action_retried_after_rate_limited_waits_its_retry_after():
+    job = scheduler.run_after(0, rf.provider_says_wait, {})
+    before = timezone.now()
+    call_command("runworker", burst=True)
+    row = ScheduledFunction.objects.get(pk=job)
+    assert (row.state, row.attempts) == (State.PENDING, 1)  # its RetryPolicy retries it, but not before 30 s
+    assert before + timedelta(seconds=29) < row.scheduled_time < timezone.now() + timedelta(seconds=31)
+    assert "RateLimited" in row.error
+
+
 def test_rate_limited_carries_its_retry_after():
     assert RateLimited(retry_after=2.5).retry_after == 2.5
     assert RateLimited(retry_after=-1).retry_after == 0.0
