@@ -29,6 +29,7 @@ from django_scheduled_actions.models import RateLimitBucket, ScheduledFunction, 
 from django_scheduled_actions.store import limits
 from django_scheduled_actions.store.engines import engine
 from django_scheduled_actions.store.leases import claim, next_due_time
+from django_scheduled_actions.testing import run_due_jobs
 from tests.app import functions as f
 from tests.app import rate_functions as rf
 from tests.app.models import Counter
@@ -67,6 +68,16 @@ def test_a_rate_limited_function_starts_its_burst_then_its_rate_and_others_are_n
     assert names(claim_at(start + timedelta(seconds=60))) == ["rated_mutation"] * 4  # never more than the burst
     pending = ScheduledFunction.objects.filter(name=rated.rated_mutation.name, state=State.PENDING)
     assert pending.count() == 0
+
+
+def test_run_due_jobs_keeps_to_the_rate_on_the_clock_it_is_given(rated):
+    for i in range(7):
+        scheduler.run_after(0, rated.rated_mutation, {"i": i})  # 5/s
+    start = timezone.now() + timedelta(seconds=1)
+    assert run_due_jobs(now=start) == 5  # the burst; the others stay pending
+    assert run_due_jobs(now=start + timedelta(seconds=0.2)) == 1
+    assert run_due_jobs(now=start + timedelta(seconds=10)) == 1
+    assert ScheduledFunction.objects.filter(state=State.SUCCESS).count() == 7
 
 
 def test_a_rate_and_a_concurrency_limit_together_each_hold(rated):
