@@ -4,6 +4,7 @@
     python benchmarks/bench.py --db postgres --runs 5
     python benchmarks/bench.py --smoke              # tiny sizes: checks the benchmark works (CI)
     python benchmarks/bench.py --db postgres --scale 1000000   # drain beside 1M finished + 1M future jobs
+    python benchmarks/bench.py --rates              # rate limits: a limited drain against its rate
 
 Every figure is printed as the median of the runs with the range [min-max], beside two baselines
 measured in the same run on the same database: a bare ``Model.objects.create`` of the same job row
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +34,8 @@ DATABASES = {
     "mysql": "mysql://root@127.0.0.1:3306/scheduled_actions_bench",
 }
 SIZES = {
-    "full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300},
-    "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20},
+    "full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300, "rated": 1000},
+    "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20, "rated": 400},
 }
 
 
@@ -150,10 +152,10 @@ def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
     return results
 
 
-def start_worker(db: str) -> subprocess.Popen:
+def start_worker(db: str, **extra_env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "django", "runworker", "--concurrency", "4", "--no-crons"],
-        env=env_for(db),
+        env={**env_for(db), **extra_env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -201,8 +203,17 @@ def analyze() -> None:
             cursor.execute("ANALYZE")
 
 
-def measure_drain(db: str, kind: str, workers: int, n: int, plans: list[str] | None = None) -> dict[str, float]:
-    """Drain ``n`` no-op jobs with ``workers`` processes; ``plans`` gets the claim's plan, backlog queued."""
+def measure_drain(
+    db: str,
+    kind: str,
+    workers: int,
+    n: int,
+    plans: list[str] | None = None,
+    backlog: Callable[[], object] | None = None,
+    **worker_env: str,
+) -> dict[str, float]:
+    """Drain ``n`` no-op jobs with ``workers`` processes; ``plans`` gets the claim's plan, backlog queued.
+    ``backlog`` schedules other jobs beside them first (benchmarks/rates.py)."""
     from django.db import transaction
     from django.db.models import Max, Min
 
@@ -212,6 +223,8 @@ def measure_drain(db: str, kind: str, workers: int, n: int, plans: list[str] | N
 
     fn = noop_mutation if kind == "mutation" else noop_action
     ScheduledFunction.objects.exclude(name=FILLER).delete()
+    if backlog is not None:
+        backlog()
     before = ScheduledFunction.objects.aggregate(last=Max("pk"))["last"] or 0
     with transaction.atomic():
         for i in range(n):
@@ -223,7 +236,7 @@ def measure_drain(db: str, kind: str, workers: int, n: int, plans: list[str] | N
     # holds (a count over the state read 2,000,000 rows per poll in the scale run, on the cores it measures)
     done = ScheduledFunction.objects.filter(pk__gt=before, state="success")
     launched = time.time()
-    procs = [start_worker(db) for _ in range(workers)]
+    procs = [start_worker(db, **worker_env) for _ in range(workers)]
     try:
         wait_for(lambda: done.count() == n, timeout=max(120.0, n / 20))
         rss = max(peak_rss_mb(p) for p in procs)
@@ -486,6 +499,12 @@ def main() -> int:
         help="instead: drain rate and claim plan on an empty table, then with ROWS finished and "
         "ROWS future jobs in it (the issue's scale check uses 1000000)",
     )
+    parser.add_argument(
+        "--rates",
+        action="store_true",
+        help="instead: the rate limit rows (a rate-limited drain against its rate; the unlimited drain "
+        "beside a limited backlog), see benchmarks/rates.py",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = SIZES["smoke" if args.smoke else "full"]
@@ -493,6 +512,10 @@ def main() -> int:
         setup_django(args.child)
         if args.scale:
             print(json.dumps(measure_scale(args.child, args.scale, sizes["drain"])))
+        elif args.rates:
+            from benchmarks.rates import measure_rates  # after django.setup(): it imports the test app
+
+            print(json.dumps(measure_rates(args.child, sizes["rated"], sizes["drain"])))
         else:
             print(json.dumps(run_once(args.child, sizes)))
         return 0
@@ -507,10 +530,17 @@ def main() -> int:
                 [sys.executable, __file__, "--child", db]
                 + (["--smoke"] if args.smoke else [])
                 + (["--scale", str(args.scale)] if args.scale else [])
+                + (["--rates"] if args.rates else [])
             )
             out = subprocess.run(cmd, env=env_for(db), cwd=ROOT, check=True, capture_output=True, text=True)
             all_results[db].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(scale_report(all_results, args.scale) if args.scale else report(all_results))
+    if args.rates:
+        sys.path.insert(0, str(ROOT))  # run as a script, this process has only benchmarks/ on its path
+        from benchmarks.rates import report as rates_report  # here: after the path is set
+
+        print(rates_report(all_results, summarise))
+    else:
+        print(scale_report(all_results, args.scale) if args.scale else report(all_results))
     return 0
 
 

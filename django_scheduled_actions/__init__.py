@@ -3,6 +3,7 @@
 from typing import Any
 
 from .core.auth import Auth
+from .core.rates import RateLimitStatus
 from .core.registry import action, internal_action, internal_mutation, internal_query, mutation, query
 from .core.retry import RetryPolicy
 from .core.workflows import workflow
@@ -17,6 +18,7 @@ from .exceptions import (
     JobTimeout,
     NonRetryableError,
     QueryWriteError,
+    RateLimited,
     ReturnValidationError,
     StepFailed,
     Unauthenticated,
@@ -35,6 +37,8 @@ __all__ = [
     "JobTimeout",
     "NonRetryableError",
     "QueryWriteError",
+    "RateLimitStatus",
+    "RateLimited",
     "RetryPolicy",
     "ReturnValidationError",
     "Saga",
@@ -50,6 +54,7 @@ __all__ = [
     "internal_query",
     "mutation",
     "query",
+    "rate_limiter",
     "run_action",
     "run_mutation",
     "run_query",
@@ -69,6 +74,8 @@ _LAZY = {
     "schedule_on_save": "scheduling.model_hooks",
     "schedule_on_delete": "scheduling.model_hooks",
     "Saga": "calls.saga",
+    "rate_limiter": "calls.rate_limiter",
+    "RateLimiter": "calls.rate_limiter",
     "SagaRolledBack": "calls.saga",
 }
 

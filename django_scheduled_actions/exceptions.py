@@ -89,3 +89,12 @@ class StepFailed(ScheduledActionsError):
 class WorkflowNondeterminism(ScheduledActionsError):
     """A workflow's replay asked for another step than its journal holds (its code changed, or depends
     on something else than its arguments and its steps' results); the run fails with it."""
+
+
+class RateLimited(ScheduledActionsError):
+    """A rate limit said no (``rate_limiter.limit`` returned ``ok=False``); raise it with the status's
+    ``retry_after`` (seconds). Over HTTP this is a 429 with a ``Retry-After`` header."""
+
+    def __init__(self, retry_after: float = 0.0, message: str = ""):
+        self.retry_after = max(float(retry_after), 0.0)
+        super().__init__(message or f"rate limited; retry after {self.retry_after:.3g}s")

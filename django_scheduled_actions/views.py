@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import traceback
 from typing import Any
 
@@ -40,6 +41,7 @@ from .exceptions import (
     FunctionNotFound,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
+    RateLimited,
     Unauthenticated,
 )
 
@@ -208,6 +210,14 @@ def run(request: HttpRequest, fn: Function, args: dict[str, Any], auth: Auth, ke
             "in_progress",
             "a call with this Idempotency-Key is still running; retry later",
             headers={"Retry-After": "1"},
+        ).response()
+    except RateLimited as exc:
+        return HttpError(
+            429,
+            "rate_limited",
+            str(exc),
+            headers={"Retry-After": str(math.ceil(exc.retry_after))},
+            retry_after=exc.retry_after,
         ).response()
     except IdempotencyKeyReused:
         return HttpError(

@@ -25,6 +25,7 @@ COLOURS = {
     "late": "#b26a00",
     "overdue": "#b26a00",
     "unrunnable": "#c62828",
+    "rate-limited": "#b26a00",
     "lost": "#c62828",
     "stopped": "#757575",
     "held": "#2e7d32",

@@ -18,6 +18,7 @@ from ..scheduling import changes
 from ..store.knowledge import Knowledge
 from . import display
 from .dashboard import dashboard_view
+from .rates import RATE_LIMITED, mark_rate_limited
 
 SHOWN_IDS = 20  # ids listed in an action's message
 UNRUNNABLE = "no live worker knows this function"
@@ -138,12 +139,14 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
         mark_unrunnable(changelist.result_list)
+        mark_rate_limited(changelist.result_list)
         return changelist
 
     def get_object(self, request, object_id, from_field=None):
         job = super().get_object(request, object_id, from_field)
         if job is not None:
             mark_unrunnable([job])
+            mark_rate_limited([job])
         return job
 
     def get_urls(self):
@@ -154,9 +157,12 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
-        """The state, and on a pending job that no live worker can run, a badge saying so."""
+        """The state, and on a pending job that no live worker can run, or that waits for its function's
+        rate limit, a badge saying so."""
         if getattr(obj, "unrunnable", False):
             return format_html("{} {}", display.state_badge(obj.state), display.badge("unrunnable", UNRUNNABLE))
+        if getattr(obj, "rate_limited", False):
+            return format_html("{} {}", display.state_badge(obj.state), display.badge("rate-limited", RATE_LIMITED))
         return display.state_badge(obj.state)
 
     @admin.display(description="scheduled", ordering="scheduled_time")

@@ -15,7 +15,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils.json import normalize_json
 
 from ..core.check_ids import TASKS_APP_NOT_INSTALLED, TASKS_UNKNOWN_DATABASE, TASKS_UNKNOWN_OPTION
-from .jobs import task_function
+from .jobs import register_rate_limited, task_function
 from .names import MAX_NAME_LENGTH, PREFIX, job_name
 from .results import load_result
 from .task import ScheduledActionsTask, validate_options
@@ -49,6 +49,7 @@ class ScheduledActionsBackend(BaseTaskBackend):
                 f"(at most {MAX_NAME_LENGTH - len(PREFIX)} characters)."
             )
         validate_options(task)
+        register_rate_limited(task)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Schedule the task as a job and return its ``READY`` result (or, when its idempotency key is

@@ -17,7 +17,7 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskContext
 from django.utils.json import normalize_json
 
 from ..core import guards
-from ..core.registry import Function, Options
+from ..core.registry import Function, Options, registry
 from ..core.retry import NO_RETRY
 from ..exceptions import NonRetryableError
 from .names import job_name, load_task
@@ -36,8 +36,19 @@ def resolve(module_path: str) -> Function:
 
 def task_function(task: Task) -> Function:
     """An unregistered internal action that runs ``task`` with a job's stored arguments."""
-    options = Options(timeout=getattr(task, "timeout", None), retry=getattr(task, "retry", None) or NO_RETRY)
+    options = Options(
+        timeout=getattr(task, "timeout", None),
+        retry=getattr(task, "retry", None) or NO_RETRY,
+        rate_limit=getattr(task, "rate_limit", None),
+    )
     return Function(_body(task), "action", "internal", job_name(task), options)
+
+
+def register_rate_limited(task: Task) -> None:
+    """Register a task with a ``rate_limit`` as a function, when it is defined: claims find the functions
+    with a rate in the registry, before any job of the task is resolved (``resolve``)."""
+    if getattr(task, "rate_limit", None) is not None:
+        registry.register(task_function(task))
 
 
 def _body(task: Task):

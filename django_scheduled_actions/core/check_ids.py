@@ -36,3 +36,6 @@ CRON_BAD_NAME = "scheduled_actions.E107"
 TASKS_UNKNOWN_OPTION = "scheduled_actions.E201"
 TASKS_UNKNOWN_DATABASE = "scheduled_actions.E202"
 TASKS_APP_NOT_INSTALLED = "scheduled_actions.E203"
+
+# A bad rate_limit= on a function (checks.py), naming the function.
+RATE_LIMIT_BAD = "scheduled_actions.E301"

@@ -7,6 +7,7 @@ options, and a ``Validator`` for its arguments. Functions are run through ``run_
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import types
@@ -18,7 +19,7 @@ from typing import Any, Literal, Protocol, overload
 from django.core.exceptions import ImproperlyConfigured
 
 from ..exceptions import FunctionNotFound
-from . import values
+from . import rates, values
 from .retry import NO_RETRY, RetryPolicy
 from .validation import Validator
 
@@ -33,6 +34,7 @@ class Options:
     timeout: float | None = None
     retry: RetryPolicy = NO_RETRY
     max_concurrency: int | None = None  # jobs of this function running at once, across all workers
+    rate_limit: str | None = None  # "N/s", "N/m", "N/h": how fast its jobs start, across all workers (rates.py)
 
 
 class Function:
@@ -59,6 +61,12 @@ class Function:
     @property
     def timeout(self) -> float | None:
         return self.options.timeout
+
+    @functools.cached_property
+    def rate(self) -> rates.Rate | None:
+        """The rate its jobs start at, at most; None without one, or with a bad one (a system check reports it)."""
+        text = self.options.rate_limit
+        return None if text is None or rates.problem(text) else rates.parse(text)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         runner = {"query": "run_query", "mutation": "run_mutation", "action": "run_action"}[self.kind]
@@ -182,6 +190,7 @@ class Decorator(Protocol):
         timeout: float | None = ...,
         retry: RetryPolicy | None = ...,
         max_concurrency: int | None = ...,
+        rate_limit: str | None = ...,
     ) -> Callable[[Callable[..., Any]], Function]: ...
 
 
@@ -198,6 +207,7 @@ def _decorator(kind: Kind, visibility: Visibility) -> Decorator:
         timeout: float | None = ...,
         retry: RetryPolicy | None = ...,
         max_concurrency: int | None = ...,
+        rate_limit: str | None = ...,
     ) -> Callable[[Callable[..., Any]], Function]: ...
 
     def decorate(
@@ -210,12 +220,15 @@ def _decorator(kind: Kind, visibility: Visibility) -> Decorator:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         max_concurrency: int | None = None,
+        rate_limit: str | None = None,
     ) -> Function | Callable[[Callable[..., Any]], Function]:
         if kind != "action" and (timeout is not None or retry is not None):
             raise TypeError(f"timeout= and retry= apply to actions only, not to a {kind}")
         if kind == "query" and max_concurrency is not None:
             raise TypeError("max_concurrency= applies to scheduled mutations and actions, not to a query")
-        options = _options(queue, priority, timeout, retry, max_concurrency)
+        if kind == "query" and rate_limit is not None:
+            raise TypeError("rate_limit= applies to scheduled mutations and actions, not to a query")
+        options = _options(queue, priority, timeout, retry, max_concurrency, rate_limit)
 
         def wrap(f: Callable[..., Any]) -> Function:
             if isinstance(f, Function) or not callable(f):
@@ -230,7 +243,10 @@ def _decorator(kind: Kind, visibility: Visibility) -> Decorator:
     return decorate
 
 
-def _options(queue: Any, priority: Any, timeout: Any, retry: Any, max_concurrency: Any = None) -> Options:
+def _options(
+    queue: Any, priority: Any, timeout: Any, retry: Any, max_concurrency: Any = None, rate_limit: Any = None
+) -> Options:
+    """The checked options; a bad ``rate_limit`` is kept as written for the system check to name the function."""
     values.queue_name(queue, "queue=")
     values.priority(priority, "priority=")
     if timeout is not None:
@@ -240,7 +256,12 @@ def _options(queue: Any, priority: Any, timeout: Any, retry: Any, max_concurrenc
     if max_concurrency is not None and not values.is_count(max_concurrency):
         raise ValueError(f"max_concurrency= must be a positive int, got {max_concurrency!r}")
     return Options(
-        queue=queue, priority=priority, timeout=timeout, retry=retry or NO_RETRY, max_concurrency=max_concurrency
+        queue=queue,
+        priority=priority,
+        timeout=timeout,
+        retry=retry or NO_RETRY,
+        max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
     )
 
 

@@ -1,9 +1,10 @@
-"""Jobs, cron definitions, idempotency keys, workers, orchestration and workflows, in the project's own database."""
+"""Jobs, crons, idempotency keys, workers, orchestration, workflows and rate limit buckets."""
 
 from .crons import CronJob, CronJobQuerySet
 from .jobs import FINAL_STATES, Kind, ScheduledFunction, ScheduledFunctionQuerySet, State
 from .keys import IdempotencyKey, IdempotencyKeyQuerySet
 from .orchestration import Batch, ConcurrencyLimit, Saga, SagaStep
+from .rates import RateLimitBucket
 from .workers import WorkerProcess, WorkerProcessQuerySet
 from .workflows import FINISHED_RUN_STATES, WorkflowRun, WorkflowStep
 
@@ -17,6 +18,7 @@ __all__ = [
     "IdempotencyKey",
     "IdempotencyKeyQuerySet",
     "Kind",
+    "RateLimitBucket",
     "Saga",
     "SagaStep",
     "ScheduledFunction",

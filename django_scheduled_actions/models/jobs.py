@@ -284,6 +284,7 @@ class ScheduledFunction(models.Model):
     ctid: str | None  # where a PostgreSQL claim found the row (store/engines/postgresql.py)
     claim_committed: float  # time.monotonic() once the claim that returned the job committed (store/leases.py)
     unrunnable: bool  # no live worker knows its function (the admin's change list)
+    rate_limited: bool  # due, and its function's rate limit bucket is empty (the admin's change list)
 
     class Meta:
         db_table = "scheduled_actions_job"

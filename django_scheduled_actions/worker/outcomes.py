@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError
 from .. import signals
 from ..core.registry import Function
 from ..core.retry import RetryPolicy
-from ..exceptions import ArgumentValidationError, NonRetryableError
+from ..exceptions import ArgumentValidationError, NonRetryableError, RateLimited
 from ..models import ScheduledFunction
 from .store import Store
 
@@ -107,7 +107,8 @@ class Outcomes:
         return started, None
 
     def action_failed(self, retry: RetryPolicy, job: ScheduledFunction, token: str, exc: BaseException) -> None:
-        """Retry the action later per ``retry``, or fail it (no retry left, or not to be retried)."""
+        """Retry the action later per ``retry`` (after ``retry_after`` at least, for ``RateLimited``), or fail
+        it (no retry left, or not to be retried)."""
         if (
             not isinstance(exc, Exception)
             or isinstance(exc, NonRetryableError | ArgumentValidationError)
@@ -115,7 +116,10 @@ class Outcomes:
         ):
             self.fail(job, token, exc)
             return
-        run_at = self.clock() + timedelta(seconds=retry.backoff(job.attempts))
+        delay = retry.backoff(job.attempts)
+        if isinstance(exc, RateLimited):  # the service said when to come back: not before, whatever the backoff
+            delay = max(delay, exc.retry_after)
+        run_at = self.clock() + timedelta(seconds=delay)
         if persist(lambda: self.store.retry_later(job.pk, token, describe(exc), run_at), self.store):
             send(signals.job_failed, job, error=exc, will_retry=True, worker_id=self.worker_id)
 

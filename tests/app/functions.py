@@ -26,6 +26,7 @@ from . import (
     http_functions,  # noqa: F401 - registers the functions of the HTTP tests
     orchestration_functions,  # noqa: F401 - registers the functions of the batch, limit and saga tests
     process_functions,  # noqa: F401 - registers the functions of the process tests
+    rate_functions,  # noqa: F401 - registers the functions of the rate limit tests
     workflow_functions,  # noqa: F401 - registers the functions and workflows of the workflow tests
 )
 from .models import Batch, Counter, Effect, Note, Order

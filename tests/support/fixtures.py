@@ -6,6 +6,7 @@ import pytest
 from patterns.models import ProviderFailure, ProviderRecord
 
 from tests.app import orchestration_functions as of
+from tests.app import rate_functions as rf
 
 
 @pytest.fixture
@@ -13,6 +14,13 @@ def limited():
     functions = of.enable_limits()
     yield functions
     of.disable_limits(functions)
+
+
+@pytest.fixture
+def rated():
+    functions = rf.enable_rates()
+    yield functions
+    rf.disable_rates(functions)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_every_setting_has_an_id_and_every_id_a_setting():
 
 def test_no_id_repeats_and_each_is_well_formed():
     ids = all_ids()
-    assert len(ids) == 1 + len(SETTINGS) + 7 + 3  # unknown setting, the settings, the crons, the tasks backend
+    assert len(ids) == 1 + len(SETTINGS) + 7 + 3 + 1  # unknown setting, the settings, crons, tasks backend, rates
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert [i for i in ids if not ID.fullmatch(i)] == []
 
