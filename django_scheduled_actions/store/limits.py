@@ -144,7 +144,7 @@ def claim_limited(
                 ScheduledFunction.objects.using(using).filter(pk__in=[j.pk for j in chosen]).update(
                     state=State.IN_PROGRESS, worker_id=worker_id, token=token, lease_expires_at=dbclock.after(lease)
                 )
-            rate_buckets.spend(buckets, [job.name for job in chosen], using)
+            rate_buckets.spend(buckets, [step_function(job.name) for job in chosen], using)
             return chosen
 
     return retry_on_conflict(once)
@@ -225,7 +225,7 @@ def _without_due_jobs(
     pending = ScheduledFunction.objects.using(using).filter(state=State.PENDING).in_queues(queues)
     pending = pending.filter(scheduled_time__lte=dbclock.due_by(now))
     names = {key.partition(":")[2] for key in limits.keys() if free[key] > 0 and not key.startswith("queue:")}
-    idle = {name for name in sorted(names) if not pending.filter(name=name).exists()}
+    idle = {name for name in sorted(names) if not pending.filter(_jobs_of(name)).exists()}
     return {key for key in limits.keys() if not key.startswith("queue:") and key.partition(":")[2] in idle}
 
 
@@ -272,6 +272,6 @@ def next_due_time(
         limits.exclude_limited(pending).values_list("scheduled_time", flat=True).first(),
         pending.filter(limits.limited(), scheduled_time__gt=now).values_list("scheduled_time", flat=True).first(),
     ]
-    waiting = [name for name in sorted(limits.rates) if pending.filter(name=name, scheduled_time__lte=now).exists()]
+    waiting = [n for n in sorted(limits.rates) if pending.filter(_jobs_of(n), scheduled_time__lte=now).exists()]
     times.append(rate_buckets.next_token({n: limits.rates[n] for n in waiting}, now, using))
     return min((t for t in times if t is not None), default=None)

@@ -16,6 +16,7 @@ from django_scheduled_actions import (
     internal_mutation,
     mutation,
     rate_limiter,
+    workflow,
 )
 from django_scheduled_actions.core.registry import registry
 
@@ -80,6 +81,15 @@ def limited_over_http(ctx, n: int = 1) -> int:
 def provider_says_wait(ctx) -> None:
     """A provider answering 429 with Retry-After: 30."""
     raise RateLimited(retry_after=30)
+
+
+@workflow
+def rated_steps(step, n: int) -> int:
+    """``n`` steps of ``rated_mutation`` (5/s, registered by ``enable_rates()``)."""
+    fn = registry.get(f"{__name__}:rated_mutation")
+    for i in range(n):
+        step.run_mutation(fn, {"i": i})
+    return n
 
 
 def enable_rates() -> SimpleNamespace:

@@ -22,10 +22,11 @@ from django_scheduled_actions import (
     rate_limiter,
     run_mutation,
     scheduler,
+    workflows,
 )
 from django_scheduled_actions.checks import check_rate_limits
 from django_scheduled_actions.core.registry import registry
-from django_scheduled_actions.models import RateLimitBucket, ScheduledFunction, State
+from django_scheduled_actions.models import RateLimitBucket, ScheduledFunction, State, WorkflowRun, WorkflowStep
 from django_scheduled_actions.store import limits
 from django_scheduled_actions.store.engines import engine
 from django_scheduled_actions.store.leases import claim, next_due_time
@@ -78,6 +79,18 @@ def test_run_due_jobs_keeps_to_the_rate_on_the_clock_it_is_given(rated):
     assert run_due_jobs(now=start + timedelta(seconds=0.2)) == 1
     assert run_due_jobs(now=start + timedelta(seconds=10)) == 1
     assert ScheduledFunction.objects.filter(state=State.SUCCESS).count() == 7
+
+
+def test_a_workflows_steps_of_a_rate_limited_mutation_keep_to_its_rate(rated):
+    """Steps are jobs of their function (``workflow-step:<name>``): they take its tokens, and wait for them."""
+    run_id = workflows.start(rf.rated_steps, {"n": 7})
+    start = timezone.now() + timedelta(seconds=30)
+    run_due_jobs(now=start)
+    steps = WorkflowStep.objects.filter(run_id=run_id)
+    assert steps.filter(state=WorkflowStep.State.SUCCESS).count() == 5  # the burst; the sixth step waits
+    assert workflows.status(run_id).state == WorkflowRun.State.RUNNING
+    run_due_jobs(now=start + timedelta(seconds=10))
+    assert (workflows.status(run_id).state, steps.count()) == (WorkflowRun.State.SUCCESS, 7)
 
 
 def test_a_rate_and_a_concurrency_limit_together_each_hold(rated):
