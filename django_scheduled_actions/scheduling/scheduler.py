@@ -3,7 +3,8 @@ from the package root).
 
 The job row is written on the caller's connection, so inside ``transaction.atomic()`` or a mutation
 it commits or rolls back with the caller's work. From an action (or outside any transaction) it
-commits at once. PostgreSQL workers are woken by a NOTIFY that the table's trigger sends on commit.
+commits at once. PostgreSQL workers are woken by a NOTIFY that the table's trigger sends on commit; a job
+scheduled by a running job wakes that job's worker instead (``jobs.waking``).
 """
 
 from __future__ import annotations
