@@ -25,11 +25,19 @@ def note(ctx, text: str) -> None:
     Note.objects.create(text=text)
 
 
+WAITING = {"now": 0, "most": 0}  # fetch_and_record bodies in their wait at once: now, and the most seen
+
+
 @internal_action
 async def fetch_and_record(ctx, name: str, wait: float = 0.0) -> int:
     """What an action that calls a service does: read, wait on the network, write, schedule."""
     before = await ctx.run_query(count_of, {"name": name})
-    await asyncio.sleep(wait)
+    WAITING["now"] += 1  # on the worker's one event loop: no lock needed
+    WAITING["most"] = max(WAITING["most"], WAITING["now"])
+    try:
+        await asyncio.sleep(wait)
+    finally:
+        WAITING["now"] -= 1
     after = await ctx.run_mutation(tally, {"name": name})
     await ctx.scheduler.run_after(3600, note_later, {"text": f"{name}:{after}"})
     return after - before

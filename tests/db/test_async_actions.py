@@ -95,17 +95,18 @@ def test_the_test_helper_runs_due_async_actions():
 
 
 def test_a_worker_keeps_many_async_actions_in_flight_on_few_threads():
-    jobs = [scheduler.run_after(0, af.fetch_and_record, {"name": f"many{i % 5}", "wait": 0.3}) for i in range(100)]
-    start = time.monotonic()
+    """One executor thread, 100 loop slots: the bodies' waits overlap (counted by the bodies themselves,
+    not timed: a loaded machine slows the rest, not the overlap)."""
+    af.WAITING.update(now=0, most=0)
+    jobs = [scheduler.run_after(0, af.fetch_and_record, {"name": f"many{i % 5}", "wait": 1.0}) for i in range(100)]
     with WorkerThread(concurrency=1, async_concurrency=100, crons=False):
         wait_until(
             lambda: not ScheduledFunction.objects.filter(pk__in=jobs).exclude(state=State.SUCCESS).exists(),
-            30,
+            60,
             "the async actions to succeed",
         )
-    elapsed = time.monotonic() - start
     assert sum(count(f"many{i}") for i in range(5)) == 100  # each body's mutation once
-    assert elapsed < 100 * 0.3 / 4, f"100 waits of 0.3 s took {elapsed:.1f} s: they did not overlap"
+    assert af.WAITING["most"] >= 25, f"at most {af.WAITING['most']} of 100 one-second waits overlapped"
     assert set(ScheduledFunction.objects.filter(pk__in=jobs).values_list("attempts", flat=True)) == {1}
 
 
