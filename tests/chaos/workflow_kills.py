@@ -1,8 +1,8 @@
 """The ``workflow_kills`` scenario: durable workflows under real faults. Runs of ``durable_steps`` (ten
 steps each: mutations, actions without retries, actions with a retry policy; tests/chaos/functions.py)
 run on two workers while a random worker is killed (SIGKILL, then restarted under a new id) every
-1.5-4 s, and the database server is crashed and restarted once, when half the runs have finished (or
-half the fault's time has passed).
+1.5-4 s, and the database server is crashed and restarted once, when half the plan's steps have finished
+(or half the fault's time has passed).
 After the faults, every run must end ``success`` within ``FINISH_WITHIN`` seconds, and:
 
 - no step journaled twice, and each run's journal the ten steps of its plan (plus one compensation
@@ -69,7 +69,10 @@ def _progress() -> int | None:
 
 def _faults(run, total: int) -> None:
     """Kill a random worker every ``KILL_EVERY`` seconds until every run has finished or the fault's time
-    is up; crash and restart the database once, when half the runs have finished or half that time passed."""
+    is up; crash and restart the database once, when half the plan's steps have finished or half that time
+    passed (the runs advance together: half the runs finish near the end)."""
+    from . import functions as cf
+
     rng = random.Random(18)  # noqa: S311
     end = time.monotonic() + run.fault_seconds
     restarted = False
@@ -82,9 +85,10 @@ def _faults(run, total: int) -> None:
         run.workers.kill(slot)
         run.kills += 1
         run.workers.start(slot)
-        halfway = (done is not None and done >= total // 2) or time.monotonic() > end - run.fault_seconds / 2
+        steps_done = _finished_steps() or 0
+        halfway = steps_done >= total * len(cf.PLAN) // 2 or time.monotonic() > end - run.fault_seconds / 2
         if not restarted and halfway:
-            run.restarted_at = (round(time.monotonic() - (end - run.fault_seconds)), _finished_steps())
+            run.restarted_at = (round(time.monotonic() - (end - run.fault_seconds)), steps_done)
             run.server.crash()
             run.kills += 1
             time.sleep(2.0)
