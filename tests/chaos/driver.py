@@ -107,6 +107,8 @@ def run_scenarios(
                         f"recovery={row['recovery']}s violations={len(row['violations'])}",
                         flush=True,
                     )
+                    if row.get("note"):
+                        print(f"    {row['note']}", flush=True)
             elif stream:
                 print("  | " + line, end="", flush=True)
         proc.wait(timeout)

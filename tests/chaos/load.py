@@ -18,7 +18,15 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from django_scheduled_actions import scheduler
-from django_scheduled_actions.models import CronJob, IdempotencyKey, ScheduledFunction, State, WorkerProcess
+from django_scheduled_actions.models import (
+    CronJob,
+    IdempotencyKey,
+    ScheduledFunction,
+    State,
+    WorkerProcess,
+    WorkflowRun,
+    WorkflowStep,
+)
 from tests.app.models import Counter as ChaosCounter
 from tests.app.models import Effect
 
@@ -267,6 +275,15 @@ class Monitor(threading.Thread):
 
 
 def reset_tables() -> None:
-    for model in (IdempotencyKey, ScheduledFunction, CronJob, WorkerProcess, Effect, ChaosCounter):
+    for model in (
+        WorkflowStep,
+        WorkflowRun,
+        IdempotencyKey,
+        ScheduledFunction,
+        CronJob,
+        WorkerProcess,
+        Effect,
+        ChaosCounter,
+    ):
         model.objects.all().delete()
     ChaosCounter.objects.create(name=cf.COUNTER)

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario = find(name)
         run = Run(scenario, options.db, options.short, srv, options.logs / f"{options.db}-{scenario.name}")
         try:
-            result = run_scenario(run)
+            result = scenario.fault(run) if scenario.whole_run else run_scenario(run)
         except Exception as exc:  # the scenario itself broke: report it as a failed row
             import traceback
 

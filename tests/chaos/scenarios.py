@@ -23,6 +23,7 @@ class Scenario:
     short_seconds: float = 4.0
     worker_args: tuple[str, ...] = ()
     moves_during: bool = False  # jobs must complete in the fault's second half: it may slow the queue, not stop it
+    whole_run: bool = False  # ``fault(run)`` is the scenario's whole run (no steady load) and returns its Result
 
     def label(self, vendor: str) -> str:
         if self.name == "db_restart":
@@ -247,6 +248,14 @@ def connection_shortage(run) -> None:
         _limit_connections(None)
 
 
+def workflow_kills(run):
+    """Runs of a ten-step workflow (mutations, actions without and with retries) while a random worker is
+    killed every 1.5-4 s and the database restarted once: tests/chaos/workflow_kills.py."""
+    from .workflow_kills import run_workflow_kills
+
+    return run_workflow_kills(run)
+
+
 SCENARIOS = [
     Scenario("crash_recovery", ("postgres", "mysql"), crash_recovery, 10, 4),
     Scenario("repeated_kills", ("postgres", "mysql"), repeated_kills, 60, 15),
@@ -260,6 +269,7 @@ SCENARIOS = [
     Scenario("paused_in_transaction", ("postgres", "mysql"), paused_in_transaction, 9, 9, moves_during=True),
     Scenario("locked_worker_rows", ("postgres", "mysql"), locked_worker_rows, 9, 9, moves_during=True),
     Scenario("connection_shortage", ("postgres", "mysql"), connection_shortage, 20, 8, moves_during=True),
+    Scenario("workflow_kills", ("postgres", "mysql"), workflow_kills, 240, 30, whole_run=True),  # s: the kills' cap
 ]
 ALIASES = {"postgres_restart": "db_restart", "mariadb_restart": "db_restart", "restart": "db_restart"}
 
