@@ -5,7 +5,9 @@ server to count on."""
 
 from __future__ import annotations
 
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -37,26 +39,33 @@ def worker_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def test_a_worker_holds_at_most_its_db_connections_whatever_its_concurrency(vendor, tmp_path):
-    if vendor == "sqlite":
-        pytest.skip("SQLite has no server whose connections could be counted")
-    scheduler.run_many(af.waits_then_records_sync, [{"i": i, "wait": 0.05} for i in range(JOBS)])
-    scheduler.run_many(af.waits_then_records, [{"i": i, "wait": 0.05} for i in range(JOBS)])
+def drain_counting_connections(log: Path, *args: str, **env: str) -> tuple[int, int]:
+    """Run a worker (``runworker *args``, logging to ``log``) until every job succeeded, it exits, or two
+    minutes pass, then SIGTERM it; returns the most connections it held at once, and its exit code."""
     before = worker_connections()
-    log = tmp_path / "worker.log"
-    worker = start_worker(
-        "--concurrency", "60", "--async-concurrency", "300", "--db-connections", str(LIMIT), "--no-crons", log=log
-    )
+    worker = start_worker(*args, log=log, **env)
     peak, deadline = 0, time.monotonic() + 120
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and worker.poll() is None:
             peak = max(peak, worker_connections() - before)
             if not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists():
                 break
             time.sleep(0.05)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(30)
+    return peak, code
+
+
+def test_a_worker_holds_at_most_its_db_connections_whatever_its_concurrency(vendor, tmp_path):
+    if vendor == "sqlite":
+        pytest.skip("SQLite has no server whose connections could be counted")
+    scheduler.run_many(af.waits_then_records_sync, [{"i": i, "wait": 0.05} for i in range(JOBS)])
+    scheduler.run_many(af.waits_then_records, [{"i": i, "wait": 0.05} for i in range(JOBS)])
+    log = tmp_path / "worker.log"
+    peak, _code = drain_counting_connections(
+        log, "--concurrency", "60", "--async-concurrency", "300", "--db-connections", str(LIMIT), "--no-crons"
+    )
     outcomes = dict(ScheduledFunction.objects.values_list("state").annotate(n=Count("id")))
     assert outcomes == {State.SUCCESS: 2 * JOBS}, (outcomes, log.read_text()[-3000:])
     assert Effect.objects.count() == Effect.objects.values("key").distinct().count() == 2 * JOBS
@@ -70,19 +79,8 @@ def test_a_worker_whose_threads_have_lanes_holds_at_most_its_db_connections(vend
         pytest.skip("SQLite has no server whose connections could be counted")
     scheduler.run_many(f.record, [{"key": f"m{i}"} for i in range(JOBS)])
     scheduler.run_many(af.waits_then_records_sync, [{"i": i, "wait": 0.01} for i in range(JOBS)])
-    before = worker_connections()
     log = tmp_path / "worker.log"
-    worker = start_worker("--concurrency", "4", "--db-connections", "8", "--no-crons", log=log)
-    peak, deadline = 0, time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            peak = max(peak, worker_connections() - before)
-            if not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists():
-                break
-            time.sleep(0.05)
-    finally:
-        worker.terminate()
-        worker.wait(30)
+    peak, _code = drain_counting_connections(log, "--concurrency", "4", "--db-connections", "8", "--no-crons")
     outcomes = dict(ScheduledFunction.objects.values_list("state").annotate(n=Count("id")))
     assert outcomes == {State.SUCCESS: 2 * JOBS}, (outcomes, log.read_text()[-3000:])
     assert Effect.objects.count() == Effect.objects.values("key").distinct().count() == 2 * JOBS

@@ -4,9 +4,6 @@ it starts (Django refuses persistent connections beside a pool), runs mutations,
 
 from __future__ import annotations
 
-import signal
-import time
-
 import pytest
 from django.db.models import Count
 
@@ -15,8 +12,7 @@ from django_scheduled_actions.models import ScheduledFunction, State
 from tests.app import async_functions as af
 from tests.app import functions as f
 from tests.app.models import Effect
-from tests.process.test_connection_bounds import worker_connections
-from tests.support import start_worker
+from tests.process.test_connection_bounds import drain_counting_connections
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 JOBS = 200  # of each kind
@@ -28,19 +24,8 @@ def test_a_worker_behind_djangos_pool_runs_every_job_once_within_the_pool(vendor
     scheduler.run_many(f.record, [{"key": f"m{i}"} for i in range(JOBS)])
     scheduler.run_many(af.waits_then_records_sync, [{"i": i, "wait": 0.01} for i in range(JOBS)])
     scheduler.run_many(af.waits_then_records, [{"i": i, "wait": 0.01} for i in range(JOBS)])
-    before = worker_connections()
     log = tmp_path / "worker.log"
-    worker = start_worker("--concurrency", "4", "--no-crons", log=log, TEST_DJANGO_POOL="1")
-    peak, deadline = 0, time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and worker.poll() is None:
-            peak = max(peak, worker_connections() - before)
-            if not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists():
-                break
-            time.sleep(0.05)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        code = worker.wait(30)
+    peak, code = drain_counting_connections(log, "--concurrency", "4", "--no-crons", TEST_DJANGO_POOL="1")
     outcomes = dict(ScheduledFunction.objects.values_list("state").annotate(n=Count("id")))
     assert outcomes == {State.SUCCESS: 3 * JOBS}, (outcomes, log.read_text()[-3000:])
     assert Effect.objects.count() == Effect.objects.values("key").distinct().count() == 3 * JOBS
