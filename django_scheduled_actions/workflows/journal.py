@@ -90,7 +90,7 @@ def settle_step(run_id: int, index: int, job_id: int, state: str, result: Any, e
         if run is None or run.is_finished:
             return False
         if not finish_step(run, index, state, using, result=result, error=error, job_id=job_id):
-            return False  # journaled already (a mutation step, with its effects), or canceled
+            return False  # journaled already (another settle of the same job, or lease recovery's), or canceled
         schedule_resume(run, using)
         return True
 
