@@ -7,6 +7,7 @@ toggle ``enabled``.
 from __future__ import annotations
 
 import zoneinfo
+from typing import cast
 
 from django.contrib import admin, messages
 from django.utils import timezone
@@ -15,7 +16,7 @@ from django.utils.safestring import mark_safe
 
 from ..cron import schedules, ticker
 from ..exceptions import FunctionNotFound
-from ..models import CronJob
+from ..models import CronJob, CronJobQuerySet
 from . import display
 from .forms import CronJobForm
 from .jobs import job_url
@@ -54,7 +55,7 @@ class CronJobAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         """Each cron with its latest job's id and state (one subquery each, not a query per row)."""
-        return super().get_queryset(request).with_last_job()
+        return cast(CronJobQuerySet, super().get_queryset(request)).with_last_job()
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.source == CronJob.Source.CODE:

@@ -94,9 +94,9 @@ def _workflow_run(job: ScheduledFunction, using: str) -> dict[str, Any] | None:
     if run_id is None and job.name == journal.RESUME and isinstance(job.args, dict):
         run_id = job.args.get("run_id")
     run = WorkflowRun.objects.using(using).filter(pk=run_id).values("id", "name", "state").first() if run_id else None
-    if run is not None:
-        run["step_index"] = step["index"] if step else None
-    return run
+    if run is None:
+        return None
+    return {**run, "step_index": step["index"] if step else None}
 
 
 def _show_lines(job: dict[str, Any], now: datetime) -> list[str]:

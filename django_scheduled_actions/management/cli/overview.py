@@ -29,8 +29,8 @@ def crons(using: str) -> Report:
         row |= {
             "schedule": _describe(cron),
             "last_run_at": cron.last_run_at,
-            "last_job_id": cron.last_job_id,
-            "last_job_state": cron.last_job_state,
+            "last_job_id": getattr(cron, "last_job_id", None),  # annotated by with_last_job()
+            "last_job_state": getattr(cron, "last_job_state", None),
             "next_run_at": cron.next_run_at if cron.enabled else None,
             "skipped_count": cron.skipped_count,
         }
@@ -74,7 +74,7 @@ def workers(using: str) -> Report:
                 "heartbeat_age_seconds": (now - worker.heartbeat_at).total_seconds(),
                 "expires_at": worker.expires_at,
                 "stopped_at": worker.stopped_at,
-                "running": worker.running,
+                "running": getattr(worker, "running", 0),  # annotated above
             }
         )
     cells = [
