@@ -353,7 +353,7 @@ def test_crons_lists_schedules_with_their_last_and_next_tick():
 def test_workers_lists_live_and_dead_rows_with_their_heartbeat_age():
     now = dbclock.now()
 
-    def worker(worker_id: str, beat_ago: float, lease: float = 60.0, stopped: bool = False) -> WorkerProcess:
+    def worker(worker_id: str, beat_ago: float, lease: float = 600.0, stopped: bool = False) -> WorkerProcess:
         beat = now - timedelta(seconds=beat_ago)
         return WorkerProcess.objects.create(
             worker_id=worker_id,
@@ -367,7 +367,8 @@ def test_workers_lists_live_and_dead_rows_with_their_heartbeat_age():
             stopped_at=beat if stopped else None,
         )
 
-    worker("alive", 1), worker("late", 50), worker("lost", 600), worker("stopped", 3600, stopped=True)
+    # late: missed two heartbeats (a third of the lease each), lease still running: minutes of margin each way
+    worker("alive", 1), worker("late", 2500, lease=3000), worker("lost", 900), worker("stopped", 3600, stopped=True)
     make_job(state=State.IN_PROGRESS, worker_id="alive"), make_job(state=State.IN_PROGRESS, worker_id="alive")
     make_job(state=State.SUCCESS, worker_id="alive")
     code, document = run_json("workers")
@@ -380,12 +381,12 @@ def test_workers_lists_live_and_dead_rows_with_their_heartbeat_age():
         "stopped": "stopped",
     }
     assert {name: row["running"] for name, row in rows.items()} == {"alive": 2, "late": 0, "lost": 0, "stopped": 0}
-    assert 600 <= rows["lost"]["heartbeat_age_seconds"] < 900
+    assert 900 <= rows["lost"]["heartbeat_age_seconds"] < 1200
     assert 1 <= rows["alive"]["heartbeat_age_seconds"] < 300
     assert rows["alive"]["queues"] == ["emails"]
     code, out, _ = run("workers")
     by_id = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
-    assert code == 0 and by_id["lost"][3:6] == ["lost", "10m", "ago"] and by_id["alive"][-3:] == ["2", "emails", "4"]
+    assert code == 0 and by_id["lost"][3:6] == ["lost", "15m", "ago"] and by_id["alive"][-3:] == ["2", "emails", "4"]
     WorkerProcess.objects.all().delete()
     assert run("workers")[:2] == (0, "No workers.\n")
 
