@@ -69,7 +69,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["database"] not in connections:
             known = ", ".join(connections)
-            raise CommandError(f"unknown database alias {options['database']!r}: {known}", returncode=USAGE_ERROR)
+            raise CommandError(
+                f"unknown database alias {options['database']!r}: the aliases are {known}", returncode=USAGE_ERROR
+            )
         report = self.report(options["action"], options["database"], options)
         self.stdout.write(to_json(report.document) if options["json"] else "\n".join(report.lines))
         if report.failure:
