@@ -188,7 +188,9 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
             with _UNPREPARABLE_LOCK:  # once per process: behind a pooler each of a worker's connections finds it
                 level = logging.DEBUG if _UNPREPARABLE_WARNED.is_set() else logging.WARNING
                 _UNPREPARABLE_WARNED.set()
-            logger.log(level, "prepared statements do not work on this connection (a pooler?); not using them error=%r", exc)
+            logger.log(
+                level, "prepared statements do not work on this connection (a pooler?); not using them error=%r", exc
+            )
             if connection.in_atomic_block:  # the transaction is aborted: the caller's rollback path takes over
                 raise
     with connection.cursor() as cursor:
