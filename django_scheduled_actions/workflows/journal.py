@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..core.registry import Function, registry
+from ..core.retry import RetryPolicy
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
 from ..scheduling import changes
 from ..scheduling.scheduler import Scheduler
@@ -27,6 +28,7 @@ logger = logging.getLogger("django_scheduled_actions")
 RESUME = "django_scheduled_actions.workflows:resume"  # the internal mutation that replays a run's body
 Run, Step = WorkflowRun.State, WorkflowStep.State
 OPEN_STEPS = (Step.RUNNING, Step.WAITING)
+REPLAY_RETRY = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)  # replays failed, run again
 
 
 def describe(exc: BaseException) -> str:
@@ -62,6 +64,35 @@ def schedule_resume(
     )
     assert job_id is not None  # no idempotency key: always written
     return job_id
+
+
+def replay_later(run: WorkflowRun, failures: int, error: str, using: str) -> None:
+    """After the ``failures``-th failed replay of the (locked) run: replay it again later with
+    ``REPLAY_RETRY``'s backoff or, once those attempts are spent, fail it with ``error``."""
+    if failures < REPLAY_RETRY.max_attempts:
+        at = timezone.now() + timedelta(seconds=REPLAY_RETRY.backoff(failures))
+        schedule_resume(run, using, at=at, failures=failures)
+        return
+    set_state(run, Run.FAILED, using, error=error, finished_at=timezone.now())
+
+
+def replay_job_failed(job: ScheduledFunction, using: str) -> None:
+    """A replay's job failed (its replay interrupted by ``KeyboardInterrupt``, or an error outside the
+    replay): the run, if still open, is replayed again later (``replay_later``), so it is never left running
+    with nothing due. Called once the job's failure has committed (``steps.job_finished``)."""
+    args = job.args if isinstance(job.args, dict) else {}
+    run_id, failures = args.get("run_id"), int(args.get("failures", 0)) + 1
+    if not isinstance(run_id, int):
+        return
+
+    def body() -> None:
+        run = lock_run(run_id, using)
+        if run is None or run.is_finished:
+            return
+        logger.warning("workflow replay job failed run=%s job=%s failures=%d", run_id, job.pk, failures)
+        replay_later(run, failures, f"the replay's job failed {failures} times; the last one: job #{job.pk}", using)
+
+    run_in_short_transaction(body, using)
 
 
 def finish_step(

@@ -7,7 +7,10 @@ Everything a replay writes commits together with it, or not at all. A query step
 read-only, and is journaled with it. A step asked for at an index where the journal holds another one
 fails the run with ``WorkflowNondeterminism``, naming both. A replay that fails on a database error a repeat
 of its job would not mend (not a conflict, a lock wait or a lost connection) is undone (a savepoint) and
-replayed later, with backoff; after ``REPLAY_RETRY.max_attempts`` such failures the run fails.
+replayed later, with backoff; after ``journal.REPLAY_RETRY.max_attempts`` such failures the run fails. A body
+that raises fails the run, whatever it raises (``SystemExit`` and other ``BaseException`` too), except
+``KeyboardInterrupt`` (the process interrupted): that replay is undone, its job fails, and the run is
+replayed again later (``journal.replay_job_failed``), so no run is left running with nothing due.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from . import journal, steps
 
 logger = logging.getLogger("django_scheduled_actions")
 Kind, Step = WorkflowStep.Kind, WorkflowStep.State
-REPLAY_RETRY = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)  # replays failed on the database
 
 
 class Suspend(BaseException):
@@ -233,24 +235,21 @@ resume.isolation = "read committed"
 
 def replay_failed(run_id: int, failures: int, exc: DatabaseError, using: str) -> None:
     """A replay failed on a database error that a repeat of the job would not mend at once (its writes
-    undone, the job's own transaction intact): replay again later, with ``REPLAY_RETRY``'s backoff, or, once
-    its attempts are spent, fail the run. Either way the run is never left running with nothing due."""
+    undone, the job's own transaction intact): replay again later, with ``journal.REPLAY_RETRY``'s backoff,
+    or, once its attempts are spent, fail the run. Either way the run is never left running with nothing due."""
     run = journal.lock_run(run_id, using)
     assert run is not None  # locked by this transaction already
-    if failures < REPLAY_RETRY.max_attempts:
+    if failures < journal.REPLAY_RETRY.max_attempts:
         logger.warning("workflow replay failed; retrying run=%s failures=%d error=%r", run_id, failures, exc)
-        at = timezone.now() + timedelta(seconds=REPLAY_RETRY.backoff(failures))
-        journal.schedule_resume(run, using, at=at, failures=failures)
-        return
     error = f"the replay failed {failures} times on a database error; the last one:\n{journal.describe(exc)}"
-    journal.set_state(run, WorkflowRun.State.FAILED, using, error=error, finished_at=timezone.now())
+    journal.replay_later(run, failures, error, using)
 
 
 def replay(run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any) -> None:
     using = ctx.using
     now = max(timezone.now(), ctx.job.scheduled_time) if ctx.job is not None else timezone.now()
     step = Steps(run, journaled, ctx, now)
-    error: Exception | None
+    error: BaseException | None
     try:
         wf = workflow_registry.get(run.name)
         result = wf.fn(step, **wf.validator.to_python(run.args))
@@ -264,7 +263,9 @@ def replay(run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any) -> None:
         result, error = None, step.nondeterminism
     except DatabaseError:
         raise  # the replay's transaction is the one that failed: the job runs it again
-    except Exception as exc:  # FunctionNotFound (no such workflow here) included
+    except KeyboardInterrupt:
+        raise  # the process is being interrupted: the replay is undone, and resumed later (journal.replay_job_failed)
+    except BaseException as exc:  # FunctionNotFound (no such workflow here), SystemExit, a BaseException of its own
         result, error = None, step.nondeterminism or exc
     else:
         error = step.nondeterminism  # a body that caught it and returned all the same

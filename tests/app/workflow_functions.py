@@ -283,3 +283,23 @@ def noop_steps(step, steps: int) -> int:
 def sleeps_a_month(step) -> None:
     """Waits 30 days: what a sleeping run costs an idle worker (benchmarks/workflows.py)."""
     step.sleep(timedelta(days=30))
+
+
+class Halt(BaseException):
+    """A ``BaseException`` of the body's own (not an ``Exception``)."""
+
+
+HALTS = {"SystemExit": SystemExit, "GeneratorExit": GeneratorExit, "Halt": Halt, "KeyboardInterrupt": KeyboardInterrupt}
+RAISED: set[str] = set()  # the keys whose replay of halts() has raised in this process
+
+
+@workflow
+def halts(step, key: str, what: str, once: bool = False) -> str:
+    """After a first step, its replay raises the ``BaseException`` named ``what`` (only the first time
+    with ``once``)."""
+    step.run_mutation(note, {"text": f"before {key}"})
+    if not (once and key in RAISED):
+        RAISED.add(key)
+        raise HALTS[what](f"{what} from the body of {key}")
+    step.run_mutation(note, {"text": f"after {key}"})
+    return "done"
