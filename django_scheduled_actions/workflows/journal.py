@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .. import signals
@@ -151,18 +152,18 @@ def cancel_run(run_id: int, using: str) -> bool:
 
 def retry_run(run_id: int, using: str) -> bool:
     """Give a failed run a new attempt from its failed step: the journal entry of its last failed step and
-    every later one are dropped (their open jobs canceled), the finished steps before it are kept, and the
-    run replays from them (announced as ``workflow_started``, in state running). A run that failed with no
-    failed step (its body raised) keeps its whole journal. Returns False if the run had not failed."""
+    every later one are dropped (their open jobs canceled), the finished steps before it are kept (and, for
+    an item of a ``step.parallel``, its group's succeeded items: only its failed or unfinished ones run
+    again), and the run replays from them (announced as ``workflow_started``, in state running). A run that
+    failed with no failed step (its body raised) keeps its whole journal. Returns False if the run had not
+    failed."""
 
     def body() -> bool:
         run = lock_run(run_id, using)
         if run is None or run.state != Run.FAILED:
             return False
-        journaled = WorkflowStep.objects.using(using).filter(run_id=run.pk)
-        failed = journaled.filter(state=Step.FAILED).order_by("-index").values_list("index", flat=True).first()
-        if failed is not None:
-            dropped = journaled.filter(index__gte=failed)
+        dropped = _from_the_failed_step(WorkflowStep.objects.using(using).filter(run_id=run.pk))
+        if dropped is not None:
             job_ids = [pk for pk in dropped.filter(state__in=OPEN_STEPS).values_list("job_id", flat=True) if pk]
             if job_ids:
                 changes.cancel(ScheduledFunction.objects.using(using).filter(pk__in=job_ids))
@@ -173,6 +174,20 @@ def retry_run(run_id: int, using: str) -> bool:
         return True
 
     return run_in_short_transaction(body, using)
+
+
+def _from_the_failed_step(journaled: Any) -> Any:
+    """The journal entries a retry drops: the last failed step and every later one; if that step is an item
+    of a ``step.parallel``, its group's items that did not succeed and every step after the group (the
+    succeeded items are kept: the replay returns their results). None if no step failed."""
+    failed = journaled.filter(state=Step.FAILED).order_by("-index").values_list("index", "group").first()
+    if failed is None:
+        return None
+    index, group = failed
+    if group is None:
+        return journaled.filter(index__gte=index)
+    last = journaled.filter(group=group).order_by("-index").values_list("index", flat=True).first()
+    return journaled.filter(Q(index__gt=last) | (Q(group=group) & ~Q(state=Step.SUCCESS)))
 
 
 def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:

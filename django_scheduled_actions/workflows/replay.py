@@ -49,7 +49,8 @@ class Steps:
     """The ``step`` a workflow's body receives."""
 
     def __init__(self, run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any, now: datetime):
-        self._run, self._journal, self._ctx, self._now = run, journaled, ctx, now
+        self._run, self._ctx, self._now = run, ctx, now
+        self._journal = {s.index: s for s in journaled}  # by index: a retried parallel's failed items are gaps
         self._using: str = ctx.using
         self._next = 0
         self.nondeterminism: WorkflowNondeterminism | None = None
@@ -170,9 +171,9 @@ class Steps:
     def _journaled(self, index: int, kind: str, name: str, group: int | None = None) -> WorkflowStep | None:
         if self.nondeterminism is not None:  # caught by the body: no step runs after it
             raise self.nondeterminism
-        if index >= len(self._journal):
+        found = self._journal.get(index)
+        if found is None:
             return None
-        found = self._journal[index]
         if (found.kind, found.function, found.group) != (kind, name, group):
             self.nondeterminism = WorkflowNondeterminism(
                 f"workflow {self._run.name} run {self._run.pk}: the replay asks for step {index} "
@@ -193,8 +194,9 @@ class Steps:
 
     def check_finished(self) -> None:
         """The body returned: the journal must hold no step it did not ask for."""
-        if self._next < len(self._journal):
-            extra = self._journal[self._next]
+        later = [i for i in self._journal if i >= self._next]
+        if later:
+            extra = self._journal[min(later)]
             self.nondeterminism = WorkflowNondeterminism(
                 f"workflow {self._run.name} run {self._run.pk}: the replay returned after {self._next} steps, "
                 f"but the journal holds step {extra.index} {_label(extra.kind, extra.function, extra.group)}"

@@ -303,3 +303,32 @@ def halts(step, key: str, what: str, once: bool = False) -> str:
         raise HALTS[what](f"{what} from the body of {key}")
     step.run_mutation(note, {"text": f"after {key}"})
     return "done"
+
+
+DECLINING: set[str] = set()  # the keys declines() refuses while they are in it
+
+
+@internal_action
+def declines(ctx, key: str) -> str:
+    """Counts each run; fails for good while ``key`` is in ``DECLINING``."""
+    ctx.run_mutation(tally, {"name": f"declines {key}"})
+    if key in DECLINING:
+        raise NonRetryableError(f"{key} declined")
+    return f"accepted {key}"
+
+
+@workflow
+def fan_declined(step, key: str) -> list:
+    """A step, a parallel whose second and fourth items fail while declined, then a step."""
+    step.run_mutation(tally, {"name": f"fan {key} before"})
+    results = step.parallel(
+        [
+            (quote, {"vendor": "a"}),
+            (declines, {"key": f"{key} b"}),
+            (quote, {"vendor": "c"}),
+            (declines, {"key": f"{key} d"}),
+            (count_of, {"name": "quote a"}),
+        ]
+    )
+    step.run_mutation(tally, {"name": f"fan {key} after"})
+    return results

@@ -217,6 +217,37 @@ def test_parallel_items_run_as_concurrent_jobs_and_return_their_results_in_order
     assert (run_of(run_id).state, run_of(run_id).result) == ("success", [10, 30, 20, 0])
 
 
+def test_a_retry_of_a_failed_parallel_keeps_its_succeeded_items_and_runs_only_the_failed_ones():
+    wf.DECLINING.update({"p b", "p d"})
+    run_id = workflows.start(wf.fan_declined, {"key": "p"})
+    run_due_jobs()
+    run = run_of(run_id)
+    assert run.state == "failed" and "p b declined" in run.error  # the first failed item, in order
+    assert [s.state for s in run.steps.order_by("index")] == [
+        "success",
+        "success",
+        "failed",
+        "success",
+        "failed",
+        "success",
+    ]
+    wf.DECLINING.clear()
+    assert workflows.retry(run_id) is True
+    assert [s.index for s in run.steps.order_by("index")] == [0, 1, 3, 5]  # the failed items dropped, the rest kept
+    run_due_jobs()
+    run = run_of(run_id)
+    assert (run.state, run.result) == ("success", [30, "accepted p b", 10, "accepted p d", 0])
+    counts = [
+        wf.count(n) for n in ("fan p before", "quote a", "quote c", "declines p b", "declines p d", "fan p after")
+    ]
+    assert counts == [1, 1, 1, 2, 2, 1]  # no succeeded sibling ran twice; the query item kept its result too
+    assert [(s.index, s.group, s.state) for s in run.steps.order_by("index")] == [
+        (0, None, "success"),
+        *[(i, 1, "success") for i in range(1, 6)],
+        (6, None, "success"),
+    ]
+
+
 def test_start_is_atomic_with_the_callers_transaction():
     with pytest.raises(RuntimeError), transaction.atomic():
         workflows.start(wf.chain, {"key": "rolled back"})
