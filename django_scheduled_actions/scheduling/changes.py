@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ..core import guards
 from ..core.registry import registry
+from ..core.workflows import STEP_PREFIX
 from ..exceptions import FunctionNotFound
 from ..models import ScheduledFunction, State
 from ..signals import job_canceled
@@ -94,8 +95,9 @@ class RetryOutcome(NamedTuple):
 
 def retry(selected: QuerySet[ScheduledFunction], now: datetime | None = None) -> list[RetryOutcome]:
     """Schedule a new run of each failed or canceled job: same function, arguments, queue, priority, parent
-    and cron, linked by ``retry_of``. A job that is not finished badly, already has a retry, or whose
-    function is no longer registered is skipped. Returns one outcome per job, in id order. At most one
+    and cron, linked by ``retry_of``. A job that is not finished badly, already has a retry, runs a workflow's
+    step (its run is retried from the failed step instead: ``workflows.retry``), or whose function is no
+    longer registered is skipped. Returns one outcome per job, in id order. At most one
     retry per job, even when two admins retry it at once (``sa_job_retry_of_unique``)."""
     using, moment = selected.db, now or timezone.now()
     if in_transaction(using):
@@ -142,4 +144,10 @@ def _not_retryable(job: ScheduledFunction, retried_as: int | None) -> str | None
         return f"it is {job.get_state_display()}, not failed or canceled"
     if retried_as is not None:
         return f"it was already retried as #{retried_as}"
+    if job.name.startswith(STEP_PREFIX):  # a new job would not be journaled as the step: the run never learns it
+        step = job.args if isinstance(job.args, dict) else {}
+        return (
+            f"it runs step {step.get('index')} of workflow run #{step.get('run_id')}: retry the run from its failed "
+            'step instead, with the workflow runs\' action "Retry selected workflow runs from their failed step"'
+        )
     return None

@@ -17,7 +17,7 @@ from .. import signals
 from ..core.registry import Function
 from ..core.retry import RetryPolicy
 from ..exceptions import ArgumentValidationError, NonRetryableError, RateLimited
-from ..models import ScheduledFunction
+from ..models import ScheduledFunction, State
 from .store import Store
 
 logger = logging.getLogger("django_scheduled_actions")
@@ -127,6 +127,7 @@ class Outcomes:
         now = self.clock()
         if persist(lambda: self.store.mark_failed(job.pk, token, describe(exc), now, **fields), self.store):
             job.attempts += 1 if fields.get("count_attempt") else 0
+            job.state = State.FAILED  # as written: what finished() hands on (a failed replay is resumed later)
             self.finished(job)
             send(signals.job_failed, job, error=exc, will_retry=False, worker_id=self.worker_id)
 

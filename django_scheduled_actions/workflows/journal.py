@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import traceback
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .. import signals
 from ..core.registry import Function, registry
+from ..core.retry import RetryPolicy
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
 from ..scheduling import changes
 from ..scheduling.scheduler import Scheduler
@@ -27,6 +29,7 @@ logger = logging.getLogger("django_scheduled_actions")
 RESUME = "django_scheduled_actions.workflows:resume"  # the internal mutation that replays a run's body
 Run, Step = WorkflowRun.State, WorkflowStep.State
 OPEN_STEPS = (Step.RUNNING, Step.WAITING)
+REPLAY_RETRY = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)  # replays failed, run again
 
 
 def describe(exc: BaseException) -> str:
@@ -62,6 +65,35 @@ def schedule_resume(
     )
     assert job_id is not None  # no idempotency key: always written
     return job_id
+
+
+def replay_later(run: WorkflowRun, failures: int, error: str, using: str) -> None:
+    """After the ``failures``-th failed replay of the (locked) run: replay it again later with
+    ``REPLAY_RETRY``'s backoff or, once those attempts are spent, fail it with ``error``."""
+    if failures < REPLAY_RETRY.max_attempts:
+        at = timezone.now() + timedelta(seconds=REPLAY_RETRY.backoff(failures))
+        schedule_resume(run, using, at=at, failures=failures)
+        return
+    set_state(run, Run.FAILED, using, error=error, finished_at=timezone.now())
+
+
+def replay_job_failed(job: ScheduledFunction, using: str) -> None:
+    """A replay's job failed (its replay interrupted by ``KeyboardInterrupt``, or an error outside the
+    replay): the run, if still open, is replayed again later (``replay_later``), so it is never left running
+    with nothing due. Called once the job's failure has committed (``steps.job_finished``)."""
+    args = job.args if isinstance(job.args, dict) else {}
+    run_id, failures = args.get("run_id"), int(args.get("failures", 0)) + 1
+    if not isinstance(run_id, int):
+        return
+
+    def body() -> None:
+        run = lock_run(run_id, using)
+        if run is None or run.is_finished:
+            return
+        logger.warning("workflow replay job failed run=%s job=%s failures=%d", run_id, job.pk, failures)
+        replay_later(run, failures, f"the replay's job failed {failures} times; the last one: job #{job.pk}", using)
+
+    run_in_short_transaction(body, using)
 
 
 def finish_step(
@@ -120,18 +152,18 @@ def cancel_run(run_id: int, using: str) -> bool:
 
 def retry_run(run_id: int, using: str) -> bool:
     """Give a failed run a new attempt from its failed step: the journal entry of its last failed step and
-    every later one are dropped (their open jobs canceled), the finished steps before it are kept, and the
-    run replays from them (announced as ``workflow_started``, in state running). A run that failed with no
-    failed step (its body raised) keeps its whole journal. Returns False if the run had not failed."""
+    every later one are dropped (their open jobs canceled), the finished steps before it are kept (and, for
+    an item of a ``step.parallel``, its group's succeeded items: only its failed or unfinished ones run
+    again), and the run replays from them (announced as ``workflow_started``, in state running). A run that
+    failed with no failed step (its body raised) keeps its whole journal. Returns False if the run had not
+    failed."""
 
     def body() -> bool:
         run = lock_run(run_id, using)
         if run is None or run.state != Run.FAILED:
             return False
-        journaled = WorkflowStep.objects.using(using).filter(run_id=run.pk)
-        failed = journaled.filter(state=Step.FAILED).order_by("-index").values_list("index", flat=True).first()
-        if failed is not None:
-            dropped = journaled.filter(index__gte=failed)
+        dropped = _from_the_failed_step(WorkflowStep.objects.using(using).filter(run_id=run.pk))
+        if dropped is not None:
             job_ids = [pk for pk in dropped.filter(state__in=OPEN_STEPS).values_list("job_id", flat=True) if pk]
             if job_ids:
                 changes.cancel(ScheduledFunction.objects.using(using).filter(pk__in=job_ids))
@@ -142,6 +174,20 @@ def retry_run(run_id: int, using: str) -> bool:
         return True
 
     return run_in_short_transaction(body, using)
+
+
+def _from_the_failed_step(journaled: Any) -> Any:
+    """The journal entries a retry drops: the last failed step and every later one; if that step is an item
+    of a ``step.parallel``, its group's items that did not succeed and every step after the group (the
+    succeeded items are kept: the replay returns their results). None if no step failed."""
+    failed = journaled.filter(state=Step.FAILED).order_by("-index").values_list("index", "group").first()
+    if failed is None:
+        return None
+    index, group = failed
+    if group is None:
+        return journaled.filter(index__gte=index)
+    last = journaled.filter(group=group).order_by("-index").values_list("index", flat=True).first()
+    return journaled.filter(Q(index__gt=last) | (Q(group=group) & ~Q(state=Step.SUCCESS)))
 
 
 def deliver_event(run_id: int, name: str, payload: Any, using: str) -> bool:

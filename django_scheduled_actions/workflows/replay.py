@@ -7,7 +7,10 @@ Everything a replay writes commits together with it, or not at all. A query step
 read-only, and is journaled with it. A step asked for at an index where the journal holds another one
 fails the run with ``WorkflowNondeterminism``, naming both. A replay that fails on a database error a repeat
 of its job would not mend (not a conflict, a lock wait or a lost connection) is undone (a savepoint) and
-replayed later, with backoff; after ``REPLAY_RETRY.max_attempts`` such failures the run fails.
+replayed later, with backoff; after ``journal.REPLAY_RETRY.max_attempts`` such failures the run fails. A body
+that raises fails the run, whatever it raises (``SystemExit`` and other ``BaseException`` too), except
+``KeyboardInterrupt`` (the process interrupted): that replay is undone, its job fails, and the run is
+replayed again later (``journal.replay_job_failed``), so no run is left running with nothing due.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from . import journal, steps
 
 logger = logging.getLogger("django_scheduled_actions")
 Kind, Step = WorkflowStep.Kind, WorkflowStep.State
-REPLAY_RETRY = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)  # replays failed on the database
 
 
 class Suspend(BaseException):
@@ -47,7 +49,8 @@ class Steps:
     """The ``step`` a workflow's body receives."""
 
     def __init__(self, run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any, now: datetime):
-        self._run, self._journal, self._ctx, self._now = run, journaled, ctx, now
+        self._run, self._ctx, self._now = run, ctx, now
+        self._journal = {s.index: s for s in journaled}  # by index: a retried parallel's failed items are gaps
         self._using: str = ctx.using
         self._next = 0
         self.nondeterminism: WorkflowNondeterminism | None = None
@@ -168,9 +171,9 @@ class Steps:
     def _journaled(self, index: int, kind: str, name: str, group: int | None = None) -> WorkflowStep | None:
         if self.nondeterminism is not None:  # caught by the body: no step runs after it
             raise self.nondeterminism
-        if index >= len(self._journal):
+        found = self._journal.get(index)
+        if found is None:
             return None
-        found = self._journal[index]
         if (found.kind, found.function, found.group) != (kind, name, group):
             self.nondeterminism = WorkflowNondeterminism(
                 f"workflow {self._run.name} run {self._run.pk}: the replay asks for step {index} "
@@ -191,8 +194,9 @@ class Steps:
 
     def check_finished(self) -> None:
         """The body returned: the journal must hold no step it did not ask for."""
-        if self._next < len(self._journal):
-            extra = self._journal[self._next]
+        later = [i for i in self._journal if i >= self._next]
+        if later:
+            extra = self._journal[min(later)]
             self.nondeterminism = WorkflowNondeterminism(
                 f"workflow {self._run.name} run {self._run.pk}: the replay returned after {self._next} steps, "
                 f"but the journal holds step {extra.index} {_label(extra.kind, extra.function, extra.group)}"
@@ -233,24 +237,21 @@ resume.isolation = "read committed"
 
 def replay_failed(run_id: int, failures: int, exc: DatabaseError, using: str) -> None:
     """A replay failed on a database error that a repeat of the job would not mend at once (its writes
-    undone, the job's own transaction intact): replay again later, with ``REPLAY_RETRY``'s backoff, or, once
-    its attempts are spent, fail the run. Either way the run is never left running with nothing due."""
+    undone, the job's own transaction intact): replay again later, with ``journal.REPLAY_RETRY``'s backoff,
+    or, once its attempts are spent, fail the run. Either way the run is never left running with nothing due."""
     run = journal.lock_run(run_id, using)
     assert run is not None  # locked by this transaction already
-    if failures < REPLAY_RETRY.max_attempts:
+    if failures < journal.REPLAY_RETRY.max_attempts:
         logger.warning("workflow replay failed; retrying run=%s failures=%d error=%r", run_id, failures, exc)
-        at = timezone.now() + timedelta(seconds=REPLAY_RETRY.backoff(failures))
-        journal.schedule_resume(run, using, at=at, failures=failures)
-        return
     error = f"the replay failed {failures} times on a database error; the last one:\n{journal.describe(exc)}"
-    journal.set_state(run, WorkflowRun.State.FAILED, using, error=error, finished_at=timezone.now())
+    journal.replay_later(run, failures, error, using)
 
 
 def replay(run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any) -> None:
     using = ctx.using
     now = max(timezone.now(), ctx.job.scheduled_time) if ctx.job is not None else timezone.now()
     step = Steps(run, journaled, ctx, now)
-    error: Exception | None
+    error: BaseException | None
     try:
         wf = workflow_registry.get(run.name)
         result = wf.fn(step, **wf.validator.to_python(run.args))
@@ -264,7 +265,9 @@ def replay(run: WorkflowRun, journaled: list[WorkflowStep], ctx: Any) -> None:
         result, error = None, step.nondeterminism
     except DatabaseError:
         raise  # the replay's transaction is the one that failed: the job runs it again
-    except Exception as exc:  # FunctionNotFound (no such workflow here) included
+    except KeyboardInterrupt:
+        raise  # the process is being interrupted: the replay is undone, and resumed later (journal.replay_job_failed)
+    except BaseException as exc:  # FunctionNotFound (no such workflow here), SystemExit, a BaseException of its own
         result, error = None, step.nondeterminism or exc
     else:
         error = step.nondeterminism  # a body that caught it and returned all the same

@@ -115,7 +115,12 @@ def schedule(
 
 def job_finished(job: ScheduledFunction, using: str = DEFAULT_DB_ALIAS) -> None:
     """After a job's final state committed: if it runs a workflow step, journal its outcome and resume
-    the run. Never raises a database error (lease recovery settles what is left)."""
+    the run; if it is a replay that failed, replay the run later (``journal.replay_job_failed``). Never raises
+    a database error (lease recovery settles what is left)."""
+    if job.name == journal.RESUME:
+        if job.state == State.FAILED:
+            _replay_failed(job, using)
+        return
     if not job.name.startswith(PREFIX):
         return
     try:
@@ -130,6 +135,13 @@ def job_finished(job: ScheduledFunction, using: str = DEFAULT_DB_ALIAS) -> None:
             _settle(job.pk, row, using)
     except DatabaseError as exc:
         logger.warning("could not journal workflow step yet job=%s error=%r", job.pk, exc)
+
+
+def _replay_failed(job: ScheduledFunction, using: str) -> None:
+    try:
+        journal.replay_job_failed(job, using)
+    except DatabaseError as exc:
+        logger.warning("could not resume workflow after its replay failed job=%s error=%r", job.pk, exc)
 
 
 def _settle(job_id: int, row: Mapping[str, Any], using: str) -> bool:

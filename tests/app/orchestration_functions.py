@@ -271,8 +271,9 @@ def saga_killed_while_undoing(ctx, marker: str) -> list[int]:
 
 
 @internal_action
-def three_steps_crashing_once(ctx, marker: str) -> list[int]:
-    """Its worker "dies" after step b on its first run in this process; a job with no retry left."""
+def three_steps_crashing_once(ctx, marker: str, key: str = "") -> list[int]:
+    """Its worker "dies" after step b on its first run in this process; a job with no retry left. Its saga's
+    key: ``key``, else the default (the job's)."""
     crash_after = "" if marker in CRASHED else "b"
     CRASHED.add(marker)
-    return run_three_steps(ctx, "", "", {}, False, crash_after)
+    return run_three_steps(ctx, key, "", {}, False, crash_after)

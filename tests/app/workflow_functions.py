@@ -283,3 +283,52 @@ def noop_steps(step, steps: int) -> int:
 def sleeps_a_month(step) -> None:
     """Waits 30 days: what a sleeping run costs an idle worker (benchmarks/workflows.py)."""
     step.sleep(timedelta(days=30))
+
+
+class Halt(BaseException):
+    """A ``BaseException`` of the body's own (not an ``Exception``)."""
+
+
+HALTS = {"SystemExit": SystemExit, "GeneratorExit": GeneratorExit, "Halt": Halt, "KeyboardInterrupt": KeyboardInterrupt}
+RAISED: set[str] = set()  # the keys whose replay of halts() has raised in this process
+
+
+@workflow
+def halts(step, key: str, what: str, once: bool = False) -> str:
+    """After a first step, its replay raises the ``BaseException`` named ``what`` (only the first time
+    with ``once``)."""
+    step.run_mutation(note, {"text": f"before {key}"})
+    if not (once and key in RAISED):
+        RAISED.add(key)
+        raise HALTS[what](f"{what} from the body of {key}")
+    step.run_mutation(note, {"text": f"after {key}"})
+    return "done"
+
+
+DECLINING: set[str] = set()  # the keys declines() refuses while they are in it
+
+
+@internal_action
+def declines(ctx, key: str) -> str:
+    """Counts each run; fails for good while ``key`` is in ``DECLINING``."""
+    ctx.run_mutation(tally, {"name": f"declines {key}"})
+    if key in DECLINING:
+        raise NonRetryableError(f"{key} declined")
+    return f"accepted {key}"
+
+
+@workflow
+def fan_declined(step, key: str) -> list:
+    """A step, a parallel whose second and fourth items fail while declined, then a step."""
+    step.run_mutation(tally, {"name": f"fan {key} before"})
+    results = step.parallel(
+        [
+            (quote, {"vendor": "a"}),
+            (declines, {"key": f"{key} b"}),
+            (quote, {"vendor": "c"}),
+            (declines, {"key": f"{key} d"}),
+            (count_of, {"name": "quote a"}),
+        ]
+    )
+    step.run_mutation(tally, {"name": f"fan {key} after"})
+    return results

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from django_scheduled_actions import workflows
+from django_scheduled_actions import scheduler, workflows
 from django_scheduled_actions.models import ScheduledFunction, State, WorkflowRun
 from django_scheduled_actions.testing import assert_workflow_steps, run_due_jobs
 from tests.app import workflow_functions as wf
@@ -110,6 +110,31 @@ def test_retry_from_the_failed_step_keeps_the_finished_steps_and_runs_the_failed
     assert state(failed) == "failed"  # the card is still declined: the step ran again, the note did not
     assert (wf.count("refused u"), wf.Note.objects.filter(text="before u").count()) == (2, 1)
     assert_workflow_steps(failed, [("mutation", wf.note, "success"), ("action", wf.refuse, "failed")])
+
+
+def test_the_jobs_retry_refuses_a_workflow_steps_job_and_points_to_the_runs_retry(admin_client, runs):
+    """A new job retrying a step's job would not be journaled as the step: the run would never learn its
+    result. The jobs' retry skips it, naming the run and its own retry; other jobs it retries as before."""
+    failed = runs["failed"]
+    step_job = WorkflowRun.objects.get(pk=failed).steps.get(index=1).job_id
+    plain = scheduler.run_after(0, wf.refuse, {"key": "plain"})
+    run_due_jobs()
+    assert ScheduledFunction.objects.get(pk=step_job).state == ScheduledFunction.objects.get(pk=plain).state == "failed"
+    jobs = reverse("admin:django_scheduled_actions_scheduledfunction_changelist")
+    response = admin_client.post(jobs, {"action": "retry_jobs", "_selected_action": [step_job, plain]}, follow=True)
+    assert response.status_code == 200
+    [retried] = ScheduledFunction.objects.filter(retry_of__isnull=False)
+    assert retried.retry_of_id == plain  # the plain job only
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Retried 1 job(s): #{plain} as #{retried.pk}.",
+        f"Skipped 1 job(s): #{step_job} (it runs step 1 of workflow run #{failed}: retry the run from its "
+        'failed step instead, with the workflow runs\' action "Retry selected workflow runs from their failed step").',
+    ]
+    run_due_jobs()
+    assert (state(failed), wf.count("refused u")) == ("failed", 1)  # the step did not run again
+    assert act(admin_client, "retry_runs", failed) == [f"Retried from the failed step 1 run(s): #{failed}."]
+    run_due_jobs()
+    assert wf.count("refused u") == 2 and state(failed) == "failed"
 
 
 def test_retry_refuses_runs_not_failed_and_keeps_a_journal_without_a_failed_step():

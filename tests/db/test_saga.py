@@ -3,8 +3,11 @@ most once, also when a crash interrupts the saga or its rollback and it runs aga
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from django_scheduled_actions import NonRetryableError, Saga, SagaRolledBack, run_action, scheduler
 from django_scheduled_actions.models import Saga as SagaRow
@@ -183,3 +186,42 @@ def test_a_running_saga_whose_job_runs_or_waits_for_a_retry_is_not_abandoned():
     assert saga(f"job:{job_id}").state == "completed"
     recover_expired()
     assert saga(f"job:{job_id}").state == "completed"
+
+
+@pytest.mark.parametrize("key", ["", "order:7"], ids=["default key", "custom key"])
+@pytest.mark.parametrize("ended", ["crashed", "worker lost", "canceled"])
+def test_a_saga_whose_job_ended_for_good_is_abandoned_whatever_its_key(key, ended):
+    """Abandonment follows the saga's job (``Saga.job_id``, the job that entered it last), not its key: a
+    saga with a key of its own is abandoned as a default-keyed one is, and a retry of its job resumes it."""
+    marker = f"{ended} {key}"
+    job_id = scheduler.run_after(0, of.three_steps_crashing_once, {"marker": marker, "key": key})
+    run_due_jobs()  # the body "dies" after step b: the job fails (no retry left), the saga stays running
+    name = key or f"job:{job_id}"
+    assert (saga(name).state, saga(name).job_id, steps(name)) == ("running", job_id, [("a", "done"), ("b", "done")])
+    jobs = ScheduledFunction.objects.filter(pk=job_id)
+    if ended == "worker lost":  # as if its worker had died while the body ran: the lease ran out
+        long_ago = timezone.now() - timedelta(hours=1)
+        jobs.update(
+            state=State.IN_PROGRESS,
+            worker_id="gone",
+            lease_expires_at=long_ago,
+            started_at=long_ago,
+            completed_time=None,
+        )
+    elif ended == "canceled":
+        jobs.update(state=State.CANCELED)
+    recover_expired()
+    job = jobs.get()
+    assert job.state == {"crashed": State.FAILED, "worker lost": State.FAILED, "canceled": State.CANCELED}[ended]
+    if ended == "worker lost":
+        assert "worker lost" in job.error
+    abandoned = saga(name)
+    assert (abandoned.state, abandoned.job_id, abandoned.finished_at is not None) == ("abandoned", job_id, True)
+    assert f"its job #{job_id} ended" in abandoned.error
+    [outcome] = changes.retry(jobs)  # the admin's retry
+    run_due_jobs()
+    assert ScheduledFunction.objects.get(pk=outcome.new_job_id).result == [1, 2, 3]
+    assert (saga(name).state, saga(name).job_id) == ("completed", outcome.new_job_id)
+    prefix = key or job_id
+    assert [runs(f"run {prefix} a"), runs(f"run {prefix} b")] == [1, 1]  # never repeated
+    assert SagaRow.objects.count() == 1

@@ -30,7 +30,7 @@ from django_scheduled_actions.testing import (
     workflow_steps,
 )
 from django_scheduled_actions.worker.maintenance import prune, recover_expired
-from django_scheduled_actions.workflows import replay
+from django_scheduled_actions.workflows import journal
 from tests.app import workflow_functions as wf
 from tests.app.models import Note
 from tests.app.orchestration_functions import tally
@@ -217,6 +217,37 @@ def test_parallel_items_run_as_concurrent_jobs_and_return_their_results_in_order
     assert (run_of(run_id).state, run_of(run_id).result) == ("success", [10, 30, 20, 0])
 
 
+def test_a_retry_of_a_failed_parallel_keeps_its_succeeded_items_and_runs_only_the_failed_ones():
+    wf.DECLINING.update({"p b", "p d"})
+    run_id = workflows.start(wf.fan_declined, {"key": "p"})
+    run_due_jobs()
+    run = run_of(run_id)
+    assert run.state == "failed" and "p b declined" in run.error  # the first failed item, in order
+    assert [s.state for s in run.steps.order_by("index")] == [
+        "success",
+        "success",
+        "failed",
+        "success",
+        "failed",
+        "success",
+    ]
+    wf.DECLINING.clear()
+    assert workflows.retry(run_id) is True
+    assert [s.index for s in run.steps.order_by("index")] == [0, 1, 3, 5]  # the failed items dropped, the rest kept
+    run_due_jobs()
+    run = run_of(run_id)
+    assert (run.state, run.result) == ("success", [30, "accepted p b", 10, "accepted p d", 0])
+    counts = [
+        wf.count(n) for n in ("fan p before", "quote a", "quote c", "declines p b", "declines p d", "fan p after")
+    ]
+    assert counts == [1, 1, 1, 2, 2, 1]  # no succeeded sibling ran twice; the query item kept its result too
+    assert [(s.index, s.group, s.state) for s in run.steps.order_by("index")] == [
+        (0, None, "success"),
+        *[(i, 1, "success") for i in range(1, 6)],
+        (6, None, "success"),
+    ]
+
+
 def test_start_is_atomic_with_the_callers_transaction():
     with pytest.raises(RuntimeError), transaction.atomic():
         workflows.start(wf.chain, {"key": "rolled back"})
@@ -296,7 +327,7 @@ def test_finished_runs_are_pruned_with_the_jobs_retention():
 
 def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run_running(monkeypatch):
     # backoff from a minute (1 s in the product): a pass of run_due_jobs on a loaded machine can take a second
-    monkeypatch.setattr(replay, "REPLAY_RETRY", RetryPolicy(max_attempts=5, initial_backoff=60.0, max_backoff=600.0))
+    monkeypatch.setattr(journal, "REPLAY_RETRY", RetryPolicy(max_attempts=5, initial_backoff=60.0, max_backoff=600.0))
     wf.DATABASE_FAILURES.clear()
     mended = workflows.start(wf.db_flaky, {"key": "m", "failures": 2})
     broken = workflows.start(wf.db_flaky, {"key": "b", "failures": 99})
@@ -314,6 +345,52 @@ def test_a_replay_failed_on_a_database_error_is_retried_and_never_leaves_the_run
     assert "the replay failed 5 times on a database error" in run.error and "sa_no_such_table" in run.error
     assert notes() == ["first m", "first b", "second m"]  # nothing of a failed replay stayed
     assert not ScheduledFunction.objects.filter(state=State.PENDING).exists()
+
+
+RESUME = "django_scheduled_actions.workflows:resume"
+
+
+@pytest.mark.parametrize("what", ["SystemExit", "GeneratorExit", "Halt"])
+def test_a_body_raising_a_base_exception_fails_the_run_as_an_exception_does(what):
+    run_id = workflows.start(wf.halts, {"key": what, "what": what})
+    run_due_jobs()
+    run = run_of(run_id)
+    assert (run.state, run.finished_at is not None) == ("failed", True)
+    assert f"{what} from the body of {what}" in run.error
+    assert_workflow_steps(run_id, [(MUT, wf.note, "success")])
+    assert notes() == [f"before {what}"]
+    assert not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists()  # its replay's job succeeded
+    assert workflows.retry(run_id) is True  # and a retry replays it, as after an uncaught exception
+    run_due_jobs()
+    assert run_of(run_id).state == "failed" and notes() == [f"before {what}"]
+
+
+def test_a_replay_interrupted_by_keyboard_interrupt_is_undone_and_replayed_later(monkeypatch):
+    monkeypatch.setattr(journal, "REPLAY_RETRY", RetryPolicy(max_attempts=5, initial_backoff=60.0, max_backoff=600.0))
+    wf.RAISED.discard("ctrl-c")
+    run_id = workflows.start(wf.halts, {"key": "ctrl-c", "what": "KeyboardInterrupt", "once": True})
+    with pytest.raises(KeyboardInterrupt):
+        run_due_jobs()
+    assert run_of(run_id).state == "running" and notes() == ["before ctrl-c"]
+    assert ScheduledFunction.objects.filter(name=RESUME, state=State.FAILED).count() == 1  # the interrupted one
+    [again] = ScheduledFunction.objects.filter(name=RESUME, state=State.PENDING)
+    assert again.args == {"run_id": run_id, "failures": 1} and again.scheduled_time > timezone.now()
+    run_due_jobs(advance=timedelta(hours=1))
+    run = run_of(run_id)
+    assert (run.state, run.result, notes()) == ("success", "done", ["before ctrl-c", "after ctrl-c"])
+
+
+def test_a_replay_interrupted_every_time_fails_the_run_once_its_attempts_are_spent(monkeypatch):
+    monkeypatch.setattr(journal, "REPLAY_RETRY", RetryPolicy(max_attempts=3, initial_backoff=60.0, max_backoff=600.0))
+    run_id = workflows.start(wf.halts, {"key": "always", "what": "KeyboardInterrupt"})
+    for _ in range(3):
+        with pytest.raises(KeyboardInterrupt):
+            run_due_jobs(advance=timedelta(hours=1))
+    run = run_of(run_id)
+    assert (run.state, "the replay's job failed 3 times" in run.error) == ("failed", True)
+    assert not ScheduledFunction.objects.filter(state=State.PENDING).exists()
+    run_due_jobs(advance=timedelta(hours=2))
+    assert run_of(run_id).state == "failed" and notes() == ["before always"]
 
 
 @pytest.fixture
