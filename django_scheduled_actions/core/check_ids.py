@@ -39,3 +39,7 @@ TASKS_APP_NOT_INSTALLED = "scheduled_actions.E203"
 
 # A bad rate_limit= on a function (checks.py), naming the function.
 RATE_LIMIT_BAD = "scheduled_actions.E301"
+
+# Warnings: a SQLite database lacking what a worker beside a web process needs (checks.py), naming the alias.
+SQLITE_NO_WAL = "scheduled_actions.W401"
+SQLITE_NO_BUSY_TIMEOUT = "scheduled_actions.W402"

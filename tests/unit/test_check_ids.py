@@ -10,7 +10,7 @@ from django_scheduled_actions.conf import SETTINGS
 from django_scheduled_actions.core import check_ids
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-ID = re.compile(r"scheduled_actions\.E\d{3}")
+ID = re.compile(r"scheduled_actions\.[EW]\d{3}")
 
 
 def all_ids() -> list[str]:
@@ -32,7 +32,7 @@ def test_every_setting_has_an_id_and_every_id_a_setting():
 
 def test_no_id_repeats_and_each_is_well_formed():
     ids = all_ids()
-    assert len(ids) == 1 + len(SETTINGS) + 7 + 3 + 1  # unknown setting, the settings, crons, tasks backend, rates
+    assert len(ids) == 1 + len(SETTINGS) + 7 + 3 + 1 + 2  # unknown setting, settings, crons, tasks, rates, SQLite
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert [i for i in ids if not ID.fullmatch(i)] == []
 
