@@ -1,14 +1,16 @@
-# One task runner; CI runs `make test` (through .ci/run). See README.md, "Development".
+# One task runner; CI runs `make test` (through .ci/run). See docs/development.md.
+#   make demo PORT=8010                   the demo on another port (default 8000); needs no root
 #   make test ARGS="-k scheduler"         pytest arguments for every run
 #   make test VENVS=.venv DBS=sqlite      narrow the matrix (also STAGES=, JOBS=)
 
 SHELL := /bin/bash
 ARGS ?=
+PORT ?= 8000
 
 .PHONY: demo test bootstrap lint clean bench chaos
 
 demo:
-	scripts/demo.sh
+	PORT=$(PORT) scripts/demo.sh
 
 test:
 	scripts/test.sh $(ARGS)
