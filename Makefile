@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 PORT ?= 8000
 
-.PHONY: demo test bootstrap lint clean bench chaos
+.PHONY: demo test bootstrap lint docs docs-serve clean bench chaos
 
 demo:
 	PORT=$(PORT) scripts/demo.sh
@@ -26,6 +26,13 @@ chaos: bootstrap
 
 lint:
 	STAGES=lint scripts/test.sh
+
+# the documentation site (docs/, mkdocs.yml) into build/site, warnings as errors: what CI runs
+docs:
+	STAGES=docs VENVS=.venv scripts/test.sh
+
+docs-serve: bootstrap
+	.venv/bin/python -m mkdocs serve --dev-addr 127.0.0.1:8001
 
 clean:
 	rm -rf .venv .venv-dj52 build .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .hypothesis *.egg-info
