@@ -1,7 +1,7 @@
 """The ids of the app's system checks, all of them, in one place.
 
 An id, once given, stays: projects name them in ``SILENCED_SYSTEM_CHECKS``, so a new setting or a new
-check takes the next free number and no id ever follows a position in a list. The README lists them too.
+check takes the next free number and no id ever follows a position in a list. docs/reference/checks.md lists them too.
 """
 
 from __future__ import annotations
