@@ -6,7 +6,9 @@ Two substitutions only, both what a reader does by hand: ``pip install django-sc
 the wheel instead of the registry's release, and the long-running ``runworker`` and ``runserver`` are started
 in the background (the server on a free port) while the test checks what the quick start says they do.
 ``createsuperuser`` gets its answers from ``DJANGO_SUPERUSER_*`` and ``--noinput``. Needs the package
-registry for Django and croniter. Runs in the SQLite run of the process stage (it uses no matrix database).
+registry for Django and croniter. Then the tutorial's files (docs/tutorial/index.md) are written into that
+project as the tutorial says, and ``manage.py check --fail-level WARNING`` and its ``manage.py test shop`` pass.
+Runs in the SQLite run of the process stage (it uses no matrix database).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Reader:
             DJANGO_SUPERUSER_PASSWORD="quickstart-password",
         )
         self.background: list[subprocess.Popen] = []
+        self.stderr = ""
 
     def run(self, line: str) -> str:
         words = shlex.split(line, comments=True)
@@ -86,6 +89,7 @@ class Reader:
             words.append("--noinput")
         proc = subprocess.run(words, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+        self.stderr = proc.stderr
         return proc.stdout
 
     def start(self, words: list[str], log: Path) -> subprocess.Popen:
@@ -148,6 +152,7 @@ def test_the_readme_quick_start_runs_from_a_built_wheel_in_a_new_virtualenv(tmp_
                     if "place_order" in line:
                         order_id = int(out.split()[-1])  # Django 6 shell first says what it imported
         assert order_id == 1
+        check_tutorial(reader)
     finally:
         for proc in reader.background:
             if proc.poll() is None:
@@ -207,3 +212,25 @@ def check_admin(reader: Reader, words: list[str], log: Path) -> None:
         assert response.url.endswith("/admin/django_scheduled_actions/scheduledfunction/"), response.url
     assert "shop.functions:charge" in jobs and "shop.functions:place_order" not in jobs
     assert server.poll() is None
+
+
+def check_tutorial(reader: Reader) -> None:
+    """The tutorial's files, written into the quick start's project as it says, pass the checks and its test."""
+    text = (ROOT / "docs" / "tutorial" / "index.md").read_text()
+    blocks = re.findall(r"^```python\n(# ((?:shop|mysite)/\w+\.py)[^\n]*\n.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert [path for _, path in blocks] == [
+        "shop/functions.py",
+        "mysite/urls.py",
+        "shop/crons.py",
+        "shop/workflows.py",
+        "shop/tests.py",
+    ]
+    for block, path in blocks:
+        (reader.cwd / path).write_text(block)
+        told = re.search(r"\(imported from (\S+): `([^`]+)` at its end\)", block.partition("\n")[0])
+        if told:  # as the block's first line tells the reader to
+            target = reader.cwd / told[1]
+            target.write_text(target.read_text() + "\n" + told[2] + "\n")
+    reader.run("python manage.py check --fail-level WARNING")  # the crons and the SQLite options included
+    reader.run("python manage.py test shop")
+    assert "Ran 1 test" in reader.stderr and "OK" in reader.stderr, reader.stderr
