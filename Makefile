@@ -35,6 +35,6 @@ docs-serve: bootstrap
 	.venv/bin/python -m mkdocs serve --dev-addr 127.0.0.1:8001
 
 clean:
-	rm -rf .venv .venv-dj52 build .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .hypothesis *.egg-info
+	rm -rf .venv .venv-dj52 .venv-demo build .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .hypothesis *.egg-info
 	rm -f testproject/db.sqlite3 testproject/db.sqlite3-* testproject/test.sqlite3 testproject/test.sqlite3-*
 	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +
