@@ -5,6 +5,7 @@
     python benchmarks/bench.py --smoke              # tiny sizes: checks the benchmark works (CI)
     python benchmarks/bench.py --db postgres --scale 1000000   # drain beside 1M finished + 1M future jobs
     python benchmarks/bench.py --rates              # rate limits: a limited drain against its rate
+    python benchmarks/bench.py --io --db postgres   # I/O-bound actions: sync and async, connections held
 
 Every figure is printed as the median of the runs with the range [min-max], beside two baselines
 measured in the same run on the same database: a bare ``Model.objects.create`` of the same job row
@@ -34,8 +35,8 @@ DATABASES = {
     "mysql": "mysql://root@127.0.0.1:3306/scheduled_actions_bench",
 }
 SIZES = {
-    "full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300, "rated": 1000},
-    "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20, "rated": 400},
+    "full": {"enqueue": 2000, "bulk": 10000, "drain": 5000, "latency": 300, "rated": 1000, "io": 4000},
+    "smoke": {"enqueue": 50, "bulk": 200, "drain": 200, "latency": 20, "rated": 400, "io": 200},
 }
 
 
@@ -505,6 +506,12 @@ def main() -> int:
         help="instead: the rate limit rows (a rate-limited drain against its rate; the unlimited drain "
         "beside a limited backlog), see benchmarks/rates.py",
     )
+    parser.add_argument(
+        "--io",
+        action="store_true",
+        help="instead: the I/O-bound rows (50 ms actions, sync on 200 threads and async with 200 and 1,000 "
+        "in flight; connections held, RSS), see benchmarks/waiting.py",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = SIZES["smoke" if args.smoke else "full"]
@@ -516,6 +523,10 @@ def main() -> int:
             from benchmarks.rates import measure_rates  # after django.setup(): it imports the test app
 
             print(json.dumps(measure_rates(args.child, sizes["rated"], sizes["drain"])))
+        elif args.io:
+            from benchmarks.waiting import measure_io
+
+            print(json.dumps(measure_io(args.child, sizes["io"])))
         else:
             print(json.dumps(run_once(args.child, sizes)))
         return 0
@@ -531,6 +542,7 @@ def main() -> int:
                 + (["--smoke"] if args.smoke else [])
                 + (["--scale", str(args.scale)] if args.scale else [])
                 + (["--rates"] if args.rates else [])
+                + (["--io"] if args.io else [])
             )
             out = subprocess.run(cmd, env=env_for(db), cwd=ROOT, check=True, capture_output=True, text=True)
             all_results[db].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -539,6 +551,11 @@ def main() -> int:
         from benchmarks.rates import report as rates_report  # here: after the path is set
 
         print(rates_report(all_results, summarise))
+    elif args.io:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.waiting import report as io_report
+
+        print(io_report(all_results, summarise))
     else:
         print(scale_report(all_results, args.scale) if args.scale else report(all_results))
     return 0

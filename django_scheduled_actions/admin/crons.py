@@ -7,16 +7,16 @@ toggle ``enabled``.
 from __future__ import annotations
 
 import zoneinfo
+from typing import cast
 
 from django.contrib import admin, messages
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from ..cron import schedules, ticker
 from ..exceptions import FunctionNotFound
-from ..models import CronJob, ScheduledFunction
+from ..models import CronJob, CronJobQuerySet
 from . import display
 from .forms import CronJobForm
 from .jobs import job_url
@@ -55,14 +55,7 @@ class CronJobAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         """Each cron with its latest job's id and state (one subquery each, not a query per row)."""
-        latest = ScheduledFunction.objects.filter(cron=OuterRef("pk")).order_by("-id")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                last_job_id=Subquery(latest.values("pk")[:1]), last_job_state=Subquery(latest.values("state")[:1])
-            )
-        )
+        return cast(CronJobQuerySet, super().get_queryset(request)).with_last_job()
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.source == CronJob.Source.CODE:

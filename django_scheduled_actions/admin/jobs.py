@@ -259,21 +259,18 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected jobs (pending and running)", permissions=["cancel"])
     def cancel_jobs(self, request, queryset):
-        jobs = selected(queryset)
-        states = dict(jobs.values_list("pk", "state"))
-        open_ids = [pk for pk, state in sorted(states.items()) if state in (State.PENDING, State.IN_PROGRESS)]
-        canceled = changes.cancel(jobs, timezone.now())
+        done = changes.cancel_each(selected(queryset), timezone.now())
+        canceled = [c.job_id for c in done if c.outcome == "canceled"]
         if canceled:
-            self.message_user(request, f"Canceled {canceled} job(s): #{id_list(open_ids)}.", messages.SUCCESS)
-        if len(open_ids) > canceled:
-            self.message_user(
-                request, f"{len(open_ids) - canceled} job(s) finished before they could be canceled.", messages.WARNING
-            )
-        finished = sorted(pk for pk, state in states.items() if pk not in open_ids)
+            self.message_user(request, f"Canceled {len(canceled)} job(s): #{id_list(canceled)}.", messages.SUCCESS)
+        raced = [c for c in done if c.outcome == "raced"]
+        if raced:
+            self.message_user(request, f"{len(raced)} job(s) finished before they could be canceled.", messages.WARNING)
+        finished = [c for c in done if c.outcome == "finished"]
         if finished:
             self.message_user(
                 request,
-                f"Skipped {len(finished)} job(s) already finished: {self._with_states(finished, states)}.",
+                f"Skipped {len(finished)} job(s) already finished: {self._with_states(finished)}.",
                 messages.WARNING,
             )
 
@@ -297,28 +294,22 @@ class ScheduledFunctionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected jobs now (pending)", permissions=["change"])
     def run_jobs_now(self, request, queryset):
-        now = timezone.now()
-        jobs = selected(queryset)
-        rows = sorted(jobs.values_list("pk", "state", "scheduled_time"))
-        moved = changes.run_now(jobs, now)
-        later = [pk for pk, state, at in rows if state == State.PENDING and at > now]
+        done = changes.run_now_each(selected(queryset), timezone.now())
+        moved = [c.job_id for c in done if c.outcome == "moved"]
         if moved:
-            self.message_user(request, f"{moved} pending job(s) are due now: #{id_list(later)}.", messages.SUCCESS)
-        due = [pk for pk, state, at in rows if state == State.PENDING and at <= now]
+            self.message_user(request, f"{len(moved)} pending job(s) are due now: #{id_list(moved)}.", messages.SUCCESS)
+        due = [c.job_id for c in done if c.outcome == "due"]
         if due:
             self.message_user(request, f"Skipped {len(due)} job(s) already due: #{id_list(due)}.", messages.INFO)
-        other = [pk for pk, state, _at in rows if state != State.PENDING]
+        other = [c for c in done if c.outcome == "not_pending"]
         if other:
-            states = {pk: state for pk, state, _at in rows}
             self.message_user(
-                request,
-                f"Skipped {len(other)} job(s) not pending: {self._with_states(other, states)}.",
-                messages.WARNING,
+                request, f"Skipped {len(other)} job(s) not pending: {self._with_states(other)}.", messages.WARNING
             )
 
     @staticmethod
-    def _with_states(ids: list[int], states: dict[int, str]) -> str:
-        return id_list(f"#{pk} ({State(states[pk]).label})" for pk in ids)
+    def _with_states(done: list[changes.Change]) -> str:
+        return id_list(f"#{c.job_id} ({State(c.state).label})" for c in done)
 
 
 @admin.register(IdempotencyKey)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from ..models import ScheduledFunction, State, WorkerProcess
+from ..models import ScheduledFunction, WorkerProcess
 from ..models.workers import is_late
 from . import display
 
@@ -74,18 +73,8 @@ class WorkerProcessAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         """Each worker with the number of in-progress jobs it holds: one subquery, not a query per row."""
-        running = (
-            ScheduledFunction.objects.filter(state=State.IN_PROGRESS, worker_id=OuterRef("worker_id"))
-            .order_by()
-            .values("worker_id")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(running=Coalesce(Subquery(running, output_field=IntegerField()), Value(0)))
-        )
+        running = ScheduledFunction.objects.running_count(OuterRef("worker_id"))
+        return super().get_queryset(request).annotate(running=running)
 
     @admin.display(description="status")
     def status(self, obj):

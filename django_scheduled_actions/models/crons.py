@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.utils.timezone import now as _now
 from django.utils.translation import gettext_lazy as _
 
+from .jobs import ScheduledFunction
+
 
 class CronJobQuerySet(models.QuerySet["CronJob"]):
     def due(self, now: datetime) -> CronJobQuerySet:
@@ -18,6 +20,15 @@ class CronJobQuerySet(models.QuerySet["CronJob"]):
 
     def unscheduled(self) -> CronJobQuerySet:
         return self.filter(enabled=True, next_run_at__isnull=True)
+
+    def with_last_job(self) -> CronJobQuerySet:
+        """Each cron annotated with its latest job's id and state (``last_job_id``, ``last_job_state``; None
+        before its first run): one subquery each, not a query per cron."""
+        latest = ScheduledFunction.objects.filter(cron=models.OuterRef("pk")).order_by("-id")
+        return self.annotate(
+            last_job_id=models.Subquery(latest.values("pk")[:1]),
+            last_job_state=models.Subquery(latest.values("state")[:1]),
+        )
 
     def next_tick(self) -> datetime | None:
         earliest: datetime | None = self.filter(enabled=True).aggregate(next=models.Min("next_run_at"))["next"]

@@ -14,6 +14,7 @@ from django.core.checks import CheckMessage
 from django.db import connections, models
 from django.db.models import Expression, Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -81,6 +82,18 @@ class ScheduledFunctionQuerySet(models.QuerySet["ScheduledFunction"]):
         """In-progress jobs whose claim lease ran out and whose worker no longer heartbeats."""
         alive = WorkerProcess.objects.filter(worker_id=models.OuterRef("worker_id"), expires_at__gte=now)
         return self.filter(state=State.IN_PROGRESS, lease_expires_at__lt=now).exclude(models.Exists(alive))
+
+    def running_count(self, worker_id: Any) -> Expression:
+        """How many in-progress jobs the worker ``worker_id`` holds (a value, or ``OuterRef("worker_id")``
+        to annotate workers: one subquery, not a query per worker), 0 when none."""
+        running = (
+            self.filter(state=State.IN_PROGRESS, worker_id=worker_id)
+            .order_by()
+            .values("worker_id")
+            .annotate(n=models.Count("pk"))
+            .values("n")
+        )
+        return Coalesce(models.Subquery(running, output_field=models.IntegerField()), models.Value(0))
 
     def finished_before(self, when: datetime) -> ScheduledFunctionQuerySet:
         return self.filter(state__in=FINAL_STATES, completed_time__lt=when)

@@ -34,6 +34,32 @@ def cancel(selected: QuerySet[ScheduledFunction], now: datetime | None = None) -
     return changed
 
 
+class Change(NamedTuple):
+    """What ``cancel_each()`` or ``run_now_each()`` did with one job: ``outcome`` names it (``canceled``,
+    ``finished``, ``raced``; ``moved``, ``due``, ``not_pending``), ``state`` is the job's state as found."""
+
+    job_id: int
+    outcome: str
+    state: str
+
+
+def cancel_each(selected: QuerySet[ScheduledFunction], now: datetime | None = None) -> list[Change]:
+    """``cancel()``, and what became of each job, in id order: ``canceled``, ``finished`` (it was already
+    final: nothing changed) or ``raced`` (open when read, finished before the cancel reached it)."""
+    found = dict(selected.values_list("pk", "state"))
+    open_ids = [pk for pk, state in found.items() if state in (State.PENDING, State.IN_PROGRESS)]
+    cancel(ScheduledFunction.objects.using(selected.db).filter(pk__in=open_ids), now)
+    after = dict(ScheduledFunction.objects.using(selected.db).filter(pk__in=open_ids).values_list("pk", "state"))
+    changes = []
+    for pk, state in sorted(found.items()):
+        if pk not in open_ids:
+            changes.append(Change(pk, "finished", state))
+        else:
+            now_state = after.get(pk, state)
+            changes.append(Change(pk, "canceled" if now_state == State.CANCELED else "raced", now_state))
+    return changes
+
+
 def cancel_batch(batch_id: int, using: str) -> int:
     """Cancel the batch's open items (counted as canceled); returns how many were canceled."""
     with guards.policy("allow"):
@@ -44,6 +70,18 @@ def run_now(selected: QuerySet[ScheduledFunction], now: datetime | None = None) 
     """Make pending jobs scheduled for later due at once (the admin's "run now"); returns how many moved."""
     now = now or timezone.now()
     return selected.filter(state=State.PENDING, scheduled_time__gt=now).update(scheduled_time=now)
+
+
+def run_now_each(selected: QuerySet[ScheduledFunction], now: datetime | None = None) -> list[Change]:
+    """``run_now()``, and what became of each job, in id order: ``moved`` (due at once now), ``due`` (pending
+    and already due: nothing to move) or ``not_pending`` (its state says why)."""
+    now = now or timezone.now()
+    rows = sorted(selected.values_list("pk", "state", "scheduled_time"))
+    run_now(ScheduledFunction.objects.using(selected.db).filter(pk__in=[pk for pk, _state, _at in rows]), now)
+    return [
+        Change(pk, "not_pending" if state != State.PENDING else "moved" if at > now else "due", state)
+        for pk, state, at in rows
+    ]
 
 
 class RetryOutcome(NamedTuple):

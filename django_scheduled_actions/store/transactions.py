@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -152,7 +153,8 @@ def _transaction(using: str, isolation: str | None, read_only: bool) -> Iterator
 
 
 _UNPREPARABLE: weakref.WeakSet[Any] = weakref.WeakSet()  # PostgreSQL connections where preparing failed
-_UNPREPARABLE_SEEN: list[bool] = []  # whether this process has warned of it
+_UNPREPARABLE_WARNED = threading.Event()  # whether this process has warned of it
+_UNPREPARABLE_LOCK = threading.Lock()  # two threads finding it at once warn once
 
 
 def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -183,12 +185,12 @@ def fetch_prepared(using: str, sql: str, params: list[Any] | dict[str, Any]) -> 
             if getattr(exc.__cause__, "sqlstate", None) not in ("26000", "42P05"):
                 raise
             _UNPREPARABLE.add(raw)
-            logger.log(  # once per process: behind a pooler each of a worker's connections finds it
-                logging.DEBUG if _UNPREPARABLE_SEEN else logging.WARNING,
-                "prepared statements do not work on this connection (a pooler?); not using them error=%r",
-                exc,
+            with _UNPREPARABLE_LOCK:  # once per process: behind a pooler each of a worker's connections finds it
+                level = logging.DEBUG if _UNPREPARABLE_WARNED.is_set() else logging.WARNING
+                _UNPREPARABLE_WARNED.set()
+            logger.log(
+                level, "prepared statements do not work on this connection (a pooler?); not using them error=%r", exc
             )
-            _UNPREPARABLE_SEEN.append(True)
             if connection.in_atomic_block:  # the transaction is aborted: the caller's rollback path takes over
                 raise
     with connection.cursor() as cursor:

@@ -9,16 +9,24 @@ passes its work on to the line again while another thread holds a connection, so
 
 A worker whose executor threads fit beside ``BOOKKEEPING`` of these (``--concurrency 4`` of the default 8)
 gives each thread that needs one a *lane*: its own connection, in place of one of these threads, so its
-mutations run on the thread itself (a hand-over per mutation cost the no-op drain 10-15%)."""
+mutations run on the thread itself (a hand-over per mutation cost the no-op drain 10-15%).
+
+Lanes and these threads share one budget, taken as it is needed: these threads are started one at a time
+when work finds every one of them busy, and a lane is taken at an executor thread's first database work.
+An executor thread that runs only async actions never takes one, and its share goes to the ``ctx`` calls
+of the event loop; a thread of these that grew into a lane's share gives it back when a lane wants it.
+(Reserved for lanes, the shares left the loop two connections of six: a drain of 50 ms async actions went
+1.7-1.9x faster given them all, same run.)"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -40,15 +48,60 @@ class Connections:
         if size < 1:
             raise ValueError("the worker needs at least one database connection for its work")
         self.size, self.using = size, using
-        # lanes: connections executor threads may keep as their own (all of them, or none)
+        # lanes: connections executor threads may keep as their own, at most
         self.lanes = executors if 0 < executors <= size - BOOKKEEPING else 0
-        self._free_lanes = self.lanes
+        self._lanes_taken = 0
+        self._lanes_wanted = 0  # executor threads waiting for one of these threads to give its share back
         self._local = threading.local()
         self._lock = threading.Lock()
         self._holding: set[int] = set()  # these threads whose connection is open (not the lanes)
-        self._threads = ThreadPoolExecutor(
-            max_workers=size - self.lanes, thread_name_prefix="scheduled-actions-db", initializer=self._enter
-        )
+        self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # these threads waiting for work
+        self._threads: list[threading.Thread] = []
+
+    def _submit(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Queue ``work`` for these threads; start one more if none is idle and the budget allows."""
+        future: Future[T] = Future()
+        self._work.put((future, work, args, kwargs))
+        if self._idle.acquire(blocking=False):  # one is waiting: it takes this
+            return future
+        with self._lock:
+            grow = len(self._threads) + self._lanes_taken + self._lanes_wanted < self.size
+            if grow:
+                thread = threading.Thread(
+                    target=self._serve, name=f"scheduled-actions-db_{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+        if grow:
+            thread.start()
+        return future
+
+    def _serve(self) -> None:
+        self._enter()
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:  # idle now, and counted so only while it waits: ``_submit`` starts another
+                self._idle.release()  # thread when none waits
+                item = self._work.get()
+            if item is None:  # close(): one per thread
+                connections.close_all()
+                return
+            future, work, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work(*args, **kwargs))
+                except BaseException as exc:  # the caller's to handle, as ThreadPoolExecutor's would be
+                    future.set_exception(exc)
+            del item, future, work, args, kwargs  # no references held while waiting
+            with self._lock:  # a lane wanted the share this thread was lent: give it back
+                leave = len(self._threads) + self._lanes_taken + self._lanes_wanted > self.size
+                if leave:
+                    self._threads.remove(threading.current_thread())
+                    self._holding.discard(threading.get_ident())
+            if leave:
+                connections.close_all()
+                return
 
     def _open(self) -> bool:
         """Have this thread's connection open. While the database refuses one (a connection limit, other
@@ -83,24 +136,39 @@ class Connections:
 
     @contextmanager
     def lane(self) -> Iterator[None]:
-        """Around an executor thread's life: its first database work takes a lane, if one is free, and
-        runs on the thread from then on; the lane is given back, its connection closed, at the end."""
-        self._local.lane = None  # None: may take one; True: holds one; False: none was free
+        """Around an executor thread's life: its first database work takes a lane, while the budget has one,
+        and runs on the thread from then on; the lane is given back, its connection closed, at the end."""
+        self._local.lane, self._local.wanting = None, False  # lane None: may take one; True: holds one
         try:
             yield
         finally:
+            with self._lock:
+                self._lanes_taken -= bool(self._local.lane)
+                self._lanes_wanted -= self._local.wanting
             if self._local.lane:
                 connections[self.using].close()
-                with self._lock:
-                    self._free_lanes += 1
-            self._local.lane = False
+            self._local.lane, self._local.wanting = False, False
 
     def _in_lane(self) -> bool:
+        """Whether the calling executor thread has a lane, taking one if it may. Lent to these threads
+        (they grew into it while no executor thread needed it), a share is asked back: one of them leaves
+        after its current work, and this thread's work goes to them meanwhile."""
         held = getattr(self._local, "lane", False)
         if held is None:
+            wanting = getattr(self._local, "wanting", False)
             with self._lock:
-                held = self._free_lanes > 0
-                self._free_lanes -= held
+                others_wanted = self._lanes_wanted - wanting
+                if self._lanes_taken >= self.lanes:
+                    held = False
+                elif len(self._threads) + self._lanes_taken + others_wanted < self.size:
+                    held = True
+                    self._lanes_taken += 1
+                elif not wanting:
+                    self._lanes_wanted += 1
+                    self._local.wanting = True
+                if held is not None and wanting:
+                    self._lanes_wanted -= 1
+                    self._local.wanting = False
             self._local.lane = held
         return bool(held)
 
@@ -115,7 +183,7 @@ class Connections:
                 return self._run(work, *args, **kwargs)
             finally:
                 self._local.mine = False
-        future: Future[T] = self._threads.submit(self._run, work, *args, **kwargs)
+        future: Future[T] = self._submit(self._run, work, *args, **kwargs)
         return future.result()
 
     def through(self, work: Callable[[], T]) -> T:
@@ -124,13 +192,13 @@ class Connections:
 
     def awaited(self, work: Callable[[], T]) -> asyncio.Future[T]:
         """The same, awaited from an event loop (an async action's ``ctx``)."""
-        future: Future[T] = self._threads.submit(self._run, work)
+        future: Future[T] = self._submit(self._run, work)
         return asyncio.wrap_future(future)
 
     def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         drop_broken_connections()
         if not self._open():  # this thread waits for the one that runs it: it could not connect anyway
-            elsewhere: Future[T] = self._threads.submit(self._run, work, *args, **kwargs)
+            elsewhere: Future[T] = self._submit(self._run, work, *args, **kwargs)
             return elsewhere.result()
         try:
             # the worker's own work, whatever policy the thread that first needed this one held: each
@@ -147,19 +215,15 @@ class Connections:
 
     def close(self) -> None:
         """Close each thread's connection and let the threads end (lanes close with their threads)."""
-        threads = self.size - self.lanes
-        everyone = threading.Barrier(threads)
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._work.put(None)
+        for thread in threads:
+            thread.join()
 
-        def close_mine() -> None:
-            try:
-                everyone.wait(5)
-            except threading.BrokenBarrierError:
-                pass
-            connections.close_all()
 
-        for _ in range(threads):
-            self._threads.submit(close_mine)
-        self._threads.shutdown(wait=True, cancel_futures=False)
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 class PooledStore:

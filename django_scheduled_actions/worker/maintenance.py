@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
+from django.db.models import QuerySet
 
 from .. import signals
 from ..calls import saga as sagas
@@ -104,20 +105,48 @@ def _recover_action(job: ScheduledFunction, now: datetime, lost: ScheduledFuncti
 
 def prune(now: datetime | None, retention: timedelta, using: str = DEFAULT_DB_ALIAS, batch: int = 1000) -> int:
     """Delete finished jobs older than ``retention`` and expired idempotency keys, in batches; and
-    batches, sagas and workflow runs finished before then. ``now`` None: the database's time."""
+    batches, sagas and workflow runs finished before then. ``now`` None: the database's time. Returns how
+    many jobs were deleted (``prune_rows`` says how many rows of each kind)."""
+    return prune_rows(now, retention, using, batch)["jobs"]
+
+
+def prunable(now: datetime, retention: timedelta, using: str = DEFAULT_DB_ALIAS) -> dict[str, QuerySet[Any]]:
+    """What pruning at ``now`` deletes, by kind: finished jobs, batches, sagas and workflow runs (with their
+    steps) finished more than ``retention`` ago, idempotency keys expired by ``now``, and the rows of workers
+    whose lease ran out more than ``retention`` ago."""
+    before = now - retention
+    return {
+        "jobs": ScheduledFunction.objects.using(using).finished_before(before),
+        "idempotency_keys": IdempotencyKey.objects.using(using).expired(now),
+        "batches": Batch.objects.using(using).filter(finished_at__lt=before),
+        "sagas": Saga.objects.using(using).filter(finished_at__lt=before),
+        "workflow_runs": WorkflowRun.objects.using(using).filter(finished_at__lt=before),  # and their steps
+        "workers": WorkerProcess.objects.using(using).filter(expires_at__lt=before),
+    }
+
+
+def prune_rows(
+    now: datetime | None,
+    retention: timedelta,
+    using: str = DEFAULT_DB_ALIAS,
+    batch: int = 1000,
+    *,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Prune (see ``prunable``) and return how many rows of each kind were deleted; with ``dry_run``, how
+    many would be, deleting nothing. Jobs are deleted ``batch`` at a time."""
     now = now or dbclock.now(using)
-    jobs = ScheduledFunction.objects.using(using)
-    deleted = 0
-    while True:
-        ids = list(jobs.finished_before(now - retention).values_list("pk", flat=True)[:batch])
-        if not ids:
-            break
-        deleted += jobs.filter(pk__in=ids).delete()[0]
-    IdempotencyKey.objects.using(using).expired(now).delete()
-    Batch.objects.using(using).filter(finished_at__lt=now - retention).delete()
-    Saga.objects.using(using).filter(finished_at__lt=now - retention).delete()
-    WorkflowRun.objects.using(using).filter(finished_at__lt=now - retention).delete()  # and their steps
-    WorkerProcess.objects.using(using).filter(expires_at__lt=now - retention).delete()
+    found = prunable(now, retention, using)
+    if dry_run:
+        return {kind: rows.count() for kind, rows in found.items()}
+    deleted = {"jobs": 0}
+    while ids := list(found["jobs"].values_list("pk", flat=True)[:batch]):
+        deleted["jobs"] += (
+            ScheduledFunction.objects.using(using).filter(pk__in=ids).delete()[1].get(ScheduledFunction._meta.label, 0)
+        )
+    for kind, rows in found.items():
+        if kind != "jobs":
+            deleted[kind] = rows.delete()[1].get(rows.model._meta.label, 0)
     return deleted
 
 

@@ -168,9 +168,9 @@ def test_claims_go_on_when_the_connection_loses_its_prepared_statements(vendor, 
     on that connection, and says so once."""
     if vendor != "postgresql":
         pytest.skip("prepared statements are used on PostgreSQL only")
-    from django_scheduled_actions.store.transactions import _UNPREPARABLE, _UNPREPARABLE_SEEN
+    from django_scheduled_actions.store.transactions import _UNPREPARABLE, _UNPREPARABLE_WARNED
 
-    _UNPREPARABLE_SEEN.clear()  # it warns once per process: maybe already in an earlier test
+    _UNPREPARABLE_WARNED.clear()  # it warns once per process: maybe already in an earlier test
     ids = [scheduler.run_after(0, f.bump, {"name": "x"}) for _ in range(3)]
     claimed = [j.pk for j in claim("w", 1, timezone.now(), timedelta(seconds=60))[1]]
     assert connection.connection not in _UNPREPARABLE

@@ -59,3 +59,16 @@ def test_workflow_benchmark_smoke_run_prints_every_metric():
     ):
         row = next(line for line in stdout.splitlines() if line.startswith(f"| {label} |"))
         assert row.count("[") == 1 and "nan" not in row, row
+
+
+def test_io_benchmark_smoke_run_prints_every_row():
+    db = DATABASES[connection.vendor]
+    stdout = smoke_run("benchmarks/bench.py", "--io", "--db", db)
+    for label in (
+        "drain of 50 ms I/O-bound actions, --concurrency 200, 1 worker/s",
+        "drain of 50 ms I/O-bound actions, --async-concurrency 1000, 1 worker/s",
+        "  as a share of its ceiling (1000 in flight / 50 ms = 20,000/s)",
+        "  worker peak RSS, MB",
+    ):
+        row = next(line for line in stdout.splitlines() if line.startswith(f"| {label} |"))
+        assert row.count("[") == 1, row
