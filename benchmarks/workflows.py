@@ -14,7 +14,7 @@ Measured with one real ``manage.py runworker --concurrency 4`` process:
   the same worker with none.
 
 DBOS (the durable-workflow library for Python on PostgreSQL) is measured beside it by the shared harness's
-test W (README, "Performance"). The machine is shared and noisy: compare ratios within one run.
+test W (docs/explanation/performance.md). The machine is shared and noisy: compare ratios within one run.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import difflib
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .conf import PREFIX, SETTINGS, validate
 from .core import check_ids, rates
@@ -60,3 +60,48 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     return errors
+
+
+# What a worker beside a web process needs on SQLite (docs/how-to/databases.md): WAL, so that readers never wait
+# for the writer, and a busy timeout, so that a write waits its turn for the one write lock instead of failing.
+SQLITE_OPTIONS = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20}
+
+
+@register(Tags.compatibility)
+def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """SQLite databases without WAL or a busy timeout (``scheduled_actions.W401``, ``W402``, naming the alias)."""
+    return sqlite_warnings(settings.DATABASES)
+
+
+def sqlite_warnings(databases: dict[str, dict[str, Any]]) -> list[CheckMessage]:
+    """The warnings for a ``DATABASES`` setting: read from the settings alone, so no connection is opened."""
+    warnings: list[CheckMessage] = []
+    for alias, config in databases.items():
+        name = str(config.get("NAME") or "")
+        if not str(config.get("ENGINE", "")).endswith("sqlite3") or name == ":memory:" or "mode=memory" in name:
+            continue
+        options = config.get("OPTIONS") or {}
+        init_command = " ".join(str(options.get("init_command", "")).lower().split())
+        if "journal_mode=wal" not in init_command.replace(" = ", "="):
+            warnings.append(
+                Warning(
+                    f"The SQLite database {alias!r} is not set to WAL: a worker's writes would block "
+                    "every reader of the web process, and its reads every writer.",
+                    hint=f'Add to DATABASES[{alias!r}]["OPTIONS"]: "init_command": "PRAGMA journal_mode=WAL;" '
+                    "(WAL suits one machine; see the SQLite how-to for moving to PostgreSQL).",
+                    obj=alias,
+                    id=check_ids.SQLITE_NO_WAL,
+                )
+            )
+        if "timeout" not in options:
+            warnings.append(
+                Warning(
+                    f"The SQLite database {alias!r} has no busy timeout: a write that finds the worker "
+                    "holding the one write lock waits only sqlite3's default 5 s, then fails "
+                    '("database is locked").',
+                    hint=f'Add to DATABASES[{alias!r}]["OPTIONS"]: "timeout": {SQLITE_OPTIONS["timeout"]} (seconds).',
+                    obj=alias,
+                    id=check_ids.SQLITE_NO_BUSY_TIMEOUT,
+                )
+            )
+    return warnings

@@ -5,8 +5,9 @@
 # servers only started when not accepting connections, and a venv is only (re)built when its stamp
 # (a hash of pyproject.toml, this script and its requirements) does not match.
 #
-#   .venv       Python 3.12, latest Django 6.x   pip install -e ".[postgres,mysql,test]"
-#   .venv-dj52  Python 3.11, Django>=5.2,<6     pip install -e ".[postgres,mysql,test]"
+#   .venv       Python 3.12, latest Django 6.x   pip install -e ".[postgres,mysql,demo,test,docs]"
+#   .venv-dj52  Python 3.11, Django>=5.2,<6     pip install -e ".[postgres,mysql,demo,test]"
+# (the demo does not use these: scripts/demo.sh builds its own .venv-demo, with no root and no apt)
 # Each venv gets the django-stubs of its Django (stubs X.Y are for Django X.Y) and a mypy they support.
 #
 # Environment (all optional):
@@ -139,11 +140,11 @@ find_python() {  # find_python OVERRIDE VERSION... -> the first interpreter foun
     die "Python $1 not found (install it with pyenv, or set PYTHON${1//./}=/path/to/python$1)"
 }
 
-build_venv() {  # build_venv DIR PYTHON SPEC...: the specs pin what differs per venv (Django, its stubs)
-    local dir="$1" python="$2" specs=("${@:3}") stamp stamp_file="$1/.bootstrap-stamp" log="$LOG_DIR/$1.log"
+build_venv() {  # build_venv DIR PYTHON EXTRAS SPEC...: the specs pin what differs per venv (Django, its stubs)
+    local dir="$1" python="$2" extras="$3" specs=("${@:4}") stamp stamp_file="$1/.bootstrap-stamp" log="$LOG_DIR/$1.log"
     local pyversion
     pyversion="$("$python" -c 'import sys; print(".".join(map(str, sys.version_info[:3])))')"
-    stamp="$( { cat pyproject.toml scripts/bootstrap.sh; echo "$pyversion ${specs[*]}"; } | sha256sum | cut -c1-16)"
+    stamp="$( { cat pyproject.toml scripts/bootstrap.sh; echo "$pyversion $extras ${specs[*]}"; } | sha256sum | cut -c1-16)"
     if [ -z "${FORCE_BOOTSTRAP:-}" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] \
         && "$dir/bin/python" -c 'import django, django_scheduled_actions' >/dev/null 2>&1; then
         return 0
@@ -157,15 +158,15 @@ build_venv() {  # build_venv DIR PYTHON SPEC...: the specs pin what differs per 
     {
         [ -x "$dir/bin/python" ] || "$python" -m venv "$dir"
         "$dir/bin/python" -m pip install --upgrade pip
-        "$dir/bin/python" -m pip install --upgrade -e ".[postgres,mysql,test]" "${specs[@]}"
+        "$dir/bin/python" -m pip install --upgrade -e ".[$extras]" "${specs[@]}"
         "$dir/bin/python" -m pip check
     } >"$log" 2>&1 || { tail -30 "$log" >&2; die "$dir: installation failed (full log: $log)"; }
     echo "$stamp" >"$stamp_file"
     say "$dir: ready ($("$dir/bin/python" -c 'import django; print("Django", django.get_version())'), $((SECONDS - started))s)"
 }
 
-wants_venv .venv && build_venv .venv "$(find_python "${PYTHON312:-}" 3.12 3.13)" \
+wants_venv .venv && build_venv .venv "$(find_python "${PYTHON312:-}" 3.12 3.13)" postgres,mysql,demo,test,docs \
     "Django>=6,<7" "django-stubs[compatible-mypy]>=6,<7"
-wants_venv .venv-dj52 && build_venv .venv-dj52 "$(find_python "${PYTHON311:-}" 3.11)" \
+wants_venv .venv-dj52 && build_venv .venv-dj52 "$(find_python "${PYTHON311:-}" 3.11)" postgres,mysql,demo,test \
     "Django>=5.2,<6" "django-stubs[compatible-mypy]>=5.2,<6"
 say "ok"

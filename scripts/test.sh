@@ -5,8 +5,11 @@
 #   lint     ruff check; makemigrations --check --dry-run            each venv
 #            mypy; lint-imports (the layers' contracts)              .venv, once
 #            ruff format --check (FORMAT_CHECK=0 skips it)           .venv, once
+#   docs     mkdocs build --strict (the site, warnings as errors;    .venv, once
+#            its samples: tests/unit/test_docs.py, in unit)
 #   unit     pytest -m "not process and not browser and not chaos"   each venv x each database
-#   process  pytest -m process (real worker processes)               .venv x each database
+#   process  pytest -m process (real worker processes; the demo      .venv x each database
+#            script and the README's quick start in the SQLite run)
 #   chaos    pytest -m chaos (faults, on the suite's own PostgreSQL  .venv, once (no database of the matrix)
 #            and MariaDB servers on ports 5440 and 3310)
 #   browser  pytest -m browser (the admin in headless Chromium)      .venv x sqlite, postgres
@@ -15,7 +18,7 @@
 # Narrow the matrix with environment variables (CI runs everything):
 #   VENVS=".venv"                 venvs (default ".venv-dj52 .venv")
 #   DBS="sqlite postgres"         databases (default "sqlite postgres mysql")
-#   STAGES="lint unit"            stages (default "lint unit process browser chaos")
+#   STAGES="lint unit"            stages (default "lint docs unit process browser chaos")
 #   JOBS=2                        matrix runs at a time (default 1; each run has its own test database)
 #   FORMAT_CHECK=0                lint skips `ruff format --check`
 #   RUN_TIMEOUT=1200              seconds before a single run is killed and counted as failed
@@ -32,7 +35,7 @@ cd "$REPO"
 
 VENVS="${VENVS:-.venv-dj52 .venv}"
 DBS="${DBS:-sqlite postgres mysql}"
-STAGES="${STAGES:-lint unit process browser chaos}"
+STAGES="${STAGES:-lint docs unit process browser chaos}"
 JOBS="${JOBS:-1}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-1200}"
 FORMAT_CHECK="${FORMAT_CHECK:-1}"  # ruff format --check; FORMAT_CHECK=0 skips it
@@ -50,7 +53,7 @@ contains() { [[ " $1 " == *" $2 "* ]]; }
 DBS="${DBS//mariadb/mysql}"
 for v in $VENVS; do contains ".venv .venv-dj52" "$v" || die "unknown venv '$v' in VENVS (known: .venv .venv-dj52)"; done
 for d in $DBS; do contains "sqlite postgres mysql" "$d" || die "unknown database '$d' in DBS (known: sqlite postgres mysql)"; done
-for s in $STAGES; do contains "lint unit process browser chaos" "$s" || die "unknown stage '$s' in STAGES (known: lint unit process browser chaos)"; done
+for s in $STAGES; do contains "lint docs unit process browser chaos" "$s" || die "unknown stage '$s' in STAGES (known: lint docs unit process browser chaos)"; done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "JOBS must be a positive integer"
 [[ "$FORMAT_CHECK" == 0 || "$FORMAT_CHECK" == 1 ]] || die "FORMAT_CHECK must be 0 or 1"
 
@@ -70,6 +73,9 @@ if contains "$STAGES" lint && contains "$VENVS" .venv; then  # the same code and
     plan "mypy-dj6" mypy .venv -
     plan "imports-dj6" lint-imports .venv -
     if [ "$FORMAT_CHECK" = 1 ]; then plan "format-dj6" format .venv -; fi
+fi
+if contains "$STAGES" docs && contains "$VENVS" .venv; then
+    plan "docs-dj6" docs .venv -  # the site's pages, links and generated tables; build/site
 fi
 if contains "$STAGES" unit; then
     for venv in $VENVS; do for db in $DBS; do plan "unit-$(tag "$venv")-$db" unit "$venv" "$db"; done; done
@@ -124,6 +130,7 @@ command_of() {  # command_of INDEX -> the run's command line, one word per line
         mypy) printf '%s\n' "$py" -m mypy ;;  # what and how strictly: [tool.mypy] in pyproject.toml
         lint-imports) printf '%s\n' "$py" -c 'from importlinter.cli import lint_imports_command; lint_imports_command()' ;;
         makemigrations) printf '%s\n' "$py" -m django makemigrations --check --dry-run ;;
+        docs) printf '%s\n' "$py" -m mkdocs build --strict --quiet ;;
         unit) printf '%s\n' "$py" -m pytest -m "not process and not browser and not chaos" --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
         process) printf '%s\n' "$py" -m pytest -m process --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
         chaos) printf '%s\n' "$py" -m pytest -m chaos --junitxml="${OUT#"$REPO"/}/${RUN_ID[$i]}.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} ;;
@@ -138,6 +145,7 @@ run_one() {  # run_one INDEX [stream]: runs the entry, writes OUT/ID.rc and OUT/
     envs=(DJANGO_SETTINGS_MODULE=tests.settings "PYTHONPATH=$REPO:$REPO/testproject")
     case "${RUN_CHECK[$i]}" in
         ruff|format|mypy|lint-imports) ;;  # mypy's Django plugin loads the settings, and queries nothing
+        docs) envs+=(NO_MKDOCS_2_WARNING=1) ;;  # the hooks configure their own settings; no database
         chaos) envs+=("TEST_DATABASE_NAME=$OUT/$id.sqlite3") ;;  # pytest-django's own database: SQLite
         makemigrations) envs+=("DATABASE_URL=sqlite:///$OUT/$id.sqlite3") ;;
         *) mapfile -t -O "${#envs[@]}" envs < <(database_env "$id" "${RUN_DB[$i]}")

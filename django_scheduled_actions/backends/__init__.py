@@ -4,7 +4,7 @@
 
 An enqueued task is a ``ScheduledFunction`` job of kind ``action`` named ``"django.tasks:<module path>"``,
 written on the caller's connection (atomic with ``transaction.atomic()``), claimed and run by
-``manage.py runworker``. See the README section "Using Django's @task".
+``manage.py runworker``. See docs/how-to/django-tasks.md.
 """
 
 from importlib.util import find_spec

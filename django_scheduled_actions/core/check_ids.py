@@ -1,7 +1,7 @@
 """The ids of the app's system checks, all of them, in one place.
 
 An id, once given, stays: projects name them in ``SILENCED_SYSTEM_CHECKS``, so a new setting or a new
-check takes the next free number and no id ever follows a position in a list. The README lists them too.
+check takes the next free number and no id ever follows a position in a list. docs/reference/checks.md lists them too.
 """
 
 from __future__ import annotations
@@ -39,3 +39,7 @@ TASKS_APP_NOT_INSTALLED = "scheduled_actions.E203"
 
 # A bad rate_limit= on a function (checks.py), naming the function.
 RATE_LIMIT_BAD = "scheduled_actions.E301"
+
+# Warnings: a SQLite database lacking what a worker beside a web process needs (checks.py), naming the alias.
+SQLITE_NO_WAL = "scheduled_actions.W401"
+SQLITE_NO_BUSY_TIMEOUT = "scheduled_actions.W402"

@@ -22,7 +22,7 @@ from .workers import WorkerProcess
 
 
 class State(models.TextChoices):
-    """The job lifecycle (drawn in the README)."""
+    """The job lifecycle (drawn in docs/explanation/state-machine.md)."""
 
     PENDING = "pending", _("pending")
     """Waiting for its scheduled time, or due and not yet claimed by a worker."""

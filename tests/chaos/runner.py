@@ -258,8 +258,8 @@ def check_invariants(run: Run, load_stopped) -> None:
 
 
 def _commit_unknowable(run: Run, job) -> bool:
-    """MariaDB cannot say whether a COMMIT whose connection was killed applied (README: "Bounded
-    connections"), so under ``backend_kill`` an action's ``ctx.run_mutation`` may fail with a lost
+    """MariaDB cannot say whether a COMMIT whose connection was killed applied (docs/how-to/deploy-workers.md,
+    "Bounded connections"), so under ``backend_kill`` an action's ``ctx.run_mutation`` may fail with a lost
     connection there: counted in the row's note, not a violation. PostgreSQL asks ``txid_status``."""
     if run.result.db != "mysql" or run.scenario.name != "backend_kill" or "Lost connection" not in job.error:
         return False

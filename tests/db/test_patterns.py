@@ -378,3 +378,52 @@ def test_the_patterns_admin_pages_render(admin_client):
     for model in apps.get_app_config("patterns").get_models():
         url = reverse(f"admin:patterns_{model._meta.model_name}_changelist")
         assert admin_client.get(url).status_code == 200, url
+
+
+# --- the demo's log ---
+
+
+def test_the_providers_planned_failures_are_logged_as_simulated_not_as_alarms(client, caplog):
+    """A 503 of the fake provider: no django.request warning, and runserver's access line says it was planned."""
+    import logging
+
+    ProviderFailure.objects.create(endpoint="email", fail_next=1)
+    with caplog.at_level(logging.INFO):
+        assert (
+            client.post(
+                "/fake-provider/email", {"to": "a@example.com", "subject": "hi"}, "application/json"
+            ).status_code
+            == 503
+        )
+        assert client.get("/no-such-page/").status_code == 404  # every other request is logged as Django logs it
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.name == "django.request"] == [
+        ("django.request", "WARNING", "Not Found: /no-such-page/")
+    ]
+    server = logging.getLogger("django.server")
+    failed = server.makeRecord(
+        "django.server",
+        logging.WARNING,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("POST /fake-provider/email HTTP/1.1", "503", "60"),
+        None,
+        extra={"status_code": 503, "request": object()},
+    )
+    missing = server.makeRecord(
+        "django.server",
+        logging.WARNING,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("GET /nope HTTP/1.1", "404", "60"),
+        None,
+        extra={"status_code": 404, "request": object()},
+    )
+    assert all(f.filter(failed) and f.filter(missing) for f in server.filters)
+    assert (failed.levelname, failed.getMessage(), failed.status_code) == (
+        "INFO",
+        '"POST /fake-provider/email HTTP/1.1" 503 60 (a simulated failure of the fake provider)',
+        None,
+    )
+    assert (missing.levelname, missing.status_code) == ("WARNING", 404)

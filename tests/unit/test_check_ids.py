@@ -1,16 +1,14 @@
-"""The ids of the system checks: one literal table (core/check_ids.py), one id per check, as the README says."""
+"""The ids of the system checks: one literal table (core/check_ids.py), one id per check (the docs: test_docs.py)."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 from django_scheduled_actions.conf import SETTINGS
 from django_scheduled_actions.core import check_ids
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-ID = re.compile(r"scheduled_actions\.E\d{3}")
+ID = re.compile(r"scheduled_actions\.[EW]\d{3}")
 
 
 def all_ids() -> list[str]:
@@ -32,7 +30,7 @@ def test_every_setting_has_an_id_and_every_id_a_setting():
 
 def test_no_id_repeats_and_each_is_well_formed():
     ids = all_ids()
-    assert len(ids) == 1 + len(SETTINGS) + 7 + 3 + 1  # unknown setting, the settings, crons, tasks backend, rates
+    assert len(ids) == 1 + len(SETTINGS) + 7 + 3 + 1 + 2  # unknown setting, settings, crons, tasks, rates, SQLite
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert [i for i in ids if not ID.fullmatch(i)] == []
 
@@ -53,11 +51,3 @@ def test_the_ids_of_the_settings_never_moved():
         "UNKNOWN_FUNCTION_GRACE": 11,
         "LISTEN_DATABASE": 12,
     }
-
-
-def test_the_readme_gives_each_setting_its_id_and_names_every_id():
-    text = README.read_text()
-    rows = dict(re.findall(r"^\| `SCHEDULED_ACTIONS_(\w+)` \|.*\| `(E\d{3})` \|$", text, re.MULTILINE))
-    assert rows == {name: i.removeprefix("scheduled_actions.") for name, i in check_ids.SETTINGS.items()}
-    missing = [i for i in all_ids() if not re.search(rf"\b{i.removeprefix('scheduled_actions.')}\b", text)]
-    assert missing == []

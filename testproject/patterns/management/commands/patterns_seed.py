@@ -17,7 +17,7 @@ from patterns.functions import (
     retries,
     subscriptions,
 )
-from patterns.models import Item, ProviderFailure
+from patterns.models import Item, ProviderFailure, Subscription
 
 
 class Command(BaseCommand):
@@ -57,9 +57,10 @@ class Command(BaseCommand):
             {"customer": "ada@example.com", "plan_id": "basic"},
         )
         scheduler.run_after(9, durable.place_order_durably, {"total_cents": 1800})  # the order as a workflow
-        scheduler.run_after(
-            18, durable.subscribe_durably, {"customer": "carol@example.com", "plan_id": "team"}
-        )  # the saga as a workflow
+        # the saga as a workflow, for a customer with no subscription yet (so that a second `make demo` succeeds too)
+        earlier = Subscription.objects.filter(customer__startswith="carol").count()
+        carol = f"carol+{earlier}@example.com" if earlier else "carol@example.com"
+        scheduler.run_after(18, durable.subscribe_durably, {"customer": carol, "plan_id": "team"})
         items = [Item.objects.create(name=f"item {n}").pk for n in range(20)]
         scheduler.run_after(10, fanout.process_all, {"item_ids": items, "label": "demo batch of 20"})
         self.stdout.write(
