@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .. import signals
+from .. import signals, telemetry
 from ..core.registry import Function, registry
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
 from ..scheduling import changes
@@ -55,11 +55,12 @@ def schedule_resume(
         args["failures"] = failures
     resume = registry.get(RESUME)
     scheduler = Scheduler(using=using)
-    job_id = (
-        scheduler.run_at(at, resume, args, queue=run.queue)
-        if at
-        else scheduler.run_after(0, resume, args, queue=run.queue)
-    )
+    with telemetry.continuing(run.trace_context):  # every replay, whoever asks for it, in the run's trace
+        job_id = (
+            scheduler.run_at(at, resume, args, queue=run.queue)
+            if at
+            else scheduler.run_after(0, resume, args, queue=run.queue)
+        )
     assert job_id is not None  # no idempotency key: always written
     return job_id
 
