@@ -32,7 +32,7 @@ def active() -> Telemetry | None:
 
 
 def _resolve() -> Telemetry | None:
-    from ..conf import app_settings
+    from ..conf import app_settings  # here: conf reads the settings, which this module must not at import
 
     if not app_settings.TELEMETRY:
         return None
@@ -41,7 +41,7 @@ def _resolve() -> Telemetry | None:
         import opentelemetry.trace  # noqa: F401
     except ImportError:
         return None
-    from .otel import Telemetry
+    from .otel import Telemetry  # here: it imports opentelemetry, an optional dependency (the [otel] extra)
 
     return Telemetry()
 
