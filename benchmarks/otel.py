@@ -31,9 +31,12 @@ class DroppingMetrics(MetricExporter):
         pass
 
 
-def install() -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(DroppingSpans()))
-    trace.set_tracer_provider(provider)
-    reader = PeriodicExportingMetricReader(DroppingMetrics(), export_interval_millis=1000)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+def install(what: str = "traces,metrics") -> None:
+    """The SDK's providers for ``what``: ``traces``, ``metrics`` or both (the others stay the API's no-op)."""
+    if "traces" in what:
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(DroppingSpans()))
+        trace.set_tracer_provider(provider)
+    if "metrics" in what:
+        reader = PeriodicExportingMetricReader(DroppingMetrics(), export_interval_millis=1000)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))

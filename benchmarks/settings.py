@@ -18,7 +18,7 @@ LOGGING = {
 }
 # bench.py --telemetry: the drains with telemetry off, on with the API alone, and on with the SDK
 SCHEDULED_ACTIONS_TELEMETRY = env.bool("SCHEDULED_ACTIONS_TELEMETRY", default=True)
-if env.bool("BENCH_OTEL_SDK", default=False):
+if env("BENCH_OTEL_SDK", default=""):  # "1": traces and metrics; or "traces", "metrics"
     from benchmarks.otel import install
 
-    install()
+    install("traces,metrics" if env("BENCH_OTEL_SDK") == "1" else env("BENCH_OTEL_SDK"))

@@ -5,8 +5,8 @@
 # servers only started when not accepting connections, and a venv is only (re)built when its stamp
 # (a hash of pyproject.toml, this script and its requirements) does not match.
 #
-#   .venv       Python 3.12, latest Django 6.x   pip install -e ".[postgres,mysql,test]"
-#   .venv-dj52  Python 3.11, Django>=5.2,<6     pip install -e ".[postgres,mysql,test]"
+#   .venv       Python 3.12, latest Django 6.x   pip install -e ".[postgres,mysql,prometheus,test]"
+#   .venv-dj52  Python 3.11, Django>=5.2,<6     pip install -e ".[postgres,mysql,prometheus,test]"
 # Each venv gets the django-stubs of its Django (stubs X.Y are for Django X.Y) and a mypy they support.
 #
 # Environment (all optional):
@@ -157,7 +157,7 @@ build_venv() {  # build_venv DIR PYTHON SPEC...: the specs pin what differs per 
     {
         [ -x "$dir/bin/python" ] || "$python" -m venv "$dir"
         "$dir/bin/python" -m pip install --upgrade pip
-        "$dir/bin/python" -m pip install --upgrade -e ".[postgres,mysql,test]" "${specs[@]}"
+        "$dir/bin/python" -m pip install --upgrade -e ".[postgres,mysql,prometheus,test]" "${specs[@]}"
         "$dir/bin/python" -m pip check
     } >"$log" 2>&1 || { tail -30 "$log" >&2; die "$dir: installation failed (full log: $log)"; }
     echo "$stamp" >"$stamp_file"
