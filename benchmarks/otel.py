@@ -5,6 +5,7 @@ them. What is measured is the app's instrumentation and the SDK's work, not an e
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,5 +39,6 @@ def install(what: str = "traces,metrics") -> None:
         provider.add_span_processor(BatchSpanProcessor(DroppingSpans()))
         trace.set_tracer_provider(provider)
     if "metrics" in what:
-        reader = PeriodicExportingMetricReader(DroppingMetrics(), export_interval_millis=1000)
+        interval = float(os.environ.get("BENCH_OTEL_INTERVAL_MS", "1000"))
+        reader = PeriodicExportingMetricReader(DroppingMetrics(), export_interval_millis=interval)
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
