@@ -1,5 +1,6 @@
 """The seam between the app and OpenTelemetry (docs/observability.md): tracing and metrics when the
-``[otel]`` extra is installed and ``SCHEDULED_ACTIONS_TELEMETRY`` is on (the default), nothing otherwise.
+``[otel]`` extra is installed, an SDK's tracer or meter provider is set, and ``SCHEDULED_ACTIONS_TELEMETRY``
+is on (the default); nothing otherwise.
 
 Nothing here imports OpenTelemetry: ``active()`` resolves once (again after a change of the setting) to a
 ``Telemetry`` (``otel.py``, which does) or to None. The worker asks once, when it is built, and keeps
@@ -37,17 +38,26 @@ def _resolve() -> Telemetry | None:
     if not app_settings.TELEMETRY:
         return None
     try:
-        import opentelemetry.metrics  # noqa: F401
-        import opentelemetry.trace  # noqa: F401
+        from opentelemetry import metrics, trace
     except ImportError:
         return None
+    if not _configured(trace.get_tracer_provider(), metrics.get_meter_provider()):
+        return None  # the API alone: everything would go to its no-op providers, so nothing is made
     from .otel import Telemetry  # here: it imports opentelemetry, an optional dependency (the [otel] extra)
 
     return Telemetry()
 
 
+def _configured(tracer_provider: Any, meter_provider: Any) -> bool:
+    """Whether a tracer or a meter provider was set (an SDK's): the API's own are no-ops or proxies."""
+    unset = ("ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider", "NoOpMeterProvider")
+    return type(tracer_provider).__name__ not in unset or type(meter_provider).__name__ not in unset
+
+
 def reset(**kwargs: Any) -> None:
-    """Resolve again on next use (``override_settings(SCHEDULED_ACTIONS_TELEMETRY=...)``)."""
+    """Resolve again on next use: after ``override_settings(SCHEDULED_ACTIONS_TELEMETRY=...)``, and after
+    setting OpenTelemetry's providers later than the app first looked (a worker already built keeps
+    what it resolved)."""
     global _active
     setting = kwargs.get("setting")
     if setting is not None and setting != "SCHEDULED_ACTIONS_TELEMETRY":

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from django_scheduled_actions import scheduler, workflows
+from django_scheduled_actions import telemetry as seam
 from django_scheduled_actions.cron.definitions import CronRegistry
 from django_scheduled_actions.cron.ticker import CronScheduler, sync
 from django_scheduled_actions.models import CronJob, ScheduledFunction, State, WorkerProcess, WorkflowRun
@@ -28,6 +29,7 @@ from tests.support import telemetry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 telemetry.install()
+seam.reset()  # the providers are set now: resolve again (a test run before this module may have resolved)
 tracer = trace.get_tracer("tests")
 
 
@@ -141,6 +143,15 @@ def test_telemetry_off_stores_and_records_nothing():
         assert ScheduledFunction.objects.get(pk=job_id).trace_context is None
         assert job_spans() == []
         assert telemetry.value("scheduled_actions.jobs.started", function=tf.traced_bump.name) == before
+
+
+def test_with_the_api_alone_and_no_provider_set_nothing_is_made():
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import ProxyTracerProvider
+
+    assert not seam._configured(ProxyTracerProvider(), NoOpMeterProvider())
+    assert seam._configured(trace.get_tracer_provider(), NoOpMeterProvider())  # the SDK's, set above
+    assert seam.active() is not None
 
 
 # --- metrics ---
