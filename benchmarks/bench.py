@@ -6,6 +6,7 @@
     python benchmarks/bench.py --db postgres --scale 1000000   # drain beside 1M finished + 1M future jobs
     python benchmarks/bench.py --rates              # rate limits: a limited drain against its rate
     python benchmarks/bench.py --io --db postgres   # I/O-bound actions: sync and async, connections held
+    python benchmarks/bench.py --telemetry          # the drain with OpenTelemetry on against off
 
 Every figure is printed as the median of the runs with the range [min-max], beside two baselines
 measured in the same run on the same database: a bare ``Model.objects.create`` of the same job row
@@ -512,6 +513,12 @@ def main() -> int:
         help="instead: the I/O-bound rows (50 ms actions, sync on 200 threads and async with 200 and 1,000 "
         "in flight; connections held, RSS), see benchmarks/waiting.py",
     )
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="instead: the no-op drains with OpenTelemetry tracing and metrics on (the SDK, dropping "
+        "exporters; the API alone) against off, interleaved, see benchmarks/telemetry.py",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = SIZES["smoke" if args.smoke else "full"]
@@ -527,6 +534,10 @@ def main() -> int:
             from benchmarks.waiting import measure_io
 
             print(json.dumps(measure_io(args.child, sizes["io"])))
+        elif args.telemetry:
+            from benchmarks.telemetry import measure_telemetry  # after django.setup(): it imports the test app
+
+            print(json.dumps(measure_telemetry(args.child, sizes["drain"], 1 if args.smoke else 3)))
         else:
             print(json.dumps(run_once(args.child, sizes)))
         return 0
@@ -543,6 +554,7 @@ def main() -> int:
                 + (["--scale", str(args.scale)] if args.scale else [])
                 + (["--rates"] if args.rates else [])
                 + (["--io"] if args.io else [])
+                + (["--telemetry"] if args.telemetry else [])
             )
             out = subprocess.run(cmd, env=env_for(db), cwd=ROOT, check=True, capture_output=True, text=True)
             all_results[db].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -556,6 +568,11 @@ def main() -> int:
         from benchmarks.waiting import report as io_report
 
         print(io_report(all_results, summarise))
+    elif args.telemetry:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.telemetry import report as telemetry_report  # here: after the path is set
+
+        print(telemetry_report(all_results, summarise))
     else:
         print(scale_report(all_results, args.scale) if args.scale else report(all_results))
     return 0

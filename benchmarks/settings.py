@@ -16,3 +16,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "loggers": {"django_scheduled_actions": {"level": "WARNING"}},
 }
+# bench.py --telemetry: the drains with telemetry off, on with the API alone, and on with the SDK
+SCHEDULED_ACTIONS_TELEMETRY = env.bool("SCHEDULED_ACTIONS_TELEMETRY", default=True)
+if env("BENCH_OTEL_SDK", default=""):  # "1": traces and metrics; or "traces", "metrics"
+    from benchmarks.otel import install
+
+    install("traces,metrics" if env("BENCH_OTEL_SDK") == "1" else env("BENCH_OTEL_SDK"))

@@ -44,6 +44,12 @@ SETTINGS: dict[str, Setting] = {
         "seconds a due job whose function no live worker knows waits for one that "
         "does before it fails (0: fails at once)",
     ),
+    "TELEMETRY": Setting(
+        True,
+        "bool",
+        "OpenTelemetry spans and metrics of jobs, when opentelemetry-api is installed (the [otel] extra); "
+        "False: none, and the worker runs as without the extra",
+    ),
     "LISTEN_DATABASE": Setting(
         None,
         "alias",

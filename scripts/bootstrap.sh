@@ -5,8 +5,8 @@
 # servers only started when not accepting connections, and a venv is only (re)built when its stamp
 # (a hash of pyproject.toml, this script and its requirements) does not match.
 #
-#   .venv       Python 3.12, latest Django 6.x   pip install -e ".[postgres,mysql,demo,test,docs]"
-#   .venv-dj52  Python 3.11, Django>=5.2,<6     pip install -e ".[postgres,mysql,demo,test]"
+#   .venv       Python 3.12, latest Django 6.x   pip install -e ".[postgres,mysql,prometheus,demo,test,docs]"
+#   .venv-dj52  Python 3.11, Django>=5.2,<6     pip install -e ".[postgres,mysql,prometheus,demo,test]"
 # (the demo does not use these: scripts/demo.sh builds its own .venv-demo, with no root and no apt)
 # Each venv gets the django-stubs of its Django (stubs X.Y are for Django X.Y) and a mypy they support.
 #
@@ -165,8 +165,8 @@ build_venv() {  # build_venv DIR PYTHON EXTRAS SPEC...: the specs pin what diffe
     say "$dir: ready ($("$dir/bin/python" -c 'import django; print("Django", django.get_version())'), $((SECONDS - started))s)"
 }
 
-wants_venv .venv && build_venv .venv "$(find_python "${PYTHON312:-}" 3.12 3.13)" postgres,mysql,demo,test,docs \
+wants_venv .venv && build_venv .venv "$(find_python "${PYTHON312:-}" 3.12 3.13)" postgres,mysql,prometheus,demo,test,docs \
     "Django>=6,<7" "django-stubs[compatible-mypy]>=6,<7"
-wants_venv .venv-dj52 && build_venv .venv-dj52 "$(find_python "${PYTHON311:-}" 3.11)" postgres,mysql,demo,test \
+wants_venv .venv-dj52 && build_venv .venv-dj52 "$(find_python "${PYTHON311:-}" 3.11)" postgres,mysql,prometheus,demo,test \
     "Django>=5.2,<6" "django-stubs[compatible-mypy]>=5.2,<6"
 say "ok"

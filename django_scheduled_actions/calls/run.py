@@ -12,6 +12,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import DEFAULT_DB_ALIAS
 
+from .. import telemetry
 from ..conf import app_settings
 from ..core import guards, values
 from ..core.auth import ANONYMOUS, Auth
@@ -192,7 +193,8 @@ class QueryCtx:
         self._through = through  # how the database work of ctx.run_* runs: here, or on the worker's connections
 
     def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return self._through(lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+        with telemetry.call_span("query", fn):
+            return self._through(lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
 
 class MutationCtx(QueryCtx):
@@ -211,12 +213,14 @@ class MutationCtx(QueryCtx):
         return client if self._through is direct else Routed(client, self._through)  # type: ignore[return-value]
 
     def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return self._through(lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+        with telemetry.call_span("mutation", fn):
+            return self._through(lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
 
     def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         """Run an action: from an action. In a mutation this raises ``ActionInTransactionError`` (the
         mutation's transaction is open); schedule the action with ``ctx.scheduler`` instead."""
-        return _run_action(fn, args or {}, None, self.using, self.job, self.auth, self._through)
+        with telemetry.call_span("action", fn):
+            return _run_action(fn, args or {}, None, self.using, self.job, self.auth, self._through)
 
 
 class ActionCtx(MutationCtx):
@@ -240,22 +244,29 @@ class AsyncActionCtx:
         self._awaited, self._through = awaited, through
 
     async def run_query(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return await self._awaited(lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+        with telemetry.call_span("query", fn):
+            return await self._awaited(
+                lambda: run_query(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+            )
 
     async def run_mutation(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
-        return await self._awaited(lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth))
+        with telemetry.call_span("mutation", fn):
+            return await self._awaited(
+                lambda: run_mutation(fn, args or {}, using=self.using, job=self.job, auth=self.auth)
+            )
 
     async def run_action(self, fn: Function, args: dict[str, Any] | None = None) -> Any:
         """Another action: an async one is awaited here, a sync one runs on a thread of its own."""
         fn = _check_kind(fn, "action", "run_action")
-        if fn.is_async:
-            kwargs = prepare_args(fn, {} if args is None else args)
-            return await call_async_action_body(
-                fn, kwargs, self.using, self.job, self.auth, self._awaited, self._through
+        with telemetry.call_span("action", fn):
+            if fn.is_async:
+                kwargs = prepare_args(fn, {} if args is None else args)
+                return await call_async_action_body(
+                    fn, kwargs, self.using, self.job, self.auth, self._awaited, self._through
+                )
+            return await asyncio.to_thread(
+                _run_action, fn, args or {}, None, self.using, self.job, self.auth, self._through
             )
-        return await asyncio.to_thread(
-            _run_action, fn, args or {}, None, self.using, self.job, self.auth, self._through
-        )
 
     @property
     def scheduler(self) -> Any:

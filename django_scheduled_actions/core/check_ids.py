@@ -21,6 +21,7 @@ SETTINGS: dict[str, str] = {
     "QUEUE_CONCURRENCY": "scheduled_actions.E010",
     "UNKNOWN_FUNCTION_GRACE": "scheduled_actions.E011",
     "LISTEN_DATABASE": "scheduled_actions.E012",
+    "TELEMETRY": "scheduled_actions.E013",
 }
 
 # A bad code-defined cron (cron/definitions.py), naming the cron.

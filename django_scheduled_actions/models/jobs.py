@@ -290,6 +290,13 @@ class ScheduledFunction(models.Model):
         db_index=False,  # sa_job_retry_of_unique
         help_text=_("the failed or canceled job this one retries"),
     )
+    trace_context = models.CharField(  # noqa: DJ001 -- NULL: not scheduled inside a trace
+        max_length=1024,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("the W3C trace context it was scheduled in (traceparent, then tracestate): its span continues it"),
+    )
 
     objects = ScheduledFunctionQuerySet.as_manager()
 

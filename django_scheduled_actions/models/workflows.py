@@ -36,6 +36,13 @@ class WorkflowRun(models.Model):
     inbox = models.JSONField(default=list, blank=True, help_text=_("events sent before a step waited for them"))
     created_at = models.DateTimeField(default=_now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    trace_context = models.CharField(  # noqa: DJ001 -- NULL: not started inside a trace
+        max_length=1024,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("the W3C trace context it was started in: every replay and step continues that trace"),
+    )
 
     class Meta:
         db_table = "scheduled_actions_workflow_run"

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 
+from .. import telemetry
 from ..conf import app_settings
 from ..core import values
 from ..core.jobs import JobInfo
@@ -72,6 +73,7 @@ def row(
         "priority": fn.options.priority if priority is None else values.priority(priority),
         "max_attempts": fn.retry.max_attempts,
         "parent_id": parent.id if parent else None,
+        "trace_context": telemetry.trace_context(),
         **fields,
     }
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from .. import signals
+from .. import signals, telemetry
 from ..calls.run import call_action_body, call_async_action_body
 from ..calls.through import Through, direct
 from ..conf import app_settings
@@ -50,6 +50,7 @@ class Actions:
         self.outcomes, self.store, self.done, self.group_size = outcomes, outcomes.store, done, group_size
         self.write = settle or outcomes.settle  # the worker's ledger, when there is one
         self.through = through  # how the bodies' ctx reach the database: the worker's connections
+        self.spans = telemetry.active()  # None: the bodies run as they are (no span, nothing imported)
 
     def run(self, first: Runnable, watch: Watch, abandoned: Callable[[], bool], take: Take) -> Claimed | None:
         """Start and run ``first``, then the actions ``take`` hands over: the successes of one group and the
@@ -124,11 +125,10 @@ class Actions:
         timeout = fn.timeout if fn.timeout is not None else float(app_settings.ACTION_TIMEOUT)
         watch(time.monotonic() + timeout, job)
         try:
-            kwargs = fn.validator.to_python(job.args)
-            if fn.is_async:  # no event loop of a worker's around (run_due_jobs, a test's Executor): to completion
-                result = async_to_sync(call_async_action_body)(fn, kwargs, self.store.using, info)
+            if self.spans is None:
+                result = self._body(fn, job, info)
             else:
-                result = call_action_body(fn, kwargs, self.store.using, info, through=self.through)
+                result = self.spans.run_job(job, info, lambda: self._body(fn, job, info))
         except BaseException as exc:  # not only Exception: a SystemExit must not strand the job
             watch(None, None)
             if not abandoned():
@@ -142,6 +142,12 @@ class Actions:
             logger.warning("late result of a timed-out action discarded job=%s name=%s", job.pk, job.name)
             return None
         return (result,)
+
+    def _body(self, fn: Function, job: ScheduledFunction, info: JobInfo) -> Any:
+        kwargs = fn.validator.to_python(job.args)
+        if fn.is_async:  # no event loop of a worker's around (run_due_jobs, a test's Executor): to completion
+            return async_to_sync(call_async_action_body)(fn, kwargs, self.store.using, info)
+        return call_action_body(fn, kwargs, self.store.using, info, through=self.through)
 
     def _settle(self, outcomes: list[Outcome], starts: list[Claimed]) -> set[int]:
         """Write succeeded actions and start the next ones; returns the ids that started."""

@@ -14,10 +14,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
+from typing import Any
 
-from .. import signals
+from .. import signals, telemetry
 from ..calls.run import call_async_action_body
 from ..conf import app_settings
 from ..core import guards
@@ -50,6 +51,10 @@ class AsyncRunner(threading.Thread):
         self.running: dict[asyncio.Task[None], ScheduledFunction] = {}
         self.beat = time.monotonic()
         self._ready = threading.Event()
+        self.spans = telemetry.active()  # None: the bodies run as they are (no span, nothing imported)
+        # the bodies' ctx calls, carrying the body's trace to the connections' threads when telemetry is on
+        self.awaited = telemetry.carrying_awaited(connections.awaited)
+        self.through = telemetry.carrying(connections.through)
         self._watchdog = threading.Thread(target=self._watch, name="scheduled-actions-async-watchdog", daemon=True)
 
     def run(self) -> None:
@@ -118,15 +123,10 @@ class AsyncRunner(threading.Thread):
         budget = asyncio.timeout(timeout)
         try:
             async with budget:
-                result = await call_async_action_body(
-                    fn,
-                    fn.validator.to_python(job.args),
-                    self.outcomes.store.using,
-                    info,
-                    None,
-                    self.connections.awaited,
-                    self.connections.through,
-                )
+                if self.spans is None:
+                    result = await self._body(fn, job, info)
+                else:
+                    result = await self.spans.run_async_job(job, info, lambda: self._body(fn, job, info))
         except BaseException as exc:  # CancelledError, SystemExit from a body too: recorded, the loop goes on
             failure: BaseException = exc
             if budget.expired():
@@ -138,6 +138,11 @@ class AsyncRunner(threading.Thread):
             if error is not None:
                 logger.error("could not record the outcome of job=%s; its lease will expire", job.pk)
         self.done(job)
+
+    def _body(self, fn: Function, job: ScheduledFunction, info: JobInfo) -> Coroutine[Any, Any, Any]:
+        return call_async_action_body(
+            fn, fn.validator.to_python(job.args), self.outcomes.store.using, info, None, self.awaited, self.through
+        )
 
     def _tick(self) -> None:
         self.beat = time.monotonic()

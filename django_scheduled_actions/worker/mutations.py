@@ -23,7 +23,7 @@ from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from .. import signals
+from .. import signals, telemetry
 from ..calls.run import call_mutation_body
 from ..conf import app_settings
 from ..core import guards
@@ -65,6 +65,7 @@ class Mutations:
         self.outcomes, self.store, self.done = outcomes, outcomes.store, done
         self.using, self.clock, self.worker_id = outcomes.store.using, outcomes.clock, outcomes.worker_id
         self.group = GroupSize()
+        self.spans = telemetry.active()  # None: the bodies run as they are (no span, nothing imported)
 
     def run_together(self, taken: list[Runnable], take: Take) -> Claimed | None:
         """Run the mutation in ``taken`` and those ``take`` hands over in one transaction with one
@@ -83,7 +84,7 @@ class Mutations:
                     send(signals.job_started, job, worker_id=self.worker_id)
                     failing = len(rows)
                     info = JobInfo(job.pk, job.name, job.attempts + 1, job.scheduled_time, "mutation")
-                    result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
+                    result = self._body(fn, job, info)
                     failing = None
                     rows.append((getattr(job, "ctid", None), job.pk, token, result, started))
                     if len(rows) >= self.group.now or time.monotonic() > limit:
@@ -103,6 +104,14 @@ class Mutations:
             send(signals.job_succeeded, job, result=row[3], worker_id=self.worker_id)
             self.done(job)
         return leftover
+
+    def _body(self, fn: Function, job: ScheduledFunction, info: JobInfo) -> Any:
+        """The job's body, in its own span when telemetry is on (each job of a group has its own)."""
+        if self.spans is None:
+            return call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
+        return self.spans.run_job(
+            job, info, lambda: call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
+        )
 
     def _after_rollback(self, taken: list[Runnable], failing: int | None, exc: BaseException) -> None:
         lost_connection = isinstance(exc, DatabaseError) and is_connection_error(exc)
@@ -158,7 +167,7 @@ class Mutations:
         ctid = getattr(job, "ctid", None)  # PostgreSQL claims return it
 
         def body() -> Any:
-            result = call_mutation_body(fn, fn.validator.to_python(job.args), self.using, info)
+            result = self._body(fn, job, info)
             if not store.complete_mutation(ctid, job.pk, token, result, self.clock(), started):
                 raise ClaimLost
             return result

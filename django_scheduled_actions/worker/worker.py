@@ -26,6 +26,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
+from .. import telemetry
 from ..calls.through import direct
 from ..conf import app_settings
 from ..core.registry import registry
@@ -102,7 +103,8 @@ class Worker:
         self.connections = Connections(db_connections - own, using, executors=concurrency)
         self.own_store = DatabaseStore(using)  # the heartbeat's, on its own connection
         self.store = store or PooledStore(self.own_store, self.connections)
-        self.through = self.connections.through if store is None else direct
+        # carrying: with telemetry on, work handed to the connections' threads keeps the caller's trace
+        self.through = telemetry.carrying(self.connections.through) if store is None else direct
         self.wake = Wakeup()
         self.stopping, self.finished = threading.Event(), threading.Event()
         self.signalled: int | None = None  # the SIGTERM/SIGINT that asked the worker to stop

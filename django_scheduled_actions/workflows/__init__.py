@@ -29,7 +29,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
-from .. import signals
+from .. import signals, telemetry
 from ..core import guards, values
 from ..core.workflows import Workflow
 from ..models import WorkflowRun
@@ -61,7 +61,11 @@ class Workflows:
             try:
                 with transaction.atomic(using=self.using):
                     run = WorkflowRun.objects.using(self.using).create(
-                        name=fn.name, args=json_args, idempotency_key=key, queue=fn.queue
+                        name=fn.name,
+                        args=json_args,
+                        idempotency_key=key,
+                        queue=fn.queue,
+                        trace_context=telemetry.trace_context(),
                     )
             except IntegrityError:
                 held = self._held(key, fn) if key is not None else None

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import signals
+from .. import signals, telemetry
 from ..core.registry import Function, registry
 from ..core.retry import RetryPolicy
 from ..models import ScheduledFunction, WorkflowRun, WorkflowStep
@@ -58,11 +58,12 @@ def schedule_resume(
         args["failures"] = failures
     resume = registry.get(RESUME)
     scheduler = Scheduler(using=using)
-    job_id = (
-        scheduler.run_at(at, resume, args, queue=run.queue)
-        if at
-        else scheduler.run_after(0, resume, args, queue=run.queue)
-    )
+    with telemetry.continuing(run.trace_context):  # every replay, whoever asks for it, in the run's trace
+        job_id = (
+            scheduler.run_at(at, resume, args, queue=run.queue)
+            if at
+            else scheduler.run_after(0, resume, args, queue=run.queue)
+        )
     assert job_id is not None  # no idempotency key: always written
     return job_id
 

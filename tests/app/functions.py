@@ -27,6 +27,7 @@ from . import (
     orchestration_functions,  # noqa: F401 - registers the functions of the batch, limit and saga tests
     process_functions,  # noqa: F401 - registers the functions of the process tests
     rate_functions,  # noqa: F401 - registers the functions of the rate limit tests
+    telemetry_functions,  # noqa: F401 - registers the functions of the telemetry tests
     workflow_functions,  # noqa: F401 - registers the functions and workflows of the workflow tests
 )
 from .models import Batch, Counter, Effect, Note, Order

@@ -50,4 +50,5 @@ def test_the_ids_of_the_settings_never_moved():
         "QUEUE_CONCURRENCY": 10,
         "UNKNOWN_FUNCTION_GRACE": 11,
         "LISTEN_DATABASE": 12,
+        "TELEMETRY": 13,
     }

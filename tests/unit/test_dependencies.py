@@ -9,8 +9,18 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
-# packages of the extras (postgres, mysql, demo, test, docs) that a plain install does not bring
-OPTIONAL = ["requests", "environ", "psycopg", "psycopg_pool", "MySQLdb", "pytest", "hypothesis", "mkdocs"]
+# packages of the extras (postgres, mysql, otel, prometheus, demo, test, docs) that a plain install does not bring
+OPTIONAL = [
+    "requests",
+    "environ",
+    "psycopg",
+    "psycopg_pool",
+    "MySQLdb",
+    "pytest",
+    "hypothesis",
+    "mkdocs",
+    "opentelemetry",
+]
 
 
 def test_the_runtime_dependencies_are_django_and_croniter():
