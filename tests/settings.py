@@ -22,6 +22,9 @@ if env.bool("TEST_DJANGO_POOL", default=False):  # noqa: F405
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 8, "timeout": 30}  # noqa: F405
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 SCHEDULED_ACTIONS_POLL_INTERVAL = 0.2
+# off but in tests/db/test_telemetry.py: the SDK providers it installs are global to the test process, and
+# other tests count the receivers of the signals (the metrics connect theirs while telemetry is on)
+SCHEDULED_ACTIONS_TELEMETRY = False
 # worker logs in process tests: WARNING keeps failure messages short; TEST_LOG_LEVEL=INFO when running one down
 LOGGING["loggers"]["django_scheduled_actions"]["level"] = env("TEST_LOG_LEVEL", default="WARNING")  # noqa: F405
 SCHEDULED_ACTIONS_LEASE_SECONDS = env.float("SCHEDULED_ACTIONS_LEASE_SECONDS", default=60)  # noqa: F405

@@ -34,7 +34,8 @@ tracer = trace.get_tracer("tests")
 
 
 @pytest.fixture(autouse=True)
-def fresh(monkeypatch):
+def fresh(monkeypatch, settings):
+    settings.SCHEDULED_ACTIONS_TELEMETRY = True  # tests.settings has it off for the other tests
     telemetry.SPANS.clear()
     monkeypatch.setattr(telemetry_metrics, "SNAPSHOT_SECONDS", 0.0)  # each read queries: no second-long cache
 
