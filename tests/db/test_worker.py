@@ -24,6 +24,7 @@ from django_scheduled_actions.worker.maintenance import prune, recover_expired
 from tests.app import functions as f
 from tests.app.models import Counter, Effect, Note
 from tests.support import subprocess_env, wait_until
+from tests.support.connections import kill_other_connections
 from tests.support.threads import WorkerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -473,28 +474,13 @@ def test_postgresql_vacuums_the_jobs_table_by_dead_rows_not_by_its_size(vendor):
     assert sorted(options) == ["autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000"]
 
 
-def _kill_other_connections(vendor):
-    with connection.cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return len(cursor.fetchall())
-        cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()")
-        ids = [row[0] for row in cursor.fetchall()]
-        for pid in ids:
-            cursor.execute(f"KILL CONNECTION {int(pid)}")
-        return len(ids)
-
-
 def test_worker_reconnects_after_its_connections_are_killed(vendor):
     if vendor == "sqlite":
         pytest.skip("SQLite has no server connections to kill")
     with WorkerThread(concurrency=2):
         first = scheduler.run_after(0, f.record, {"key": "before"})
         wait_until(lambda: Jobs.filter(pk=first, state=State.SUCCESS).exists(), message="first job")
-        assert _kill_other_connections(vendor) >= 2
+        assert kill_other_connections(vendor) >= 2
         later = [scheduler.run_after(0, f.record, {"key": f"after-{i}"}) for i in range(3)]
         later.append(scheduler.run_after(0, f.action_via_ctx, {"name": "after"}))
         wait_until(

@@ -28,6 +28,7 @@ from tests.app import functions as f
 from tests.app import process_functions as pf
 from tests.app.models import Batch, Counter, Effect
 from tests.support import start_worker
+from tests.support.connections import kill_other_connections
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
@@ -670,24 +671,6 @@ def test_after_a_short_grace_jobs_no_worker_knows_fail(workers):
 
 
 # --- the database connection: killed under a running worker ---
-
-
-def kill_other_connections(vendor: str, keep_listener: bool = False) -> int:
-    """Terminate every connection to the test database but this process's own (a database restart, as far
-    as the workers can tell), or all but PostgreSQL's LISTEN connections. Returns how many were killed."""
-    with connection.cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND NOT (%s AND query LIKE 'LISTEN %%')",
-                [keep_listener],
-            )
-            return len(cursor.fetchall())
-        cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()")
-        ids = [row[0] for row in cursor.fetchall()]
-        for pk in ids:
-            cursor.execute(f"KILL CONNECTION {int(pk)}")
-        return len(ids)
 
 
 def test_worker_reconnects_after_its_connections_are_killed_and_the_mutation_runs_once(workers, tmp_path, vendor):
