@@ -154,9 +154,10 @@ def measure_enqueue(sizes: dict[str, int]) -> dict[str, float]:
     return results
 
 
-def start_worker(db: str, **extra_env: str) -> subprocess.Popen:
+def start_worker(db: str, *options: str, **extra_env: str) -> subprocess.Popen:
+    """``runworker --no-crons`` with ``options`` (default ``--concurrency 4``), its output discarded."""
     return subprocess.Popen(
-        [sys.executable, "-m", "django", "runworker", "--concurrency", "4", "--no-crons"],
+        [sys.executable, "-m", "django", "runworker", *(options or ("--concurrency", "4")), "--no-crons"],
         env={**env_for(db), **extra_env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -18,8 +18,6 @@ Connections are sampled every 50 ms in ``pg_stat_activity`` / MariaDB's processl
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 WAIT = 0.05
@@ -69,6 +67,7 @@ def io_drain(db: str, fn_name: str, options: list[str], n: int) -> tuple[float, 
     from django_scheduled_actions.models import ScheduledFunction
     from tests.app import async_functions as af
     from tests.app.models import Effect
+    from tests.support.connections import other_connections
 
     ScheduledFunction.objects.exclude(name=bench.FILLER).delete()
     Effect.objects.all().delete()
@@ -76,15 +75,8 @@ def io_drain(db: str, fn_name: str, options: list[str], n: int) -> tuple[float, 
     bench.analyze()
     before = ScheduledFunction.objects.aggregate(first=Min("pk"))["first"] - 1
     done = ScheduledFunction.objects.filter(pk__gt=before, state="success")
-    baseline = _connections() if connection.vendor != "sqlite" else 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "runworker", *options, "--db-connections", str(CONNECTIONS), "--no-crons"],
-        env=bench.env_for(db),
-        cwd=bench.ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    baseline = other_connections() if connection.vendor != "sqlite" else 0
+    proc = bench.start_worker(db, *options, "--db-connections", str(CONNECTIONS))
     peak = 0
     try:
         deadline = time.monotonic() + max(120.0, n / 20)
@@ -92,7 +84,7 @@ def io_drain(db: str, fn_name: str, options: list[str], n: int) -> tuple[float, 
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise TimeoutError(f"the I/O drain of {fn_name} did not finish (the worker exited: {proc.poll()})")
             if connection.vendor != "sqlite":
-                peak = max(peak, _connections() - baseline)
+                peak = max(peak, other_connections() - baseline)
             time.sleep(0.05)
         rss = bench.peak_rss_mb(proc)
     finally:
@@ -101,22 +93,6 @@ def io_drain(db: str, fn_name: str, options: list[str], n: int) -> tuple[float, 
         raise AssertionError(f"{Effect.objects.count()} effects recorded for {n} jobs")
     span = done.aggregate(first=Min("started_at"), last=Max("completed_time"))
     return bench.rate(n, (span["last"] - span["first"]).total_seconds()), peak, rss
-
-
-def _connections() -> int:
-    """Connections to this database but this process's own."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        else:
-            cursor.execute(
-                "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-            )
-        return int(cursor.fetchone()[0])
 
 
 def report(all_results: dict[str, list[dict[str, float]]], summarise) -> str:

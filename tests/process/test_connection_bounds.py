@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.db.models import Count
 
 from django_scheduled_actions import scheduler
@@ -19,35 +18,22 @@ from tests.app import async_functions as af
 from tests.app import functions as f
 from tests.app.models import Effect
 from tests.support import start_worker
+from tests.support.connections import other_connections
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 LIMIT = 4
 JOBS = 600  # of each kind
 
 
-def worker_connections() -> int:
-    """Connections to the test database but this test's own."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        else:
-            cursor.execute(
-                "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-            )
-        return cursor.fetchone()[0]
-
-
 def drain_counting_connections(log: Path, *args: str, **env: str) -> tuple[int, int]:
     """Run a worker (``runworker *args``, logging to ``log``) until every job succeeded, it exits, or two
     minutes pass, then SIGTERM it; returns the most connections it held at once, and its exit code."""
-    before = worker_connections()
+    before = other_connections()
     worker = start_worker(*args, log=log, **env)
     peak, deadline = 0, time.monotonic() + 120
     try:
         while time.monotonic() < deadline and worker.poll() is None:
-            peak = max(peak, worker_connections() - before)
+            peak = max(peak, other_connections() - before)
             if not ScheduledFunction.objects.exclude(state=State.SUCCESS).exists():
                 break
             time.sleep(0.05)

@@ -1,9 +1,24 @@
-"""Killing the other connections to the test database, as a database restart would, as far as the workers
-can tell (tests/process/test_processes.py, tests/db/test_worker.py)."""
+"""The other connections to the database: counting them (what a worker holds: the connection-bound tests,
+benchmarks/waiting.py) and killing them, as a database restart would, as far as the workers can tell
+(tests/process/test_processes.py, tests/db/test_worker.py)."""
 
 from __future__ import annotations
 
 from django.db import OperationalError, connection
+
+
+def other_connections() -> int:
+    """Connections to this database but this process's own (PostgreSQL and MariaDB)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        else:
+            cursor.execute(
+                "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+        return int(cursor.fetchone()[0])
 
 
 def kill_other_connections(vendor: str, keep_listener: bool = False) -> int:
